@@ -1,0 +1,134 @@
+"""The typed records the runtime returns: outcomes, log entries, executions, snippets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+__all__ = [
+    "DEFAULT_MAX_EXECUTIONS",
+    "DEFAULT_PAUSED_TTL",
+    "MAX_DURABLE_VALUE_BYTES",
+    "STEP_CONNECTOR",
+    "Execution",
+    "ExecutionStatus",
+    "LogEntry",
+    "LogState",
+    "Outcome",
+    "OutcomeStatus",
+    "PendingAction",
+    "Snippet",
+]
+
+MAX_DURABLE_VALUE_BYTES = 1_000_000
+DEFAULT_MAX_EXECUTIONS = 50
+DEFAULT_PAUSED_TTL = timedelta(hours=24)
+STEP_CONNECTOR = "__step"
+MAX_MODEL_LOG_CHARS = 20_000
+
+ExecutionStatus = Literal["running", "paused", "completed", "error", "rejected", "rolled_back"]
+TERMINAL_STATUSES: tuple[ExecutionStatus, ...] = ("completed", "error", "rejected", "rolled_back")
+LogState = Literal["executing", "applied", "pending", "reverted", "error"]
+OutcomeStatus = Literal["completed", "paused", "error"]
+
+
+@dataclass(frozen=True)
+class PendingAction:
+    """A call waiting for a human: approve the run or reject this seq."""
+
+    execution_id: str
+    seq: int
+    connector: str
+    method: str
+    args: Any
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One decided call (or `codemode.step`, connector `"__step"`) in a run's durable log."""
+
+    seq: int
+    connector: str
+    method: str
+    args: Any
+    result: Any
+    requires_approval: bool
+    ephemeral: bool
+    state: LogState
+
+
+@dataclass(frozen=True)
+class Execution:
+    """A run as stored: the audit trail."""
+
+    id: str
+    code: str
+    status: ExecutionStatus
+    log: list[LogEntry]
+    result: Any
+    error: str | None
+    logs: list[str]
+    connectors: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """A saved program the model can find and re-run with `codemode.run(name, input)`."""
+
+    name: str
+    description: str
+    code: str
+    saved_at: datetime
+    input_schema: dict[str, Any] | None = None
+    connectors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one pass of a run ended with. Errors are returned, never raised."""
+
+    status: OutcomeStatus
+    execution_id: str
+    result: Any = None
+    error: str | None = None
+    pending: list[PendingAction] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+    calls: list[LogEntry] = field(default_factory=list)
+
+    def to_model_output(self) -> dict[str, Any]:
+        """The JSON-ready dict for the model: no call log, logs bounded."""
+        out: dict[str, Any] = {"status": self.status, "execution_id": self.execution_id}
+        if self.status == "completed":
+            out["result"] = self.result
+        elif self.status == "error":
+            out["error"] = self.error
+        else:
+            out["pending"] = [
+                {"seq": p.seq, "connector": p.connector, "method": p.method, "args": p.args} for p in self.pending
+            ]
+            out["message"] = (
+                "The run is paused waiting for a human to approve the pending action. "
+                "Tell the user what is pending and wait; do not run the code again."
+            )
+        if self.logs:
+            out["logs"] = _bounded_logs(self.logs)
+        return out
+
+
+def _bounded_logs(logs: list[str], limit: int = MAX_MODEL_LOG_CHARS) -> list[str]:
+    """Keep the newest console lines within `limit` characters, marking what was dropped."""
+    kept: list[str] = []
+    total = 0
+    for line in reversed(logs):
+        if total + len(line) > limit:
+            remaining = limit - total
+            if remaining > 200:
+                kept.append("…" + line[-remaining:])
+            kept.append(f"[codemode: {len(logs) - len(kept)} earlier console line(s) omitted]")
+            break
+        kept.append(line)
+        total += len(line)
+    return list(reversed(kept))
