@@ -1,0 +1,61 @@
+"""codemode: one `codemode(code)` tool for LLM agents, a sandbox, and a durable runtime.
+
+The model writes a short program; every connector call it makes is logged,
+paused for approval where required, resumed by replay, rejectable and
+roll-backable. This module is the whole public API.
+"""
+
+from codemode.connectors.base import Connector, ConnectorDescription, ToolContext, ToolSpec, tool
+from codemode.discovery import Description, SearchOutput, SearchResult
+from codemode.errors import CodemodeError, RollbackError
+from codemode.runtime.outcome import (
+    DEFAULT_MAX_EXECUTIONS,
+    DEFAULT_PAUSED_TTL,
+    MAX_DURABLE_VALUE_BYTES,
+    Execution,
+    LogEntry,
+    Outcome,
+    PendingAction,
+    Snippet,
+)
+from codemode.runtime.runtime import Runtime
+from codemode.runtime.sync import SyncRuntime
+from codemode.runtime.tool import CodeTool
+from codemode.sandbox.base import ExecuteResult, Executor
+from codemode.sandbox.monty import MontyExecutor
+from codemode.schema.names import sanitize_identifier
+from codemode.store.base import Store
+from codemode.store.sqlite import SqliteStore
+from codemode.truncate import truncate_response, truncate_result
+
+__all__ = [
+    "DEFAULT_MAX_EXECUTIONS",
+    "DEFAULT_PAUSED_TTL",
+    "MAX_DURABLE_VALUE_BYTES",
+    "CodeTool",
+    "CodemodeError",
+    "Connector",
+    "ConnectorDescription",
+    "Description",
+    "ExecuteResult",
+    "Execution",
+    "Executor",
+    "LogEntry",
+    "MontyExecutor",
+    "Outcome",
+    "PendingAction",
+    "RollbackError",
+    "Runtime",
+    "SearchOutput",
+    "SearchResult",
+    "Snippet",
+    "SqliteStore",
+    "Store",
+    "SyncRuntime",
+    "ToolContext",
+    "ToolSpec",
+    "sanitize_identifier",
+    "tool",
+    "truncate_response",
+    "truncate_result",
+]

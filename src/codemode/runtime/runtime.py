@@ -1,0 +1,401 @@
+"""`Runtime`: connectors + a sandbox + a durable store, and everything you do with runs.
+
+Every method is async; `runtime.sync` is the blocking twin for scripts.
+Errors meant for the model come back as `Outcome`s; only misuse by the host
+application raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import jsonschema
+
+from codemode.connectors.base import Connector, ToolContext, validate_namespace_name
+from codemode.discovery import Description, SearchOutput
+from codemode.discovery import describe as describe_target
+from codemode.discovery import search as search_catalog
+from codemode.errors import RollbackError
+from codemode.runtime import codec
+from codemode.runtime.codec import DurableValueError
+from codemode.runtime.outcome import (
+    DEFAULT_MAX_EXECUTIONS,
+    DEFAULT_PAUSED_TTL,
+    MAX_DURABLE_VALUE_BYTES,
+    Execution,
+    Outcome,
+    PendingAction,
+    Snippet,
+)
+from codemode.runtime.passes import Pass, Setup
+from codemode.sandbox.base import Executor, Namespace
+from codemode.schema.base import DeclarationRenderer
+from codemode.store.base import Store
+
+if TYPE_CHECKING:
+    from codemode.runtime.sync import SyncRuntime
+    from codemode.runtime.tool import CodeTool
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger("codemode")
+_RUNTIME_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+MAX_STORED_LOG_CHARS = 1_000_000
+LOGS_DROPPED = "[codemode: earlier console output dropped: too large to record]"
+
+TransformResult = Callable[[Any], Any]
+
+
+class Runtime:
+    """A durable code-mode runtime. Construct once; use from many tasks (and processes sharing the store)."""
+
+    def __init__(
+        self,
+        connectors: Sequence[Connector],
+        executor: Executor | None = None,
+        store: Store | None = None,
+        *,
+        name: str = "default",
+        max_executions: int = DEFAULT_MAX_EXECUTIONS,
+        transform_result: TransformResult | None = None,
+    ) -> None:
+        seen: set[str] = set()
+        for connector in connectors:
+            cname = validate_namespace_name(getattr(connector, "name", None))
+            if cname in seen:
+                raise ValueError(
+                    f'Duplicate connector name "{cname}": each connector needs a unique namespace in the sandbox.'
+                )
+            seen.add(cname)
+        if not _RUNTIME_NAME.match(name):
+            raise ValueError(f'Invalid codemode runtime name "{name}": use letters, digits, "_", "." or "-".')
+        if executor is None:
+            from codemode.sandbox.monty import MontyExecutor
+
+            executor = MontyExecutor()
+        if store is None:
+            from codemode.store.sqlite import SqliteStore
+
+            store = SqliteStore("codemode.db")
+        self.connectors = list(connectors)
+        self.executor = executor
+        self.store = store
+        self.name = name
+        self.max_executions = max_executions
+        self.transform_result = transform_result
+        self._setup: Setup | None = None
+        self._setup_lock = asyncio.Lock()
+        self._sync: SyncRuntime | None = None
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def __aenter__(self) -> Runtime:
+        await self.store.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release sandboxes and the store's connections."""
+        await self.executor.aclose()
+        await self.store.close()
+
+    @property
+    def sync(self) -> SyncRuntime:
+        """The blocking twin of every method, for scripts and CLIs."""
+        if self._sync is None:
+            from codemode.runtime.sync import SyncRuntime
+
+            self._sync = SyncRuntime(self)
+        return self._sync
+
+    def tool(self, description: str | None = None, connector_hints: dict[str, str] | None = None) -> CodeTool:
+        """The one model-facing tool, `codemode(code)`."""
+        from codemode.runtime.tool import CodeTool
+
+        return CodeTool(self, description=description, connector_hints=connector_hints)
+
+    @property
+    def renderer(self) -> DeclarationRenderer:
+        """Declarations in the language of this runtime's sandbox."""
+        from codemode.schema.python import PythonDeclarations
+
+        return PythonDeclarations()
+
+    async def setup(self) -> Setup:
+        """Describe every connector once (memoized)."""
+        if self._setup is None:
+            async with self._setup_lock:
+                if self._setup is None:
+                    descriptions = await asyncio.gather(*(c.describe() for c in self.connectors))
+                    self._setup = Setup(
+                        connectors={d.name: c for d, c in zip(descriptions, self.connectors)},
+                        descriptions={d.name: d for d in descriptions},
+                        namespaces=[Namespace(d.name, frozenset(d.tools)) for d in descriptions],
+                    )
+        return self._setup
+
+    # -- running ------------------------------------------------------------
+
+    async def execute(self, code: str) -> Outcome:
+        """Run a program: completed, paused for approval, or error."""
+        if not isinstance(code, str):
+            return Outcome(status="error", execution_id="", error="code must be a string of Python source.")
+        size = len(code.encode("utf-8"))
+        if size > MAX_DURABLE_VALUE_BYTES:
+            return Outcome(
+                status="error", execution_id="", error=codec.too_large_message("The execution code", size)
+            )
+        setup = await self.setup()
+        execution_id = await self.store.begin(self.name, code, list(setup.connectors), self.max_executions)
+        return await self._run_pass(execution_id, code, setup)
+
+    async def approve(self, execution_id: str) -> Outcome:
+        """Resume a paused run: replay the log, run the approved action once, continue."""
+        setup = await self.setup()
+        existing = await self.store.get_execution(self.name, execution_id)
+        if existing is None:
+            return Outcome(status="error", execution_id=execution_id, error=f'No execution "{execution_id}" to resume.')
+        missing = [c for c in existing.connectors if c not in setup.connectors]
+        if missing:
+            names = ", ".join(f'"{c}"' for c in missing)
+            return Outcome(
+                status="error",
+                execution_id=execution_id,
+                error=f'Execution "{execution_id}" requires connector(s) {names} that are not configured on this '
+                "runtime.",
+            )
+        resumed = await self.store.resume(self.name, execution_id)
+        if resumed is None:
+            current = await self.store.get_execution(self.name, execution_id)
+            status = current.status if current else "deleted"
+            return Outcome(
+                status="error",
+                execution_id=execution_id,
+                error=f'Execution "{execution_id}" is not paused (status: {status}); only a paused run can be '
+                "approved.",
+            )
+        return await self._run_pass(execution_id, resumed.code, setup)
+
+    async def _run_pass(self, execution_id: str, code: str, setup: Setup) -> Outcome:
+        ended = False
+
+        async def end(status: str) -> None:
+            nonlocal ended
+            ended = True
+            await self._hooks("on_pass_end", execution_id, status)
+            if status != "paused":
+                await self._hooks("dispose_execution", execution_id, status)
+
+        try:
+            host = Pass(self, setup, execution_id)
+            result = await self.executor.execute(self.executor.normalize(code), setup.namespaces, host)
+            execution = await self.store.get_execution(self.name, execution_id)
+            if execution is None:
+                await end("error")
+                return Outcome(status="error", execution_id=execution_id, error="The execution was deleted mid-run.")
+            calls = execution.log
+            if execution.status == "paused":
+                await end("paused")
+                pending = await self.store.list_pending(self.name, execution_id)
+                return Outcome(status="paused", execution_id=execution_id, pending=pending, logs=result.logs,
+                               calls=calls)
+            if execution.status != "running":
+                await end("error")
+                error = execution.error or f"Execution ended with status {execution.status}."
+                return Outcome(status="error", execution_id=execution_id, error=error, logs=result.logs, calls=calls)
+            if result.error is not None or result.stopped:
+                message = self._with_globals_hint(result.error or "The program was stopped.", setup)
+                await self.store.fail(self.name, execution_id, message, _bounded_logs(result.logs))
+                await end("error")
+                return Outcome(status="error", execution_id=execution_id, error=message, logs=result.logs, calls=calls)
+            try:
+                stored = codec.to_stored("The result", result.result)
+            except DurableValueError as exc:
+                stored = codec.dumps(f"[codemode: result omitted from the audit trail: {exc}]")
+            if not await self.store.complete(self.name, execution_id, stored, _bounded_logs(result.logs)):
+                current = await self.store.get_execution(self.name, execution_id)
+                await end("error")
+                status = current.status if current else "deleted"
+                return Outcome(status="error", execution_id=execution_id,
+                               error=f"The execution was ended elsewhere (status: {status}).", calls=calls)
+            await end("completed")
+            return Outcome(
+                status="completed",
+                execution_id=execution_id,
+                result=await self._transform(result.result),
+                logs=result.logs,
+                calls=calls,
+            )
+        finally:
+            if not ended:
+                await self._hooks("on_pass_end", execution_id, "error")
+                await self._hooks("dispose_execution", execution_id, "error")
+
+    def _with_globals_hint(self, message: str, setup: Setup) -> str:
+        if re.search(r"\bis not defined\b", message):
+            names = ", ".join([*setup.connectors, "codemode"])
+            return f"{message}\n(the only globals available in the sandbox are: {names})"
+        return message
+
+    async def _transform(self, result: Any) -> Any:
+        if self.transform_result is None:
+            return result
+        try:
+            shaped = self.transform_result(result)
+            if isinstance(shaped, Awaitable):
+                shaped = await shaped
+            return shaped
+        except Exception:
+            log.warning("codemode: transform_result raised; returning the raw result.", exc_info=True)
+            return result
+
+    async def _hooks(self, hook: str, execution_id: str, status: str) -> None:
+        """Fan a lifecycle hook out to every connector; failures are logged, never raised."""
+
+        async def one(connector: Connector) -> None:
+            try:
+                await getattr(connector, hook)(execution_id, status)
+            except Exception:
+                log.warning("codemode: %s.%s failed for %s", connector.name, hook, execution_id, exc_info=True)
+
+        await asyncio.gather(*(one(c) for c in self.connectors))
+
+    # -- approvals and undo ---------------------------------------------------
+
+    async def pending(self, execution_id: str | None = None) -> list[PendingAction]:
+        """Actions awaiting approval: of one run, or of every paused run (newest first)."""
+        return await self.store.list_pending(self.name, execution_id)
+
+    async def reject(self, execution_id: str, seq: int) -> bool:
+        """End a paused run as `rejected`; False when nothing was pending at `seq` (stale or raced)."""
+        rejected = await self.store.reject(self.name, execution_id, seq)
+        if rejected:
+            await self._hooks("dispose_execution", execution_id, "rejected")
+        return rejected
+
+    async def rollback(self, execution_id: str) -> list[int]:
+        """Revert every applied action that has a revert, newest first; returns the reverted seqs."""
+        execution = await self.store.get_execution(self.name, execution_id)
+        if execution is None:
+            raise LookupError(f'No execution "{execution_id}" to roll back.')
+        if execution.status == "running":
+            raise RuntimeError(f'Execution "{execution_id}" is running; roll it back after its pass ends.')
+        setup = await self.setup()
+        ctx = ToolContext(execution_id=execution_id)
+        reverted: list[int] = []
+        failures: list[str] = []
+        for action in await self.store.actions_to_revert(self.name, execution_id):
+            connector = setup.connectors.get(action.connector)
+            if connector is None:
+                continue
+            try:
+                if await connector.revert_action(action.method, action.args, action.result, ctx):
+                    await self.store.mark_reverted(self.name, execution_id, action.seq)
+                    reverted.append(action.seq)
+            except Exception as exc:
+                failures.append(f"{action.connector}.{action.method}: {exc}")
+        if reverted:
+            await self.store.mark_rolled_back(self.name, execution_id)
+            await self._hooks("dispose_execution", execution_id, "rolled_back")
+        if failures:
+            raise RollbackError(
+                f"Rollback reverted {len(reverted)} action(s) but {len(failures)} failed: " + "; ".join(failures),
+                reverted,
+                failures,
+            )
+        return reverted
+
+    async def expire_paused(self, max_age: timedelta = DEFAULT_PAUSED_TTL) -> list[str]:
+        """Expire runs paused (or stuck running) longer than `max_age`; returns their ids."""
+        expired = await self.store.expire(self.name, max_age)
+        for execution_id in expired:
+            await self._hooks("dispose_execution", execution_id, "rejected")
+        return expired
+
+    # -- the audit trail ----------------------------------------------------
+
+    async def executions(self, limit: int | None = None) -> list[Execution]:
+        """Every run, newest first."""
+        return await self.store.list_executions(self.name, limit)
+
+    async def execution(self, execution_id: str) -> Execution | None:
+        return await self.store.get_execution(self.name, execution_id)
+
+    async def delete_execution(self, execution_id: str) -> bool:
+        """Delete a run and its log; a paused or running run's resources are disposed."""
+        status = await self.store.delete_execution(self.name, execution_id)
+        if status in ("paused", "running"):
+            await self._hooks("dispose_execution", execution_id, "rejected")
+        return status is not None
+
+    async def prune_executions(self, keep: int = DEFAULT_MAX_EXECUTIONS) -> int:
+        """Delete the oldest ended runs beyond `keep`; paused and running runs are kept."""
+        return await self.store.prune_executions(self.name, keep)
+
+    # -- snippets -----------------------------------------------------------
+
+    async def save_snippet(
+        self,
+        name: str,
+        *,
+        execution_id: str,
+        description: str = "",
+        input_schema: dict[str, Any] | None = None,
+    ) -> Snippet:
+        """Promote a run's program to a snippet the model can find and re-run."""
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise ValueError("A snippet name must be a non-empty string of at most 200 characters.")
+        execution = await self.store.get_execution(self.name, execution_id)
+        if execution is None:
+            raise LookupError(f'No execution "{execution_id}" to save from.')
+        schema_json: str | None = None
+        if input_schema is not None:
+            jsonschema.validators.validator_for(input_schema).check_schema(input_schema)
+            schema_json = codec.to_stored(f'The input schema of snippet "{name}"', input_schema)
+        snippet = Snippet(
+            name=name,
+            description=description,
+            code=execution.code,
+            saved_at=datetime.now(timezone.utc),
+            input_schema=input_schema,
+            connectors=list(execution.connectors),
+        )
+        await self.store.save_snippet(self.name, snippet, schema_json)
+        return snippet
+
+    async def snippets(self) -> list[Snippet]:
+        return await self.store.list_snippets(self.name)
+
+    async def delete_snippet(self, name: str) -> bool:
+        return await self.store.delete_snippet(self.name, name)
+
+    # -- discovery ----------------------------------------------------------
+
+    async def search(self, query: str) -> SearchOutput:
+        """Rank connector methods and snippets for a query, as `codemode.search` does in the sandbox."""
+        setup = await self.setup()
+        return search_catalog(query, list(setup.descriptions.values()), await self.snippets())
+
+    async def describe(self, target: str) -> Description:
+        """Declarations for a connector, `connector.method` or snippet, as `codemode.describe` gives them."""
+        setup = await self.setup()
+        return describe_target(target, list(setup.descriptions.values()), await self.snippets(), self.renderer)
+
+
+def _bounded_logs(logs: list[str]) -> list[str]:
+    """Stored console output is capped: the oldest half is dropped until it fits."""
+    kept, dropped = list(logs), False
+    while kept and sum(len(line) for line in kept) > MAX_STORED_LOG_CHARS:
+        dropped = True
+        kept = kept[len(kept) // 2 :] if len(kept) > 1 else [kept[0][-MAX_STORED_LOG_CHARS // 2 :]]
+    return [LOGS_DROPPED, *kept] if dropped else kept

@@ -1,0 +1,113 @@
+"""`SyncRuntime`: the blocking twin of `Runtime`, for scripts, CLIs and notebooks.
+
+All calls run on one private event loop in a background thread, so sandboxes
+and store connections stay warm between calls (a fresh `asyncio.run` per call
+would start them cold every time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from codemode.discovery import Description, SearchOutput
+from codemode.runtime.outcome import DEFAULT_MAX_EXECUTIONS, DEFAULT_PAUSED_TTL, Execution, Outcome, PendingAction, Snippet
+
+if TYPE_CHECKING:
+    from codemode.runtime.runtime import Runtime
+
+__all__ = ["SyncRuntime"]
+
+T = TypeVar("T")
+
+
+class SyncRuntime:
+    """Every `Runtime` method, blocking. Get it as `runtime.sync`; close it with `close()` or `with`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="codemode-sync", daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+            loop = self._loop
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    def close(self) -> None:
+        """Release sandboxes and the store, then stop the background loop."""
+        if self._loop is None:
+            return
+        try:
+            self._call(self.runtime.aclose())
+        finally:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+            loop.call_soon_threadsafe(loop.stop)
+            if thread is not None:
+                thread.join()
+            loop.close()
+
+    def __enter__(self) -> SyncRuntime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def execute(self, code: str) -> Outcome:
+        return self._call(self.runtime.execute(code))
+
+    def approve(self, execution_id: str) -> Outcome:
+        return self._call(self.runtime.approve(execution_id))
+
+    def reject(self, execution_id: str, seq: int) -> bool:
+        return self._call(self.runtime.reject(execution_id, seq))
+
+    def rollback(self, execution_id: str) -> list[int]:
+        return self._call(self.runtime.rollback(execution_id))
+
+    def pending(self, execution_id: str | None = None) -> list[PendingAction]:
+        return self._call(self.runtime.pending(execution_id))
+
+    def expire_paused(self, max_age: timedelta = DEFAULT_PAUSED_TTL) -> list[str]:
+        return self._call(self.runtime.expire_paused(max_age))
+
+    def executions(self, limit: int | None = None) -> list[Execution]:
+        return self._call(self.runtime.executions(limit))
+
+    def execution(self, execution_id: str) -> Execution | None:
+        return self._call(self.runtime.execution(execution_id))
+
+    def delete_execution(self, execution_id: str) -> bool:
+        return self._call(self.runtime.delete_execution(execution_id))
+
+    def prune_executions(self, keep: int = DEFAULT_MAX_EXECUTIONS) -> int:
+        return self._call(self.runtime.prune_executions(keep))
+
+    def save_snippet(
+        self, name: str, *, execution_id: str, description: str = "", input_schema: dict[str, Any] | None = None
+    ) -> Snippet:
+        return self._call(
+            self.runtime.save_snippet(name, execution_id=execution_id, description=description, input_schema=input_schema)
+        )
+
+    def snippets(self) -> list[Snippet]:
+        return self._call(self.runtime.snippets())
+
+    def delete_snippet(self, name: str) -> bool:
+        return self._call(self.runtime.delete_snippet(name))
+
+    def search(self, query: str) -> SearchOutput:
+        return self._call(self.runtime.search(query))
+
+    def describe(self, target: str) -> Description:
+        return self._call(self.runtime.describe(target))

@@ -1,0 +1,350 @@
+"""`MontyExecutor`: Python programs in Monty worker processes.
+
+The program runs in a `pydantic-monty` worker: a separate process with no
+filesystem, environment, network or subprocess surface. Connector namespaces
+enter as `ClassInstance` objects whose method calls suspend the worker; this
+driver answers each suspension itself (`feed_start` / `resume`), so it sees
+every call in program order, starts host work concurrently for
+`asyncio.gather`, and can stop the program at any point by simply not
+resuming it. `codemode` is defined by a short prelude fed first, so that
+`codemode.step` can call the program's own function inside the sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import pydantic_monty as monty
+
+from codemode.sandbox.base import (
+    PLATFORM_METHODS,
+    ExecuteResult,
+    Host,
+    Namespace,
+    StopExecution,
+    ToolError,
+)
+from codemode.sandbox.normalize import normalize_python
+
+__all__ = ["MontyExecutor"]
+
+# Fed before the program in the same session. The host object reaches the
+# factory through a one-time call, so the program's only new global is `codemode`.
+PRELUDE = '''
+def codemode(host):
+    class Codemode:
+        async def search(self, query):
+            return await host.search(query=query)
+
+        async def describe(self, target):
+            return await host.describe(target=target)
+
+        async def run(self, name, input=None):
+            return await host.run(name=name, input=input)
+
+        async def step(self, name, fn):
+            decision = await host.step_decide(name=name)
+            if decision["replay"]:
+                return decision["value"]
+            value = fn()
+            if type(value).__name__ == "coroutine":
+                value = await value
+            return await host.step_record(seq=decision["seq"], value=value)
+
+    return Codemode()
+
+
+codemode = codemode(__codemode_host__())
+'''
+_PROGRAM_FILE = "<python-input-1>"  # the second feed of a session: the program itself
+MAX_CONSOLE_CHARS = 1_000_000
+
+
+class MontyExecutor:
+    """Runs Python (Monty's subset) with a wall-clock timeout, memory and recursion limits."""
+
+    language: Literal["python", "javascript"] = "python"
+
+    def __init__(
+        self,
+        timeout: float = 60.0,
+        memory_limit: int = 256 * 2**20,
+        *,
+        recursion_limit: int = 1000,
+        max_round_trips: int = 100_000,
+        max_workers: int = 16,
+        warm_workers: int = 1,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.timeout = timeout
+        self.memory_limit = memory_limit
+        self.recursion_limit = recursion_limit
+        self.max_round_trips = max_round_trips
+        self.max_workers = max_workers
+        self.warm_workers = warm_workers
+        self._pools: dict[asyncio.AbstractEventLoop, monty.AsyncMonty] = {}
+
+    def normalize(self, code: str) -> str:
+        return normalize_python(code)
+
+    async def _pool(self) -> monty.AsyncMonty:
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None:
+            pool = monty.AsyncMonty(min_processes=self.warm_workers, max_processes=self.max_workers)
+            await pool.__aenter__()
+            self._pools[loop] = pool
+        return pool
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        pool = self._pools.pop(loop, None)
+        if pool is not None:
+            await pool.__aexit__(None, None, None)
+
+    def _limits(self) -> monty.ResourceLimits:
+        return {
+            "max_feed_duration_secs": self.timeout,
+            "max_memory": self.memory_limit,
+            "max_recursion_depth": self.recursion_limit,
+            "max_suspensions": self.max_round_trips,
+            "max_total_sleep_secs": self.timeout,
+        }
+
+    async def execute(
+        self, code: str, namespaces: Sequence[Namespace], host: Host, *, input: Any = None
+    ) -> ExecuteResult:
+        pool = await self._pool()
+        run = _Run(self, namespaces, host)
+        async with pool.checkout(limits=self._limits(), script_name="program.py") as session:
+            return await run.drive(session, code, input)
+
+
+class _Run:
+    """One program in one checked-out worker."""
+
+    def __init__(self, executor: MontyExecutor, namespaces: Sequence[Namespace], host: Host) -> None:
+        self.executor = executor
+        self.host = host
+        self.console = _Console()
+        self.platform = monty.ClassInstance(type("codemode_host", (), {})(), allowed_methods=PLATFORM_METHODS)
+        self.objects: dict[Any, str] = {self.platform.id: "codemode"}
+        self.inputs: dict[str, Any] = {}
+        for ns in namespaces:
+            instance = monty.ClassInstance(type(ns.name, (), {})(), allowed_methods=sorted(ns.methods))
+            self.objects[instance.id] = ns.name
+            self.inputs[ns.name] = instance
+        self.tasks: dict[int, asyncio.Task[Any]] = {}
+        self.timed_out = False
+
+    async def drive(self, session: monty.AsyncMontySession, code: str, input: Any) -> ExecuteResult:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.executor.timeout
+        await session.feed_run(PRELUDE, external_lookup={"__codemode_host__": lambda: self.platform})
+        pid = session.worker_pid
+        timer = loop.call_at(deadline, self._kill, pid)
+        try:
+            return await self._drive(session, code, input, deadline)
+        finally:
+            timer.cancel()
+            await self._settle(deadline)
+
+    def _kill(self, pid: int | None) -> None:
+        """The wall-clock limit: the worker is killed; the pool replaces it."""
+        self.timed_out = True
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+
+    def _timeout_result(self) -> ExecuteResult:
+        return ExecuteResult(
+            error=f"Execution timed out: the program ran longer than the {self.executor.timeout:g} s limit.",
+            logs=self.console.lines(),
+            timed_out=True,
+        )
+
+    async def _drive(
+        self, session: monty.AsyncMontySession, code: str, input: Any, deadline: float
+    ) -> ExecuteResult:
+        loop = asyncio.get_running_loop()
+        try:
+            snap: monty.AsyncSnapshot = await session.feed_start(
+                code, inputs={**self.inputs, "input": input}, print_callback=self.console.write
+            )
+            while not isinstance(snap, monty.MontyComplete):
+                if isinstance(snap, monty.AsyncFunctionSnapshot):
+                    snap = await self._call(snap)
+                elif isinstance(snap, monty.AsyncFutureSnapshot):
+                    waiting = [self.tasks[c] for c in snap.pending_call_ids if c in self.tasks]
+                    done, _ = await asyncio.wait(
+                        waiting, timeout=max(deadline - loop.time(), 0), return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if not done:
+                        return self._timeout_result()
+                    results: dict[int, monty.ExternalSettledResult] = {}
+                    for call_id in snap.pending_call_ids:
+                        task = self.tasks.get(call_id)
+                        if task is not None and task.done():
+                            del self.tasks[call_id]
+                            settled = _settle(task)
+                            if settled is None:
+                                return ExecuteResult(logs=self.console.lines(), stopped=True)
+                            results[call_id] = settled
+                    snap = await snap.resume(results)
+                else:  # a name the program never defined
+                    snap = await snap.resume()
+            return ExecuteResult(result=_host_value(snap.output), logs=self.console.lines())
+        except monty.MontyCrashedError as exc:
+            if self.timed_out or exc.timed_out:
+                return self._timeout_result()
+            return ExecuteResult(
+                error=f"The sandbox worker crashed ({exc}). The program likely exhausted a resource; simplify it.",
+                logs=self.console.lines(),
+            )
+        except monty.MontySyntaxError as exc:
+            text = exc.display("traceback").replace(f'File "{_PROGRAM_FILE}"', "File <program>")
+            return ExecuteResult(error=_strip_traceback_header(text), logs=self.console.lines())
+        except monty.MontyRuntimeError as exc:
+            if self.timed_out:
+                return self._timeout_result()
+            return ExecuteResult(error=_describe_error(exc, self.executor), logs=self.console.lines())
+        except monty.MontyError as exc:
+            return ExecuteResult(error=f"{type(exc).__name__}: {exc}", logs=self.console.lines())
+
+    async def _call(self, snap: monty.AsyncFunctionSnapshot) -> monty.AsyncSnapshot:
+        if snap.is_os_function:
+            return await snap.resume_not_handled()  # Monty's own refusal: no files, env or clock tricks
+        namespace = self.objects.get(snap.object_id)
+        if namespace is None:
+            return await snap.resume(
+                {"exc_type": "NameError", "message": f"name {snap.function_name!r} is not defined"}
+            )
+        try:
+            args = _call_args(namespace, snap.function_name, snap.args, snap.kwargs)
+        except TypeError as exc:
+            return await snap.resume({"exc_type": "TypeError", "message": str(exc)})
+        # Started now, in program order; the program awaits it whenever it likes.
+        self.tasks[snap.call_id] = asyncio.ensure_future(self.host.call(namespace, snap.function_name, args))
+        return await snap.resume({"future": ...})
+
+    async def _settle(self, deadline: float) -> None:
+        """Calls the program started but never awaited still finish and get recorded."""
+        if not self.tasks:
+            return
+        loop = asyncio.get_running_loop()
+        pending = list(self.tasks.values())
+        self.tasks.clear()
+        _, late = await asyncio.wait(pending, timeout=max(deadline - loop.time(), 0))
+        for task in late:
+            task.cancel()
+        for task in pending:
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved, so asyncio does not warn
+
+
+def _settle(task: asyncio.Task[Any]) -> monty.ExternalSettledResult | None:
+    """A finished host call as Monty's answer; None when the host stopped the program."""
+    exc = task.exception()
+    if exc is None:
+        return {"return_value": task.result()}
+    if isinstance(exc, StopExecution):
+        return None
+    if isinstance(exc, ToolError):
+        return {"exc_type": _exc_type(exc.kind), "message": exc.message}
+    return {"exc_type": "RuntimeError", "message": f"{type(exc).__name__}: {exc}"}
+
+
+_KNOWN_EXC = {"RuntimeError", "ValueError", "TypeError", "KeyError", "LookupError", "PermissionError", "TimeoutError"}
+
+
+def _exc_type(kind: str) -> Any:
+    return kind if kind in _KNOWN_EXC else "RuntimeError"
+
+
+def _call_args(namespace: str, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments, or one dict of them: `ns.m(a=1)` or `ns.m({"a": 1})`."""
+    if not args:
+        return dict(kwargs)
+    if len(args) == 1 and isinstance(args[0], dict) and not kwargs:
+        if all(isinstance(k, str) for k in args[0]):
+            return dict(args[0])
+    raise TypeError(
+        f"{namespace}.{method}() takes keyword arguments (e.g. {namespace}.{method}(name=value)) or a single "
+        "dict of them, not positional values."
+    )
+
+
+def _host_value(value: Any) -> Any:
+    """Sandbox-only objects (instances of the program's classes) become plain data."""
+    if isinstance(value, monty.MontyClassProxy):
+        return {k: _host_value(v) for k, v in value.attributes.items()} if value.is_dataclass else repr(value)
+    if isinstance(value, (monty.MontyClassTypeProxy, monty.MontyStdTypeProxy)):
+        return f"<{value.name}>"
+    if isinstance(value, dict):
+        return {_host_value(k): _host_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_host_value(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_host_value(v) for v in value)
+    return value
+
+
+def _describe_error(exc: monty.MontyRuntimeError, executor: MontyExecutor) -> str:
+    """`Type: message`, then the program line it happened on."""
+    message = exc.display("type-msg")
+    if message.startswith("TimeoutError: feed time limit exceeded"):
+        return f"Execution timed out: the program ran longer than the {executor.timeout:g} s limit."
+    if message.startswith("MemoryError"):
+        message += f" (the sandbox memory limit is {executor.memory_limit // 2**20} MiB)"
+    frames = [f for f in exc.traceback() if f.filename == _PROGRAM_FILE]
+    if frames:
+        frame = frames[-1]
+        source = (frame.source_line or "").strip()
+        message += f"\n  at line {frame.line}" + (f": {source}" if source else "")
+    return message
+
+
+def _strip_traceback_header(text: str) -> str:
+    return text.removeprefix("Traceback (most recent call last):\n").strip()
+
+
+class _Console:
+    """`print` output, bounded; stderr lines are prefixed `[error] `."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[str, str]] = []
+        self.size = 0
+        self.dropped = False
+
+    def write(self, stream: Literal["stdout", "stderr"], text: str) -> None:
+        if self.size + len(text) > MAX_CONSOLE_CHARS:
+            self.dropped = True
+            return
+        self.size += len(text)
+        self.parts.append((stream, text))
+
+    def lines(self) -> list[str]:
+        out: list[str] = []
+        for stream, chunk in _join_streams(self.parts):
+            prefix = "[error] " if stream == "stderr" else ""
+            out.extend(prefix + line for line in chunk.split("\n"))
+        if self.dropped:
+            out.append("[codemode: console output beyond 1,000,000 characters was dropped]")
+        return out
+
+
+def _join_streams(parts: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Merge consecutive chunks of one stream, then drop the final newline of each."""
+    merged: list[tuple[str, str]] = []
+    for stream, text in parts:
+        if merged and merged[-1][0] == stream and not merged[-1][1].endswith("\n"):
+            merged[-1] = (stream, merged[-1][1] + text)
+        else:
+            merged.append((stream, text))
+    return [(s, t[:-1] if t.endswith("\n") else t) for s, t in merged]

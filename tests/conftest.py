@@ -1,0 +1,132 @@
+"""Shared fixtures: the `items` connector every runtime test uses, on real Monty and real SQLite files."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import codemode
+from codemode import Connector, ToolContext, tool
+
+
+class Items(Connector):
+    """A small item store with one tool for every runtime behaviour under test."""
+
+    name = "items"
+    instructions = "Manage the item store."
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+        self.deleted: list[dict[str, Any]] = []
+        self.counts: dict[str, int] = {}
+        self.reads = 0
+        self.disposed: list[tuple[str, str]] = []
+        self.pass_ends: list[tuple[str, str]] = []
+
+    def _count(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    @tool
+    async def list_items(self) -> list[dict[str, Any]]:
+        """List every item."""
+        self._count("list_items")
+        return list(self.items)
+
+    @tool(replay="reexecute")
+    async def read_counter(self) -> dict[str, int]:
+        """Read a counter that changes on every read."""
+        self.reads += 1
+        return {"reads": self.reads}
+
+    @tool
+    async def get_bytes(self) -> bytes:
+        """Five raw bytes."""
+        self._count("get_bytes")
+        return bytes([1, 2, 3, 4, 5])
+
+    @tool
+    async def big_result(self) -> str:
+        """A result too large to record."""
+        return "x" * 1_100_000
+
+    @tool
+    async def session_id(self, ctx: ToolContext) -> str:
+        """The id of the run calling this tool."""
+        return ctx.execution_id
+
+    @tool(requires_approval=True)
+    async def create_item(self, title: str) -> dict[str, Any]:
+        """Create an item.
+
+        Args:
+            title: The item's title.
+        """
+        self._count("create_item")
+        item = {"id": len(self.items) + 1, "title": title}
+        self.items.append(item)
+        return item
+
+    @create_item.revert
+    async def _delete_item(self, args: dict[str, Any], result: dict[str, Any]) -> None:
+        self.items = [i for i in self.items if i["id"] != result["id"]]
+        self.deleted.append(result)
+
+    @tool
+    async def boom(self) -> None:
+        """Always fails."""
+        raise RuntimeError("connector boom")
+
+    @tool
+    async def add_note(self, text: str) -> int:
+        """Add a note (no approval needed, but it can be undone)."""
+        self.notes.append(text)
+        return len(self.notes)
+
+    @add_note.revert
+    async def _undo_note(self, args: dict[str, Any], result: int, ctx: ToolContext) -> None:
+        self.notes[result - 1] = "__reverted__"
+
+    async def on_pass_end(self, execution_id: str, status: str) -> None:
+        self.pass_ends.append((execution_id, status))
+
+    async def dispose_execution(self, execution_id: str, status: str) -> None:
+        self.disposed.append((execution_id, status))
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "codemode.db"
+
+
+@pytest.fixture
+def items() -> Items:
+    return Items()
+
+
+RuntimeFactory = Callable[..., codemode.Runtime]
+
+
+@pytest.fixture
+async def make_runtime(db_path: Path) -> AsyncIterator[RuntimeFactory]:
+    """Runtimes on one SQLite file and one Monty executor, closed after the test."""
+    executor = codemode.MontyExecutor(timeout=20)
+    stores: list[codemode.SqliteStore] = []
+
+    def make(*connectors: Connector, **kwargs: Any) -> codemode.Runtime:
+        store = codemode.SqliteStore(kwargs.pop("path", db_path))
+        stores.append(store)
+        return codemode.Runtime(list(connectors), executor=kwargs.pop("executor", executor), store=store, **kwargs)
+
+    yield make
+    await executor.aclose()
+    for store in stores:
+        await store.close()
+
+
+@pytest.fixture
+async def runtime(make_runtime: RuntimeFactory, items: Items) -> codemode.Runtime:
+    return make_runtime(items)

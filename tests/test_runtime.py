@@ -1,0 +1,509 @@
+"""The durable runtime end to end (the Python twins of spec §9.1 and §9.2), on Monty and SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import codemode
+from codemode import Runtime
+
+from conftest import Items, RuntimeFactory
+
+
+async def test_read_only_call_completes(runtime: Runtime) -> None:
+    outcome = await runtime.execute("return await items.list_items()")
+    assert outcome.status == "completed", outcome.error
+    assert outcome.result == []
+    assert outcome.execution_id.startswith("exec_")
+
+
+def test_tool_description_names_the_only_globals(runtime: Runtime) -> None:
+    description = runtime.tool().description
+    assert "The ONLY globals are `items` and `codemode`" in description
+    assert "- `items` — Manage the item store." in description
+    hinted = runtime.tool(connector_hints={"items": "manage the item store"}).description
+    assert "- `items` — manage the item store" in hinted
+    assert runtime.tool(description="custom").description == "custom"
+
+
+async def test_undefined_global_gets_the_globals_hint(runtime: Runtime) -> None:
+    outcome = await runtime.execute("host.write_file('/etc/passwd', 'x')")
+    assert outcome.status == "error"
+    assert outcome.error is not None
+    assert "name 'host' is not defined" in outcome.error
+    assert "the only globals available in the sandbox are: items, codemode" in outcome.error
+    assert "line 1" in outcome.error
+
+
+async def test_approval_pauses_then_runs_exactly_once(runtime: Runtime, items: Items) -> None:
+    paused = await runtime.execute('return await items.create_item(title="hello")')
+    assert paused.status == "paused"
+    assert [(p.connector, p.method, p.args) for p in paused.pending] == [("items", "create_item", {"title": "hello"})]
+    assert items.items == []
+    done = await runtime.approve(paused.execution_id)
+    assert done.status == "completed", done.error
+    assert done.result == {"id": 1, "title": "hello"}
+    assert items.counts["create_item"] == 1
+
+
+async def test_calls_echo_the_log(runtime: Runtime) -> None:
+    code = 'await items.list_items()\nreturn await items.create_item(title="t")'
+    paused = await runtime.execute(code)
+    assert [(c.method, c.state, c.requires_approval) for c in paused.calls] == [
+        ("list_items", "applied", False),
+        ("create_item", "pending", True),
+    ]
+    assert paused.calls[1].args == {"title": "t"}
+    done = await runtime.approve(paused.execution_id)
+    assert done.calls[1].state == "applied"
+    assert done.calls[1].result == {"id": 1, "title": "t"}
+
+
+async def test_reads_before_the_pause_are_replayed(runtime: Runtime, items: Items) -> None:
+    code = (
+        "before = await items.list_items()\n"
+        'created = await items.create_item(title="x")\n'
+        'return {"before_count": len(before), "created": created}'
+    )
+    paused = await runtime.execute(code)
+    items.items.append({"id": 99, "title": "changed meanwhile"})
+    done = await runtime.approve(paused.execution_id)
+    assert done.status == "completed", done.error
+    assert done.result["before_count"] == 0  # the recorded read, not a fresh one
+    assert items.counts["list_items"] == 1
+    assert items.counts["create_item"] == 1
+
+
+async def test_reject_ends_the_run(runtime: Runtime, items: Items) -> None:
+    paused = await runtime.execute('await items.create_item(title="no")')
+    assert await runtime.reject(paused.execution_id, paused.pending[0].seq) is True
+    assert items.items == []
+    execution = await runtime.execution(paused.execution_id)
+    assert execution is not None and execution.status == "rejected"
+    assert execution.error == "Action items.create_item rejected by user"
+
+
+async def test_approving_a_rejected_run_revives_nothing(runtime: Runtime, items: Items) -> None:
+    paused = await runtime.execute('await items.create_item(title="no")')
+    await runtime.reject(paused.execution_id, paused.pending[0].seq)
+    outcome = await runtime.approve(paused.execution_id)
+    assert outcome.status == "error"
+    assert "not paused" in (outcome.error or "")
+    assert await runtime.pending() == []
+    assert items.items == []
+    execution = await runtime.execution(paused.execution_id)
+    assert execution is not None and execution.status == "rejected"
+
+
+async def test_rollback_reverts_in_reverse_order(runtime: Runtime, items: Items) -> None:
+    code = 'await items.add_note(text="n")\nreturn await items.create_item(title="second")'
+    paused = await runtime.execute(code)
+    done = await runtime.approve(paused.execution_id)
+    assert done.status == "completed"
+    reverted = await runtime.rollback(done.execution_id)
+    assert reverted == [1, 0]
+    assert items.deleted == [{"id": 1, "title": "second"}]
+    assert items.notes == ["__reverted__"]
+    execution = await runtime.execution(done.execution_id)
+    assert execution is not None and execution.status == "rolled_back"
+    assert [c.state for c in execution.log] == ["reverted", "reverted"]
+
+
+async def test_swallowing_the_pause_cannot_drive_more_effects(runtime: Runtime, items: Items) -> None:
+    code = (
+        "try:\n"
+        '    await items.create_item(title="a")\n'
+        "except BaseException:\n"
+        "    pass\n"
+        "try:\n"
+        '    await items.create_item(title="b")\n'
+        "except BaseException:\n"
+        "    pass\n"
+        'await items.add_note(text="sneaky")\n'
+        "return 'done'"
+    )
+    outcome = await runtime.execute(code)
+    assert outcome.status == "paused"
+    assert len(outcome.pending) == 1
+    assert items.items == [] and items.notes == []
+
+
+async def test_pending_aggregates_paused_runs(runtime: Runtime) -> None:
+    a, b = await asyncio.gather(
+        runtime.execute('await items.create_item(title="A")'), runtime.execute('await items.create_item(title="B")')
+    )
+    titles = sorted(p.args["title"] for p in await runtime.pending())
+    assert titles == ["A", "B"]
+    assert [p.args["title"] for p in await runtime.pending(a.execution_id)] == ["A"]
+    assert b.status == "paused"
+
+
+async def test_nondeterministic_arguments_diverge(runtime: Runtime, items: Items) -> None:
+    code = "import random\nawait items.create_item(title=str(random.random()))"
+    paused = await runtime.execute(code)
+    outcome = await runtime.approve(paused.execution_id)
+    assert outcome.status == "error"
+    assert "divergence" in (outcome.error or "").lower()
+    assert items.items == []
+    assert await runtime.pending() == []
+    assert await runtime.pending(paused.execution_id) == []
+
+
+async def test_step_makes_nondeterminism_replayable(runtime: Runtime, items: Items) -> None:
+    code = (
+        "import random\n"
+        'value = await codemode.step("rand", lambda: random.random())\n'
+        "return await items.create_item(title=str(value))"
+    )
+    paused = await runtime.execute(code)
+    done = await runtime.approve(paused.execution_id)
+    assert done.status == "completed", done.error
+    assert len(items.items) == 1
+    assert done.calls[0].connector == "__step" and done.calls[0].method == "rand"
+
+
+async def test_reject_racing_an_approved_execute(runtime: Runtime, items: Items) -> None:
+    paused = await runtime.execute('await items.create_item(title="race")')
+    store, name, eid = runtime.store, runtime.name, paused.execution_id
+    assert await store.resume(name, eid) is not None
+    decision = await store.decide(name, eid, 0, "items", "create_item", '{"title":"race"}', None, True, False)
+    assert decision.kind == "execute"
+    assert await runtime.reject(eid, 0) is False
+    execution = await runtime.execution(eid)
+    assert execution is not None and execution.status == "running"
+    assert execution.log[0].state == "executing"
+    await store.record_result(name, eid, 0, '{"id":1}')
+    execution = await runtime.execution(eid)
+    assert execution is not None and execution.log[0].state == "applied"
+
+
+async def test_throwing_connector_is_an_error_outcome(runtime: Runtime) -> None:
+    outcome = await runtime.execute("await items.boom()")
+    assert outcome.status == "error"
+    assert "connector boom" in (outcome.error or "")
+    execution = await runtime.execution(outcome.execution_id)
+    assert execution is not None and execution.status == "error"
+
+
+async def test_tool_errors_are_catchable(runtime: Runtime) -> None:
+    code = "try:\n    await items.boom()\nexcept RuntimeError as e:\n    return 'caught: ' + str(e)"
+    outcome = await runtime.execute(code)
+    assert outcome.result == "caught: connector boom"
+    assert outcome.calls[0].state == "error"
+
+
+async def test_concurrent_runs_are_independent(runtime: Runtime) -> None:
+    a, b = await asyncio.gather(runtime.execute("'A'"), runtime.execute("'B'"))
+    assert (a.result, b.result) == ("A", "B")
+    assert a.execution_id != b.execution_id
+
+
+async def test_retention_keeps_max_executions(make_runtime: RuntimeFactory, items: Items) -> None:
+    runtime = make_runtime(items, max_executions=2)
+    for i in range(5):
+        await runtime.execute(str(i))
+    assert len(await runtime.executions()) <= 3
+
+
+async def test_snippet_runs_with_input(runtime: Runtime) -> None:
+    first = await runtime.execute("return 'ran:' + (input if input is not None else 'none')")
+    assert first.result == "ran:none"
+    await runtime.save_snippet("greet", execution_id=first.execution_id, description="Greets")
+    outcome = await runtime.execute('return await codemode.run("greet", "world")')
+    assert outcome.status == "completed", outcome.error
+    assert outcome.result == "ran:world"
+
+
+async def test_snippets_from_fenced_and_statement_code(runtime: Runtime) -> None:
+    fenced = await runtime.execute("```python\nx = 40\nreturn x + 2\n```")
+    block = await runtime.execute("found = await items.list_items()\nreturn len(found)")
+    assert (fenced.result, block.result) == (42, 0)
+    await runtime.save_snippet("fenced", execution_id=fenced.execution_id)
+    await runtime.save_snippet("block", execution_id=block.execution_id)
+    outcome = await runtime.execute('return [await codemode.run("fenced"), await codemode.run("block")]')
+    assert outcome.result == [42, 0]
+
+
+async def test_delete_execution(runtime: Runtime) -> None:
+    outcome = await runtime.execute("1")
+    assert await runtime.delete_execution(outcome.execution_id) is True
+    assert await runtime.execution(outcome.execution_id) is None
+    assert await runtime.delete_execution(outcome.execution_id) is False
+
+
+async def test_tools_receive_the_execution_id(runtime: Runtime) -> None:
+    outcome = await runtime.execute("await items.session_id()")
+    assert outcome.result == outcome.execution_id
+
+
+async def test_completed_run_disposes_once(runtime: Runtime, items: Items) -> None:
+    outcome = await runtime.execute("1")
+    assert items.disposed == [(outcome.execution_id, "completed")]
+
+
+async def test_no_dispose_while_paused(runtime: Runtime, items: Items) -> None:
+    paused = await runtime.execute('await items.create_item(title="x")')
+    assert items.disposed == []
+    await runtime.approve(paused.execution_id)
+    assert items.disposed == [(paused.execution_id, "completed")]
+
+
+async def test_reject_disposes(runtime: Runtime, items: Items) -> None:
+    paused = await runtime.execute('await items.create_item(title="x")')
+    await runtime.reject(paused.execution_id, paused.pending[0].seq)
+    assert items.disposed == [(paused.execution_id, "rejected")]
+
+
+async def test_stale_reject_changes_nothing(runtime: Runtime, items: Items) -> None:
+    paused = await runtime.execute('await items.create_item(title="x")')
+    assert await runtime.reject(paused.execution_id, 999) is False
+    assert items.disposed == []
+    done = await runtime.approve(paused.execution_id)
+    assert done.status == "completed"
+    assert items.disposed == [(paused.execution_id, "completed")]
+
+
+async def test_rollback_disposes_again(runtime: Runtime, items: Items) -> None:
+    paused = await runtime.execute('await items.create_item(title="x")')
+    await runtime.approve(paused.execution_id)
+    await runtime.rollback(paused.execution_id)
+    assert [s for _, s in items.disposed] == ["completed", "rolled_back"]
+
+
+async def test_pass_end_fires_on_pause_and_resume(runtime: Runtime, items: Items) -> None:
+    paused = await runtime.execute('await items.create_item(title="x")')
+    assert items.pass_ends == [(paused.execution_id, "paused")]
+    await runtime.approve(paused.execution_id)
+    assert [s for _, s in items.pass_ends] == ["paused", "completed"]
+
+
+async def test_ephemeral_reads_reexecute_on_resume(runtime: Runtime) -> None:
+    code = 'counter = await items.read_counter()\nawait items.create_item(title="x")\nreturn counter'
+    paused = await runtime.execute(code)
+    done = await runtime.approve(paused.execution_id)
+    assert done.result == {"reads": 2}
+    entry = done.calls[0]
+    assert (entry.state, entry.result, entry.ephemeral) == ("applied", None, True)
+
+
+async def test_bytes_replay_as_bytes(runtime: Runtime, items: Items) -> None:
+    code = 'data = await items.get_bytes()\nawait items.create_item(title="x")\nreturn [type(data).__name__, list(data)]'
+    paused = await runtime.execute(code)
+    done = await runtime.approve(paused.execution_id)
+    assert done.result == ["bytes", [1, 2, 3, 4, 5]]
+    assert items.counts["get_bytes"] == 1
+
+
+async def test_unrecordable_result_fails_the_run(runtime: Runtime) -> None:
+    outcome = await runtime.execute("r = await items.big_result()\nreturn len(r)")
+    assert outcome.status == "error"
+    assert "too large to record durably" in (outcome.error or "")
+    assert "Write large data to a file or workspace" in (outcome.error or "")
+    execution = await runtime.execution(outcome.execution_id)
+    assert execution is not None and execution.status == "error"
+    assert execution.log[0].state == "error"
+
+
+async def test_huge_final_result_still_completes(runtime: Runtime) -> None:
+    outcome = await runtime.execute("'y' * 1_100_000")
+    assert outcome.status == "completed"
+    assert outcome.result == "y" * 1_100_000
+    execution = await runtime.execution(outcome.execution_id)
+    assert execution is not None and "result omitted from the audit trail" in execution.result
+
+
+async def test_expire_paused(runtime: Runtime, items: Items) -> None:
+    paused = await runtime.execute('await items.create_item(title="x")')
+    assert await runtime.expire_paused(timedelta(minutes=1)) == []
+    assert items.disposed == []
+    await asyncio.sleep(0.01)
+    assert await runtime.expire_paused(timedelta(0)) == [paused.execution_id]
+    execution = await runtime.execution(paused.execution_id)
+    assert execution is not None and execution.status == "rejected"
+    assert "Expired awaiting approval" in (execution.error or "")
+    assert await runtime.pending() == []
+    assert items.disposed == [(paused.execution_id, "rejected")]
+    assert (await runtime.approve(paused.execution_id)).status == "error"
+
+
+async def test_expire_stuck_running(runtime: Runtime) -> None:
+    eid = await runtime.store.begin(runtime.name, "1", ["items"], 50)
+    assert await runtime.expire_paused(timedelta(minutes=1)) == []
+    await asyncio.sleep(0.01)
+    assert await runtime.expire_paused(timedelta(0)) == [eid]
+    execution = await runtime.execution(eid)
+    assert execution is not None and execution.status == "error"
+    assert "Expired while running" in (execution.error or "")
+    assert await runtime.expire_paused(timedelta(0)) == []
+
+
+async def test_deleting_a_paused_run_disposes(runtime: Runtime, items: Items) -> None:
+    paused = await runtime.execute('await items.create_item(title="x")')
+    assert await runtime.delete_execution(paused.execution_id)
+    assert items.disposed == [(paused.execution_id, "rejected")]
+
+
+async def test_oversized_code_records_nothing(runtime: Runtime) -> None:
+    outcome = await runtime.execute("#" + "x" * 1_000_001)
+    assert outcome.status == "error" and outcome.execution_id == ""
+    assert "too large to record durably" in (outcome.error or "")
+    assert await runtime.executions() == []
+
+
+async def test_runtime_names_keep_separate_histories(make_runtime: RuntimeFactory, items: Items) -> None:
+    default, other = make_runtime(items), make_runtime(items, name="other")
+    await default.execute("'d'")
+    await other.execute("'o'")
+    assert [e.result for e in await default.executions()] == ["d"]
+    assert [e.result for e in await other.executions()] == ["o"]
+
+
+async def test_resume_needs_the_recorded_connectors(make_runtime: RuntimeFactory, items: Items) -> None:
+    runtime = make_runtime(items)
+    paused = await runtime.execute('await items.create_item(title="x")')
+    execution = await runtime.execution(paused.execution_id)
+    assert execution is not None and execution.connectors == ["items"]
+    bare = make_runtime()
+    outcome = await bare.approve(paused.execution_id)
+    assert outcome.status == "error"
+    assert 'requires connector(s) "items"' in (outcome.error or "")
+    assert (await runtime.execution(paused.execution_id)).status == "paused"  # type: ignore[union-attr]
+    assert (await runtime.approve(paused.execution_id)).status == "completed"
+
+
+async def test_snippet_needs_its_connectors(make_runtime: RuntimeFactory, items: Items) -> None:
+    runtime = make_runtime(items)
+    first = await runtime.execute("await items.list_items()")
+    snippet = await runtime.save_snippet("lister", execution_id=first.execution_id)
+    assert snippet.connectors == ["items"]
+    bare = make_runtime()
+    outcome = await bare.execute('await codemode.run("lister")')
+    assert outcome.status == "completed"
+    assert 'requires connector(s) "items"' in outcome.result["error"]
+
+
+async def test_transform_result_shapes_only_the_model_view(make_runtime: RuntimeFactory, items: Items) -> None:
+    runtime = make_runtime(items, transform_result=lambda r: {"shaped": r})
+    first = await runtime.execute("await items.list_items()")
+    assert first.result == {"shaped": []}
+    paused = await runtime.execute('await items.create_item(title="z")')
+    done = await runtime.approve(paused.execution_id)
+    assert done.result == {"shaped": {"id": 1, "title": "z"}}
+    stored = await runtime.execution(done.execution_id)
+    assert stored is not None and stored.result == {"id": 1, "title": "z"}
+
+
+# -- recovery with a fresh runtime instance (spec §9.2: "eviction") ----------
+
+
+async def test_fresh_instance_resumes_without_reexecuting_reads(make_runtime: RuntimeFactory) -> None:
+    first_items = Items()
+    runtime = make_runtime(first_items)
+    code = (
+        "before = await items.list_items()\n"
+        "data = await items.get_bytes()\n"
+        'created = await items.create_item(title="x")\n'
+        'return {"before": len(before), "bytes": list(data), "created": created}'
+    )
+    paused = await runtime.execute(code)
+    assert first_items.counts == {"list_items": 1, "get_bytes": 1}
+    fresh_items = Items()
+    fresh = make_runtime(fresh_items)
+    assert [p.method for p in await fresh.pending(paused.execution_id)] == ["create_item"]
+    done = await fresh.approve(paused.execution_id)
+    assert done.result == {"before": 0, "bytes": [1, 2, 3, 4, 5], "created": {"id": 1, "title": "x"}}
+    assert fresh_items.counts == {"create_item": 1}
+    assert fresh_items.disposed == [(paused.execution_id, "completed")]
+    assert fresh_items.pass_ends == [(paused.execution_id, "completed")]
+
+
+async def test_fresh_instance_rejects(make_runtime: RuntimeFactory) -> None:
+    runtime = make_runtime(Items())
+    paused = await runtime.execute('await items.create_item(title="x")')
+    fresh_items = Items()
+    fresh = make_runtime(fresh_items)
+    assert await fresh.reject(paused.execution_id, paused.pending[0].seq) is True
+    assert fresh_items.disposed == [(paused.execution_id, "rejected")]
+    assert (await fresh.execution(paused.execution_id)).status == "rejected"  # type: ignore[union-attr]
+    assert fresh_items.items == [] and await fresh.pending() == []
+
+
+# -- our additions (DESIGN §5) -----------------------------------------------
+
+
+async def test_bad_arguments_are_caught_before_logging(runtime: Runtime, items: Items) -> None:
+    code = "try:\n    await items.create_item(title=42)\nexcept TypeError as e:\n    return str(e)"
+    outcome = await runtime.execute(code)
+    assert outcome.status == "completed"
+    assert "Invalid arguments for items.create_item" in outcome.result
+    assert "'title'" in outcome.result
+    assert outcome.calls == []
+
+
+async def test_missing_argument_is_named(runtime: Runtime) -> None:
+    outcome = await runtime.execute("await items.create_item()")
+    assert outcome.status == "error"
+    assert "'title' is a required property" in (outcome.error or "")
+
+
+async def test_dict_argument_form(runtime: Runtime) -> None:
+    paused = await runtime.execute('await items.create_item({"title": "d"})')
+    assert paused.pending[0].args == {"title": "d"}
+
+
+async def test_parallel_calls_get_program_order_seqs(runtime: Runtime, items: Items) -> None:
+    code = (
+        "import asyncio\n"
+        "a, b, c = await asyncio.gather(items.list_items(), items.get_bytes(), items.add_note(text='n'))\n"
+        'await items.create_item(title="after")\n'
+        "return [len(a), len(b), c]"
+    )
+    paused = await runtime.execute(code)
+    assert [c.method for c in paused.calls] == ["list_items", "get_bytes", "add_note", "create_item"]
+    done = await runtime.approve(paused.execution_id)
+    assert done.status == "completed", done.error
+    assert done.result == [0, 5, 1]
+    assert items.counts == {"list_items": 1, "get_bytes": 1, "create_item": 1}
+    assert items.notes == ["n"]
+
+
+async def test_reject_needs_a_paused_run(runtime: Runtime) -> None:
+    paused = await runtime.execute('await items.create_item(title="x")')
+    await runtime.store.fail_at(runtime.name, paused.execution_id, 5, "failed elsewhere")
+    assert await runtime.reject(paused.execution_id, paused.pending[0].seq) is False
+
+
+async def test_snippet_input_is_validated(runtime: Runtime) -> None:
+    first = await runtime.execute("return input['n'] * 2")
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    await runtime.save_snippet("double", execution_id=first.execution_id, input_schema=schema)
+    ok = await runtime.execute('return await codemode.run("double", {"n": 4})')
+    assert ok.result == 8
+    bad = await runtime.execute('return await codemode.run("double", {"n": "four"})')
+    assert bad.status == "error"
+    assert 'Invalid input for snippet "double"' in (bad.error or "")
+
+
+async def test_connector_names_are_checked(items: Items, db_path: Path) -> None:
+    with pytest.raises(ValueError, match='Duplicate connector name "items"'):
+        Runtime([items, Items()], store=codemode.SqliteStore(db_path))
+    bad = Items()
+    bad.name = "codemode"
+    with pytest.raises(ValueError, match="reserved"):
+        Runtime([bad], store=codemode.SqliteStore(db_path))
+    bad.name = "not-valid"
+    with pytest.raises(ValueError, match="not a valid identifier"):
+        Runtime([bad], store=codemode.SqliteStore(db_path))
+
+
+async def test_model_output_has_no_call_log(runtime: Runtime) -> None:
+    outcome = await runtime.execute("print('hi')\nawait items.list_items()")
+    out = outcome.to_model_output()
+    assert out == {"status": "completed", "execution_id": outcome.execution_id, "result": [], "logs": ["hi"]}
+    paused = (await runtime.execute('await items.create_item(title="p")')).to_model_output()
+    assert paused["status"] == "paused" and "do not run the code again" in paused["message"]
+
