@@ -507,3 +507,15 @@ async def test_model_output_has_no_call_log(runtime: Runtime) -> None:
     paused = (await runtime.execute('await items.create_item(title="p")')).to_model_output()
     assert paused["status"] == "paused" and "do not run the code again" in paused["message"]
 
+
+
+async def test_recover_refuses_a_live_or_ended_run(make_runtime: RuntimeFactory, items: Items) -> None:
+    runtime = make_runtime(items, heartbeat_interval=0.1)
+    eid = await runtime.store.begin(runtime.name, "1", ["items"], 50)
+    live = await runtime.recover(eid, stale_after=timedelta(seconds=30))
+    assert live.status == "error" and "cannot be recovered (status: running)" in (live.error or "")
+    done = await runtime.execute("1")
+    ended = await runtime.recover(done.execution_id, stale_after=timedelta(seconds=30))
+    assert "status: completed" in (ended.error or "")
+    with pytest.raises(ValueError, match="stale_after"):
+        await runtime.recover(eid, stale_after=timedelta(seconds=0))

@@ -64,6 +64,7 @@ class Runtime:
         name: str = "default",
         max_executions: int = DEFAULT_MAX_EXECUTIONS,
         transform_result: TransformResult | None = None,
+        heartbeat_interval: float = 10.0,
     ) -> None:
         seen: set[str] = set()
         for connector in connectors:
@@ -89,6 +90,7 @@ class Runtime:
         self.name = name
         self.max_executions = max_executions
         self.transform_result = transform_result
+        self.heartbeat_interval = heartbeat_interval
         self._setup: Setup | None = None
         self._setup_lock = asyncio.Lock()
         self._sync: SyncRuntime | None = None
@@ -186,8 +188,40 @@ class Runtime:
             )
         return await self._run_pass(execution_id, resumed.code, setup)
 
+    async def recover(self, execution_id: str, *, stale_after: timedelta = timedelta(minutes=1)) -> Outcome:
+        """Resume a run whose host died mid-pass (still `running`, no heartbeat for `stale_after`).
+
+        The log is replayed; a call that was `executing` when the host died runs again, so a
+        connector call is never lost. Exactly one caller wins the takeover.
+        """
+        if stale_after < timedelta(seconds=1) or stale_after.total_seconds() <= self.heartbeat_interval:
+            raise ValueError(
+                f"stale_after must be at least 1 second and longer than the heartbeat interval "
+                f"({self.heartbeat_interval:g} s), or a live pass could be taken over."
+            )
+        setup = await self.setup()
+        claimed = await self.store.claim_stale(self.name, execution_id, stale_after)
+        if claimed is None:
+            current = await self.store.get_execution(self.name, execution_id)
+            status = current.status if current else "missing"
+            return Outcome(
+                status="error",
+                execution_id=execution_id,
+                error=f'Execution "{execution_id}" cannot be recovered (status: {status}); only a run left '
+                f"running with no heartbeat for {stale_after} can be.",
+            )
+        return await self._run_pass(execution_id, claimed.code, setup)
+
+    async def _heartbeat(self, execution_id: str) -> None:
+        """Keep a live pass from looking abandoned to `recover` and `expire_paused`."""
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            if not await self.store.heartbeat(self.name, execution_id):
+                return
+
     async def _run_pass(self, execution_id: str, code: str, setup: Setup) -> Outcome:
         ended = False
+        heartbeat = asyncio.ensure_future(self._heartbeat(execution_id))
 
         async def end(status: str) -> None:
             nonlocal ended
@@ -237,6 +271,7 @@ class Runtime:
                 calls=calls,
             )
         finally:
+            heartbeat.cancel()
             if not ended:
                 await self._hooks("on_pass_end", execution_id, "error")
                 await self._hooks("dispose_execution", execution_id, "error")

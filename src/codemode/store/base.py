@@ -45,6 +45,14 @@ class Store(Protocol):
         """`paused` -> `running`, only if paused; None otherwise."""
         ...
 
+    async def heartbeat(self, runtime: str, execution_id: str) -> bool:
+        """Touch a running run so it is not taken for abandoned; False when it is no longer running."""
+        ...
+
+    async def claim_stale(self, runtime: str, execution_id: str, older_than: timedelta) -> Execution | None:
+        """Take over a run stuck `running` with no sign of life for `older_than`; None if it is not stale."""
+        ...
+
     async def decide(
         self,
         runtime: str,

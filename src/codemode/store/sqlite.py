@@ -189,6 +189,29 @@ class SqliteStore:
 
         return await self._run(op)
 
+    async def heartbeat(self, runtime: str, execution_id: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE cm_executions SET updated_at = ? WHERE runtime = ? AND id = ? AND status = 'running'",
+                (_now_ms(), runtime, execution_id),
+            )
+            return cur.rowcount == 1
+
+        return await self._run(op)
+
+    async def claim_stale(self, runtime: str, execution_id: str, older_than: timedelta) -> Execution | None:
+        cutoff = _now_ms() - int(older_than.total_seconds() * 1000)
+
+        def op(conn: sqlite3.Connection) -> Execution | None:
+            cur = conn.execute(
+                "UPDATE cm_executions SET updated_at = ? WHERE runtime = ? AND id = ? AND status = 'running' "
+                "AND updated_at < ?",
+                (_now_ms(), runtime, execution_id, cutoff),
+            )
+            return self._load_execution(conn, runtime, execution_id) if cur.rowcount == 1 else None
+
+        return await self._run(op)
+
     async def decide(
         self,
         runtime: str,
