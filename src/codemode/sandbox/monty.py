@@ -260,7 +260,10 @@ def _settle(task: asyncio.Task[Any]) -> monty.ExternalSettledResult | None:
     return {"exc_type": "RuntimeError", "message": f"{type(exc).__name__}: {exc}"}
 
 
-_KNOWN_EXC = {"RuntimeError", "ValueError", "TypeError", "KeyError", "LookupError", "PermissionError", "TimeoutError"}
+_KNOWN_EXC = frozenset(
+    {"AttributeError", "KeyError", "LookupError", "PermissionError", "RuntimeError", "TimeoutError", "TypeError",
+     "ValueError"}
+)
 
 
 def _exc_type(kind: str) -> Any:

@@ -1,0 +1,176 @@
+"""The Python sandbox: escapes that must fail, limits that must trip, and the program conventions."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from conftest import Items, RuntimeFactory
+
+import codemode
+from codemode import Connector, Runtime, tool
+
+ESCAPES = {
+    "read a file": "open('/etc/passwd').read()",
+    "read a file with pathlib": "from pathlib import Path\nPath('/etc/hostname').read_text()",
+    "list a directory": "import os\nos.listdir('/')",
+    "environment mapping": "import os\nos.environ['HOME']",
+    "environment lookup": "import os\nos.getenv('HOME')",
+    "run a command": "import os\nos.system('id')",
+    "subprocess": "import subprocess\nsubprocess.run(['id'])",
+    "sockets": "import socket\nsocket.create_connection(('127.0.0.1', 22))",
+    "http client": "import urllib.request\nurllib.request.urlopen('http://127.0.0.1')",
+    "ctypes": "import ctypes\nctypes.CDLL(None)",
+    "importlib": "import importlib\nimportlib.import_module('os')",
+    "__import__": "__import__('os').system('id')",
+    "exec an import": "exec(\"import subprocess\")",
+    "eval an import": "eval(\"__import__('os')\")",
+    "subclass walk": "().__class__.__bases__[0].__subclasses__()",
+    "function globals": "(lambda: 0).__globals__",
+    "frame walk": "import sys\nsys._getframe(0).f_back",
+    "sys.modules": "import sys\nsys.modules['os']",
+    "builtins module": "__builtins__",
+    "host object internals": "items.__class__.__init__",
+    "host object dict": "items.__dict__",
+    "platform handle": "__codemode_host__()",
+    "format attribute traversal": "'{0.__class__.__init__.__globals__}'.format(items)",
+}
+
+
+@pytest.mark.parametrize("code", ESCAPES.values(), ids=ESCAPES.keys())
+async def test_escape_fails_inside_the_sandbox(runtime: Runtime, code: str) -> None:
+    outcome = await runtime.execute(code)
+    assert outcome.status == "error", f"escape succeeded: {outcome.result!r}"
+    assert outcome.error
+    after = await runtime.execute("await items.list_items()")
+    assert after.status == "completed" and after.result == []
+
+
+async def test_writing_a_file_leaves_no_file(runtime: Runtime, tmp_path: Path) -> None:
+    target = tmp_path / "escaped.txt"
+    outcome = await runtime.execute(f"open({str(target)!r}, 'w').write('x')")
+    assert outcome.status == "error"
+    assert "PermissionError" in (outcome.error or "")
+    assert not target.exists()
+
+
+async def test_sandbox_mutation_does_not_reach_the_host(runtime: Runtime, items: Items) -> None:
+    items.items.append({"id": 1, "title": "host"})
+    outcome = await runtime.execute("found = await items.list_items()\nfound[0]['title'] = 'changed'\nfound")
+    assert outcome.result == [{"id": 1, "title": "changed"}]
+    assert items.items == [{"id": 1, "title": "host"}]
+
+
+@pytest.fixture
+def limited(make_runtime: RuntimeFactory, items: Items) -> Runtime:
+    executor = codemode.MontyExecutor(timeout=1.5, memory_limit=64 * 2**20, recursion_limit=200)
+    return make_runtime(items, executor=executor)
+
+
+LIMITS = {
+    "infinite loop": ("while True:\n    pass", "timed out"),
+    "infinite loop that swallows timeouts": (
+        "while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass",
+        "timed out",
+    ),
+    "memory bomb": ("x = []\nwhile True:\n    x.append('a' * 100000)", "MemoryError"),
+    "up-front allocation": ("[0] * 10**10", "MemoryError"),
+    "string doubling": ("s = 'a'\nwhile True:\n    s = s + s", "MemoryError"),
+    "deep recursion": ("def f(n):\n    return f(n + 1)\nf(0)", "RecursionError"),
+}
+
+
+@pytest.mark.parametrize(("code", "expected"), LIMITS.values(), ids=LIMITS.keys())
+async def test_limits_end_the_pass(limited: Runtime, code: str, expected: str) -> None:
+    outcome = await limited.execute(code)
+    assert outcome.status == "error"
+    assert expected in (outcome.error or "")
+    execution = await limited.execution(outcome.execution_id)
+    assert execution is not None and execution.status == "error"
+    after = await limited.execute("await items.list_items()")
+    assert after.status == "completed"
+
+
+class Slow(Connector):
+    name = "slow"
+
+    @tool
+    async def wait(self, seconds: float) -> str:
+        """Sleep on the host."""
+        await asyncio.sleep(seconds)
+        return "woke"
+
+
+async def test_wall_clock_covers_host_calls(make_runtime: RuntimeFactory) -> None:
+    runtime = make_runtime(Slow(), executor=codemode.MontyExecutor(timeout=1.0))
+    outcome = await runtime.execute("await slow.wait(seconds=30)")
+    assert outcome.status == "error" and "timed out" in (outcome.error or "")
+    assert (await runtime.execute("await slow.wait(seconds=0)")).result == "woke"
+
+
+async def test_console_capture_and_error_line(runtime: Runtime) -> None:
+    outcome = await runtime.execute("import sys\nprint('a', {'x': 1})\nprint('warn', file=sys.stderr)\nx = 1\nx['k']")
+    assert outcome.status == "error"
+    assert outcome.logs == ["a {'x': 1}", "[error] warn"]
+    assert "TypeError" in (outcome.error or "")
+    assert "line 5: x['k']" in (outcome.error or "")
+
+
+async def test_syntax_error_names_the_line(runtime: Runtime) -> None:
+    outcome = await runtime.execute("x = 1\ny = (\n")
+    assert outcome.status == "error"
+    assert "SyntaxError" in (outcome.error or "") and "line" in (outcome.error or "")
+
+
+async def test_program_conventions(runtime: Runtime) -> None:
+    assert (await runtime.execute("1 + 1")).result == 2
+    assert (await runtime.execute("x = 3\nif x > 2:\n    return 'big'\nreturn 'small'")).result == "big"
+    assert (await runtime.execute("x = 1")).result is None
+    assert (await runtime.execute("")).result is None
+    assert (await runtime.execute("```py\n40 + 2\n```")).result == 42
+    assert (await runtime.execute("async def main():\n    return len(await items.list_items())")).result == 0
+    assert (await runtime.execute("input")).result is None
+
+
+async def test_async_step_and_gather_of_steps(runtime: Runtime) -> None:
+    code = (
+        "import asyncio\n"
+        "async def compute():\n"
+        "    return 21\n"
+        "a = await codemode.step('a', compute)\n"
+        "b, c = await asyncio.gather(codemode.step('b', lambda: a * 2), codemode.step('c', lambda: (1, 2)))\n"
+        "return [a, b, c]"
+    )
+    outcome = await runtime.execute(code)
+    assert outcome.result == [21, 42, [1, 2]]  # tuples come back as lists, on every pass alike
+    assert [c.method for c in outcome.calls] == ["a", "b", "c"]
+
+
+async def test_discovery_inside_the_sandbox(runtime: Runtime) -> None:
+    code = (
+        "found = await codemode.search('create item')\n"
+        "doc = await codemode.describe(found['results'][0]['path'])\n"
+        "return [found['results'][0]['path'], doc['kind'], 'def create_item' in doc['types']]"
+    )
+    outcome = await runtime.execute(code)
+    assert outcome.status == "completed", outcome.error
+    assert outcome.result == ["items.create_item", "method", True]
+
+
+async def test_unknown_method_is_an_attribute_error(runtime: Runtime) -> None:
+    outcome = await runtime.execute("await items.nope()")
+    assert outcome.status == "error"
+    assert "AttributeError" in (outcome.error or "") and "nope" in (outcome.error or "")
+    assert outcome.calls == []
+
+
+async def test_positional_arguments_are_refused_clearly(runtime: Runtime) -> None:
+    outcome = await runtime.execute("await items.create_item('x')")
+    assert "takes keyword arguments" in (outcome.error or "")
+
+
+async def test_many_calls_beyond_the_default_monty_cap(runtime: Runtime) -> None:
+    outcome = await runtime.execute("n = 0\nfor i in range(1500):\n    n += len(await items.list_items())\nn")
+    assert outcome.status == "completed", outcome.error
+    assert len(outcome.calls) == 1500
