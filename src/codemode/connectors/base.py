@@ -283,7 +283,13 @@ class _Signature:
     @classmethod
     def of(cls, fn: Callable[..., Any]) -> _Signature:
         description, param_docs = _parse_docstring(fn.__doc__)
-        hints = get_type_hints(fn, include_extras=True)
+        try:
+            hints = get_type_hints(fn, include_extras=True)
+        except NameError as exc:
+            raise TypeError(
+                f"Tool {fn.__qualname__!r}: cannot resolve its type hints ({exc}); define the types it uses at "
+                "module level."
+            ) from exc
         sig = inspect.signature(fn)
         fields: dict[str, Any] = {}
         params: list[str] = []

@@ -1,0 +1,117 @@
+"""Connector base behaviour (spec §9.4, base cases): the decorator form, the dict form, the hooks."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+import pytest
+from conftest import Items
+
+from codemode import Connector, ToolContext, ToolSpec, tool
+
+
+async def test_describe_is_derived_from_tools(items: Items) -> None:
+    description = await items.describe()
+    assert description.name == "items"
+    assert description.instructions == "Manage the item store."
+    assert list(description.tools)[:3] == ["list_items", "read_counter", "get_bytes"]
+    create = description.tools["create_item"]
+    assert create.description == "Create an item."
+    assert create.requires_approval is True
+    assert create.input_schema["required"] == ["title"]
+    assert create.input_schema["properties"]["title"] == {"type": "string", "description": "The item's title."}
+    assert [n for n, s in description.tools.items() if s.requires_approval] == ["create_item"]
+    assert [n for n, s in description.tools.items() if s.replay == "reexecute"] == ["read_counter"]
+    assert await items.describe() is description  # memoized per instance
+
+
+async def test_execute_and_revert(items: Items) -> None:
+    ctx = ToolContext(execution_id="e1")
+    created = await items.execute_tool("create_item", {"title": "a"}, ctx)
+    assert created == {"id": 1, "title": "a"} and items.items == [created]
+    assert await items.revert_action("create_item", {"title": "a"}, created, ctx) is True
+    assert items.items == []
+    assert await items.revert_action("list_items", {}, [], ctx) is False
+    with pytest.raises(LookupError, match='Tool "nope" not found on items'):
+        await items.execute_tool("nope", {}, ctx)
+
+
+class Derived(Connector):
+    """The dict form, with the decoration hook adding approval to writes."""
+
+    name = "derived"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[dict[str, Any], str]] = []
+
+    async def tools(self) -> Mapping[str, ToolSpec]:
+        def execute(args: dict[str, Any], ctx: ToolContext) -> Any:
+            self.calls.append((args, ctx.execution_id))
+            return args
+
+        return {
+            "get_thing": ToolSpec(execute=execute, description="Read."),
+            "put_thing": ToolSpec(execute=execute, description="Write."),
+        }
+
+    def tool(self, name: str, spec: ToolSpec) -> ToolSpec:
+        return dataclasses.replace(spec, requires_approval=name.startswith("put_"))
+
+
+async def test_tool_hook_decorates_derived_tools() -> None:
+    connector = Derived()
+    description = await connector.describe()
+    assert description.tools["put_thing"].requires_approval is True
+    assert description.tools["get_thing"].requires_approval is False
+    assert await connector.execute_tool("get_thing", {"a": 1}, ToolContext("x")) == {"a": 1}
+    assert connector.calls == [({"a": 1}, "x")]
+
+
+def test_approval_with_reexecute_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="cannot combine requires_approval with replay"):
+
+        class Bad(Connector):
+            name = "bad"
+
+            @tool(requires_approval=True, replay="reexecute")
+            def write(self) -> None: ...
+
+
+async def test_approval_with_reexecute_is_refused_from_the_dict_form() -> None:
+    class Bad(Connector):
+        name = "bad"
+
+        def tools(self) -> Mapping[str, ToolSpec]:
+            return {"w": ToolSpec(execute=lambda a, c: None, requires_approval=True, replay="reexecute")}
+
+    with pytest.raises(ValueError, match="cannot combine requires_approval with replay"):
+        await Bad().describe()
+
+
+async def test_tool_names_must_be_identifiers() -> None:
+    class Bad(Connector):
+        name = "bad"
+
+        def tools(self) -> Mapping[str, ToolSpec]:
+            return {"get-thing": ToolSpec(execute=lambda a, c: None)}
+
+    with pytest.raises(ValueError, match="sanitize_identifier"):
+        await Bad().describe()
+
+
+async def test_sync_tools_and_pydantic_coercion() -> None:
+    class Calendar(Connector):
+        name = "calendar"
+
+        @tool
+        def weekday(self, day: date, ctx: ToolContext) -> str:
+            """Name the weekday of a date."""
+            return f"{day:%A} for {ctx.execution_id}"
+
+    description = await Calendar().describe()
+    assert description.tools["weekday"].input_schema["properties"]["day"]["format"] == "date"
+    assert "ctx" not in description.tools["weekday"].input_schema["properties"]
+    assert await Calendar().execute_tool("weekday", {"day": "2026-11-24"}, ToolContext("e")) == "Tuesday for e"
