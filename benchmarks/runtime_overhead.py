@@ -55,10 +55,12 @@ async def main(calls: int, rounds: int, cold: int) -> None:
     program = f"for i in range({calls}):\n    await bench.noop()\nreturn {calls}"
     with tempfile.TemporaryDirectory() as tmp:
         executor = codemode.MontyExecutor()
-        on_disk = codemode.Runtime([Bench()], executor=executor, store=codemode.SqliteStore(Path(tmp) / "b.db"),
-                                   max_executions=5)
-        in_memory = codemode.Runtime([Bench()], executor=executor, store=codemode.SqliteStore(":memory:"),
-                                     max_executions=5)
+        on_disk = codemode.Runtime(
+            [Bench()], executor=executor, store=codemode.SqliteStore(Path(tmp) / "b.db"), max_executions=5
+        )
+        in_memory = codemode.Runtime(
+            [Bench()], executor=executor, store=codemode.SqliteStore(":memory:"), max_executions=5
+        )
         namespaces = [codemode.sandbox.base.Namespace("bench", frozenset({"noop"}))]
 
         async def bare(code: str) -> ExecuteResult:
@@ -86,7 +88,8 @@ async def main(calls: int, rounds: int, cold: int) -> None:
         base = statistics.median(per_call["bare Monty driver"])
         for name, samples in per_call.items():
             med = statistics.median(samples)
-            print(f"{name:<22} {med * 1e6:>12.0f} {f'+{(med - base) * 1e6:.0f}' if name != 'bare Monty driver' else '':>10}")
+            extra = "" if name == "bare Monty driver" else f"+{(med - base) * 1e6:.0f}"
+            print(f"{name:<22} {med * 1e6:>12.0f} {extra:>10}")
 
         async with pydantic_monty.AsyncMonty() as pool:
 

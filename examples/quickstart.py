@@ -84,7 +84,9 @@ async def main(workdir: Path) -> None:
         assert execution is not None
         print(f"   {execution.id}  status={execution.status}")
         for entry in execution.log:
-            print(f"   seq {entry.seq}: {entry.connector}.{entry.method}({entry.args}) [{entry.state}] -> {entry.result}")
+            print(
+                f"   seq {entry.seq}: {entry.connector}.{entry.method}({entry.args}) [{entry.state}] -> {entry.result}"
+            )
 
         print("4. changed our minds: roll the run back (reverts every applied action that has a revert)")
         reverted = await runtime.rollback(outcome.execution_id)

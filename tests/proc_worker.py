@@ -54,9 +54,7 @@ PROGRAM = "r = await ledger.read()\nw = await ledger.write(value=r * 6)\nreturn 
 
 async def main(mode: str, db: str, ledger: str, arg: str) -> None:
     connector = Ledger(Path(ledger), slow=mode == "approve-slow")
-    async with codemode.Runtime(
-        [connector], store=codemode.SqliteStore(db), heartbeat_interval=0.2
-    ) as runtime:
+    async with codemode.Runtime([connector], store=codemode.SqliteStore(db), heartbeat_interval=0.2) as runtime:
         if mode == "pause":
             outcome = await runtime.execute(PROGRAM)
         elif mode in ("approve", "approve-slow"):
@@ -69,8 +67,11 @@ async def main(mode: str, db: str, ledger: str, arg: str) -> None:
             outcome = await runtime.recover(arg, stale_after=timedelta(seconds=1))
         else:
             raise SystemExit(f"unknown mode {mode}")
-    print(json.dumps({"status": outcome.status, "id": outcome.execution_id, "result": outcome.result,
-                      "error": outcome.error}))
+    print(
+        json.dumps(
+            {"status": outcome.status, "id": outcome.execution_id, "result": outcome.result, "error": outcome.error}
+        )
+    )
 
 
 if __name__ == "__main__":

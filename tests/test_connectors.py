@@ -8,9 +8,10 @@ from datetime import date
 from typing import Any
 
 import pytest
-from conftest import Items
 
 from codemode import Connector, ToolContext, ToolSpec, tool
+
+from conftest import Items
 
 
 async def test_describe_is_derived_from_tools(items: Items) -> None:

@@ -33,7 +33,9 @@ def test_four_processes_approve_one_pause(tmp_path: Path) -> None:
     procs = [
         subprocess.Popen(
             [sys.executable, str(WORKER), "approve", db, str(ledger), f"{paused['id']}:{start_at}"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(4)
     ]
@@ -55,7 +57,8 @@ def test_killed_host_mid_call_is_recovered_by_another_process(tmp_path: Path) ->
     paused = run("pause", db, str(ledger), "")
     victim = subprocess.Popen(
         [sys.executable, str(WORKER), "approve-slow", db, str(ledger), paused["id"]],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     deadline = time.time() + 60
     while "write-start" not in ledger_lines(ledger):

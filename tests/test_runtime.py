@@ -291,7 +291,9 @@ async def test_ephemeral_reads_reexecute_on_resume(runtime: Runtime) -> None:
 
 
 async def test_bytes_replay_as_bytes(runtime: Runtime, items: Items) -> None:
-    code = 'data = await items.get_bytes()\nawait items.create_item(title="x")\nreturn [type(data).__name__, list(data)]'
+    code = (
+        'data = await items.get_bytes()\nawait items.create_item(title="x")\nreturn [type(data).__name__, list(data)]'
+    )
     paused = await runtime.execute(code)
     done = await runtime.approve(paused.execution_id)
     assert done.result == ["bytes", [1, 2, 3, 4, 5]]
@@ -506,7 +508,6 @@ async def test_model_output_has_no_call_log(runtime: Runtime) -> None:
     assert out == {"status": "completed", "execution_id": outcome.execution_id, "result": [], "logs": ["hi"]}
     paused = (await runtime.execute('await items.create_item(title="p")')).to_model_output()
     assert paused["status"] == "paused" and "do not run the code again" in paused["message"]
-
 
 
 async def test_recover_refuses_a_live_or_ended_run(make_runtime: RuntimeFactory, items: Items) -> None:

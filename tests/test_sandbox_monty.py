@@ -6,10 +6,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import Items, RuntimeFactory
 
 import codemode
 from codemode import Connector, Runtime, tool
+
+from conftest import Items, RuntimeFactory
 
 ESCAPES = {
     "read a file": "open('/etc/passwd').read()",
@@ -24,7 +25,7 @@ ESCAPES = {
     "ctypes": "import ctypes\nctypes.CDLL(None)",
     "importlib": "import importlib\nimportlib.import_module('os')",
     "__import__": "__import__('os').system('id')",
-    "exec an import": "exec(\"import subprocess\")",
+    "exec an import": 'exec("import subprocess")',
     "eval an import": "eval(\"__import__('os')\")",
     "subclass walk": "().__class__.__bases__[0].__subclasses__()",
     "function globals": "(lambda: 0).__globals__",

@@ -221,9 +221,7 @@ def tool(
     """
 
     def wrap(f: Callable[..., Any]) -> ToolMethod:
-        return ToolMethod(
-            f, name=name, description=description, requires_approval=requires_approval, replay=replay
-        )
+        return ToolMethod(f, name=name, description=description, requires_approval=requires_approval, replay=replay)
 
     if fn is not None:
         return wrap(fn)
@@ -307,7 +305,7 @@ class _Signature:
             doc = param_docs.get(pname)
             fields[pname] = (Annotated[annotation, Field(description=doc)] if doc else annotation, default)
             params.append(pname)
-        model = create_model(f"{fn.__name__}_input", **fields)  # type: ignore[call-overload]
+        model = create_model(f"{fn.__name__}_input", **fields)
         input_schema = model.model_json_schema()
         input_schema.pop("title", None)
         for prop in input_schema.get("properties", {}).values():
@@ -394,9 +392,7 @@ class Connector:
         resolved: dict[str, ToolSpec] = {}
         for tool_name, spec in cast(Mapping[str, Any], raw).items():
             if not isinstance(spec, ToolSpec):
-                raise TypeError(
-                    f"Connector {name!r} tool {tool_name!r} must be a ToolSpec, not {type(spec).__name__}."
-                )
+                raise TypeError(f"Connector {name!r} tool {tool_name!r} must be a ToolSpec, not {type(spec).__name__}.")
             if not _IDENTIFIER.match(tool_name) or keyword.iskeyword(tool_name):
                 raise ValueError(
                     f"Connector {name!r} tool name {tool_name!r} is not a valid identifier; "
@@ -432,4 +428,3 @@ class Connector:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
-

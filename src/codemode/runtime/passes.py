@@ -46,12 +46,17 @@ class Setup:
         key = (connector, method)
         if key not in self.validators:
             try:
-                cls = jsonschema.validators.validator_for(spec.input_schema)
-                cls.check_schema(spec.input_schema)
-                self.validators[key] = cls(spec.input_schema)
+                schema = dict(spec.input_schema)
+                cls = jsonschema.validators.validator_for(schema)
+                cls.check_schema(schema)
+                self.validators[key] = cls(schema)
             except Exception as exc:  # a connector bug must not make the tool uncallable
-                log.warning("codemode: %s.%s has an invalid input schema, arguments are not validated: %s",
-                            connector, method, exc)
+                log.warning(
+                    "codemode: %s.%s has an invalid input schema, arguments are not validated: %s",
+                    connector,
+                    method,
+                    exc,
+                )
                 self.validators[key] = None
         return self.validators[key]
 
@@ -93,8 +98,15 @@ class Pass:
         store, runtime = self.runtime.store, self.runtime.name
         async with self._decide_lock:
             decision = await store.decide(
-                runtime, self.execution_id, seq, namespace, method, args_json, args_error,
-                spec.requires_approval, ephemeral,
+                runtime,
+                self.execution_id,
+                seq,
+                namespace,
+                method,
+                args_json,
+                args_error,
+                spec.requires_approval,
+                ephemeral,
             )
         if decision.kind == "replay":
             return decision.result
@@ -113,7 +125,9 @@ class Pass:
             try:
                 return codec.roundtrip(result)
             except (TypeError, ValueError) as exc:
-                raise ToolError(f"{namespace}.{method} returned a value that cannot cross into the sandbox: {exc}")
+                raise ToolError(
+                    f"{namespace}.{method} returned a value that cannot cross into the sandbox: {exc}"
+                ) from None
         try:
             text = codec.to_stored(f"The result of {namespace}.{method}", result)
         except DurableValueError as exc:

@@ -140,7 +140,7 @@ class Runtime:
                 if self._setup is None:
                     descriptions = await asyncio.gather(*(c.describe() for c in self.connectors))
                     self._setup = Setup(
-                        connectors={d.name: c for d, c in zip(descriptions, self.connectors)},
+                        connectors={d.name: c for d, c in zip(descriptions, self.connectors, strict=True)},
                         descriptions={d.name: d for d in descriptions},
                         namespaces=[Namespace(d.name, frozenset(d.tools)) for d in descriptions],
                     )
@@ -154,9 +154,7 @@ class Runtime:
             return Outcome(status="error", execution_id="", error="code must be a string of Python source.")
         size = len(code.encode("utf-8"))
         if size > MAX_DURABLE_VALUE_BYTES:
-            return Outcome(
-                status="error", execution_id="", error=codec.too_large_message("The execution code", size)
-            )
+            return Outcome(status="error", execution_id="", error=codec.too_large_message("The execution code", size))
         setup = await self.setup()
         execution_id = await self.store.begin(self.name, code, list(setup.connectors), self.max_executions)
         return await self._run_pass(execution_id, code, setup)
@@ -241,8 +239,9 @@ class Runtime:
             if execution.status == "paused":
                 await end("paused")
                 pending = await self.store.list_pending(self.name, execution_id)
-                return Outcome(status="paused", execution_id=execution_id, pending=pending, logs=result.logs,
-                               calls=calls)
+                return Outcome(
+                    status="paused", execution_id=execution_id, pending=pending, logs=result.logs, calls=calls
+                )
             if execution.status != "running":
                 await end("error")
                 error = execution.error or f"Execution ended with status {execution.status}."
@@ -260,8 +259,12 @@ class Runtime:
                 current = await self.store.get_execution(self.name, execution_id)
                 await end("error")
                 status = current.status if current else "deleted"
-                return Outcome(status="error", execution_id=execution_id,
-                               error=f"The execution was ended elsewhere (status: {status}).", calls=calls)
+                return Outcome(
+                    status="error",
+                    execution_id=execution_id,
+                    error=f"The execution was ended elsewhere (status: {status}).",
+                    calls=calls,
+                )
             await end("completed")
             return Outcome(
                 status="completed",

@@ -14,7 +14,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from codemode.discovery import Description, SearchOutput
-from codemode.runtime.outcome import DEFAULT_MAX_EXECUTIONS, DEFAULT_PAUSED_TTL, Execution, Outcome, PendingAction, Snippet
+from codemode.runtime.outcome import (
+    DEFAULT_MAX_EXECUTIONS,
+    DEFAULT_PAUSED_TTL,
+    Execution,
+    Outcome,
+    PendingAction,
+    Snippet,
+)
 
 if TYPE_CHECKING:
     from codemode.runtime.runtime import Runtime
@@ -97,7 +104,9 @@ class SyncRuntime:
         self, name: str, *, execution_id: str, description: str = "", input_schema: dict[str, Any] | None = None
     ) -> Snippet:
         return self._call(
-            self.runtime.save_snippet(name, execution_id=execution_id, description=description, input_schema=input_schema)
+            self.runtime.save_snippet(
+                name, execution_id=execution_id, description=description, input_schema=input_schema
+            )
         )
 
     def snippets(self) -> list[Snippet]:

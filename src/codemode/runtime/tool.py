@@ -37,7 +37,8 @@ class CodeTool:
     def parse_input(self, arguments: Any) -> str:
         """The `code` string from a framework's tool-call arguments, or a clear error."""
         if isinstance(arguments, dict) and isinstance(arguments.get("code"), str):
-            return arguments["code"]
+            code: str = arguments["code"]
+            return code
         raise ValueError('Expected an object with a string "code" property.')
 
 

@@ -35,7 +35,7 @@ __all__ = ["MontyExecutor"]
 
 # Fed before the program in the same session. The host object reaches the
 # factory through a one-time call, so the program's only new global is `codemode`.
-PRELUDE = '''
+PRELUDE = """
 def codemode(host):
     class Codemode:
         async def search(self, query):
@@ -60,7 +60,7 @@ def codemode(host):
 
 
 codemode = codemode(__codemode_host__())
-'''
+"""
 _PROGRAM_FILE = "<python-input-1>"  # the second feed of a session: the program itself
 MAX_CONSOLE_CHARS = 1_000_000
 
@@ -169,9 +169,7 @@ class _Run:
             timed_out=True,
         )
 
-    async def _drive(
-        self, session: monty.AsyncMontySession, code: str, input: Any, deadline: float
-    ) -> ExecuteResult:
+    async def _drive(self, session: monty.AsyncMontySession, code: str, input: Any, deadline: float) -> ExecuteResult:
         loop = asyncio.get_running_loop()
         try:
             snap: monty.AsyncSnapshot = await session.feed_start(
@@ -261,8 +259,16 @@ def _settle(task: asyncio.Task[Any]) -> monty.ExternalSettledResult | None:
 
 
 _KNOWN_EXC = frozenset(
-    {"AttributeError", "KeyError", "LookupError", "PermissionError", "RuntimeError", "TimeoutError", "TypeError",
-     "ValueError"}
+    {
+        "AttributeError",
+        "KeyError",
+        "LookupError",
+        "PermissionError",
+        "RuntimeError",
+        "TimeoutError",
+        "TypeError",
+        "ValueError",
+    }
 )
 
 
@@ -274,9 +280,8 @@ def _call_args(namespace: str, method: str, args: tuple[Any, ...], kwargs: Mappi
     """Keyword arguments, or one dict of them: `ns.m(a=1)` or `ns.m({"a": 1})`."""
     if not args:
         return dict(kwargs)
-    if len(args) == 1 and isinstance(args[0], dict) and not kwargs:
-        if all(isinstance(k, str) for k in args[0]):
-            return dict(args[0])
+    if len(args) == 1 and isinstance(args[0], dict) and not kwargs and all(isinstance(k, str) for k in args[0]):
+        return dict(args[0])
     raise TypeError(
         f"{namespace}.{method}() takes keyword arguments (e.g. {namespace}.{method}(name=value)) or a single "
         "dict of them, not positional values."

@@ -279,7 +279,17 @@ class SqliteStore:
             conn.execute(
                 "INSERT OR REPLACE INTO cm_log (runtime, execution_id, seq, connector, method, args, result, "
                 "requires_approval, ephemeral, state) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
-                (runtime, execution_id, seq, connector, method, args_json, int(requires_approval), int(ephemeral), state),
+                (
+                    runtime,
+                    execution_id,
+                    seq,
+                    connector,
+                    method,
+                    args_json,
+                    int(requires_approval),
+                    int(ephemeral),
+                    state,
+                ),
             )
             if requires_approval:
                 conn.execute(
