@@ -355,7 +355,7 @@ def test_renderer_satisfies_the_protocol() -> None:
         ({"const": "fixed"}, 'Literal["fixed"]'),
         ({"const": None}, "None"),
         ({"oneOf": [{"const": "a"}, {"const": "b"}, {"type": "integer"}]}, 'Literal["a", "b"] | int'),
-        ({"type": "string", "format": "binary"}, "str"),
+        ({"type": "string", "format": "binary"}, "bytes"),
         ({"type": "frobnicate"}, "Any"),
         ({"$ref": "https://example.com/schema.json"}, "Any"),
         ({"$ref": "#/$defs/Missing"}, "Any"),

@@ -356,6 +356,8 @@ class _Converter:
             return self.object(schema, key, hint, depth)
         if kind == "array":
             return [self.array(schema, hint, depth)]
+        if kind == "string" and schema.get("format") == "binary":
+            return ["bytes"]  # how pydantic describes `bytes`; the sandbox receives real bytes
         return [_SCALARS[kind]] if isinstance(kind, str) and kind in _SCALARS else ["Any"]
 
     def array(self, schema: Mapping[str, Any], hint: str, depth: int) -> str:
