@@ -20,7 +20,7 @@ from codemode.schema.python import PythonDeclarations
 RENDER = PythonDeclarations()
 FALLBACK_MARK = "could not be rendered"
 TYPING_NAMES = {"Any", "Literal", "Never", "NotRequired", "TypedDict"}
-KNOWN_NAMES = TYPING_NAMES | {"str", "int", "float", "bool", "list", "dict", "tuple"}
+KNOWN_NAMES = TYPING_NAMES | {"str", "int", "float", "bool", "list", "dict", "tuple", "bytes"}
 
 
 def spec(input_schema: Any = None, output_schema: Any = None, description: str = "", **kw: Any) -> ToolSpec:
