@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import codemode
-from codemode import Runtime
+from codemode import Connector, Runtime, tool
 
 from conftest import Items, RuntimeFactory
 
@@ -520,3 +520,68 @@ async def test_recover_refuses_a_live_or_ended_run(make_runtime: RuntimeFactory,
     assert "status: completed" in (ended.error or "")
     with pytest.raises(ValueError, match="stale_after"):
         await runtime.recover(eid, stale_after=timedelta(seconds=0))
+
+
+# -- coverage gaps the spec lists (§9.22) -------------------------------------
+
+
+async def test_oversized_arguments_fail_the_run(runtime: Runtime, items: Items) -> None:
+    outcome = await runtime.execute('await items.add_note(text="x" * 1_100_000)')
+    assert outcome.status == "error"
+    assert "Arguments to items.add_note is too large to record durably" in (outcome.error or "")
+    assert items.notes == []
+
+
+async def test_divergence_on_a_different_method(runtime: Runtime, items: Items) -> None:
+    # A recorded run read list_items, then paused at create_item; its stored program now reads get_bytes.
+    name = runtime.name
+    eid = await runtime.store.begin(name, 'await items.get_bytes()\nawait items.create_item(title="x")', ["items"], 50)
+    await runtime.store.decide(name, eid, 0, "items", "list_items", "{}", None, False, False)
+    await runtime.store.record_result(name, eid, 0, "[]")
+    await runtime.store.decide(name, eid, 1, "items", "create_item", '{"title":"x"}', None, True, False)
+    outcome = await runtime.approve(eid)
+    assert outcome.status == "error"
+    assert "replay divergence at step 0: expected items.list_items, got items.get_bytes" in (outcome.error or "")
+    assert items.items == [] and "get_bytes" not in items.counts
+
+
+async def test_prune_executions_keeps_paused_runs(runtime: Runtime) -> None:
+    paused = await runtime.execute('await items.create_item(title="keep me")')
+    for i in range(4):
+        await runtime.execute(str(i))
+    assert await runtime.prune_executions(keep=1) == 3
+    remaining = {e.id: e.status for e in await runtime.executions()}
+    assert remaining[paused.execution_id] == "paused"
+    assert sorted(remaining.values()) == ["completed", "paused"]
+
+
+class Fragile(Connector):
+    name = "fragile"
+
+    def __init__(self) -> None:
+        self.undone: list[int] = []
+
+    @tool
+    def make(self, n: int) -> int:
+        """Make something."""
+        return n
+
+    @make.revert
+    def _unmake(self, args: dict[str, object], result: int) -> None:
+        if result == 2:
+            raise RuntimeError("cannot undo 2")
+        self.undone.append(result)
+
+
+async def test_rollback_tries_every_revert_then_reports(make_runtime: RuntimeFactory) -> None:
+    fragile = Fragile()
+    runtime = make_runtime(fragile)
+    outcome = await runtime.execute("for n in (1, 2, 3):\n    await fragile.make(n=n)")
+    with pytest.raises(
+        codemode.RollbackError, match=r"reverted 2 action\(s\) but 1 failed: fragile.make: cannot undo 2"
+    ):
+        await runtime.rollback(outcome.execution_id)
+    assert fragile.undone == [3, 1]
+    execution = await runtime.execution(outcome.execution_id)
+    assert execution is not None and execution.status == "rolled_back"
+    assert [c.state for c in execution.log] == ["reverted", "applied", "reverted"]

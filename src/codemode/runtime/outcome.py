@@ -99,15 +99,21 @@ class Outcome:
     calls: list[LogEntry] = field(default_factory=list)
 
     def to_model_output(self) -> dict[str, Any]:
-        """The JSON-ready dict for the model: no call log, logs bounded."""
+        """The JSON-ready dict for the model: no call log, logs bounded, values in the codec's JSON form."""
+        from codemode.runtime.codec import encode
+
         out: dict[str, Any] = {"status": self.status, "execution_id": self.execution_id}
         if self.status == "completed":
-            out["result"] = self.result
+            try:
+                out["result"] = encode(self.result)
+            except (TypeError, ValueError):
+                out["result"] = repr(self.result)
         elif self.status == "error":
             out["error"] = self.error
         else:
             out["pending"] = [
-                {"seq": p.seq, "connector": p.connector, "method": p.method, "args": p.args} for p in self.pending
+                {"seq": p.seq, "connector": p.connector, "method": p.method, "args": encode(p.args)}
+                for p in self.pending
             ]
             out["message"] = (
                 "The run is paused waiting for a human to approve the pending action. "
