@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Items
 
 import codemode
 from codemode import Connector, Runtime, tool
+
+from conftest import Items
 
 
 class GitHub(Connector):
