@@ -31,7 +31,7 @@ import re
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from codemode.connectors.base import ConnectorDescription, ToolSpec
@@ -74,15 +74,7 @@ class SearchResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as handed to the sandbox."""
-        return {
-            "path": self.path,
-            "connector": self.connector,
-            "method": self.method,
-            "description": self.description,
-            "requires_approval": self.requires_approval,
-            "kind": self.kind,
-            "score": self.score,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -95,7 +87,7 @@ class SearchOutput:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as handed to the sandbox."""
-        return {"results": [r.to_dict() for r in self.results], "total": self.total, "truncated": self.truncated}
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -110,13 +102,7 @@ class Description:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as handed to the sandbox."""
-        return {
-            "path": self.path,
-            "description": self.description,
-            "requires_approval": self.requires_approval,
-            "types": self.types,
-            "kind": self.kind,
-        }
+        return asdict(self)
 
 
 # ---------------------------------------------------------------------------
