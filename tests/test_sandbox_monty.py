@@ -175,3 +175,21 @@ async def test_many_calls_beyond_the_default_monty_cap(runtime: Runtime) -> None
     outcome = await runtime.execute("n = 0\nfor i in range(1500):\n    n += len(await items.list_items())\nn")
     assert outcome.status == "completed", outcome.error
     assert len(outcome.calls) == 1500
+
+
+async def test_odd_results_become_plain_data(runtime: Runtime) -> None:
+    assert (await runtime.execute("items")).result == "<namespace items>"
+    assert (
+        await runtime.execute("from dataclasses import dataclass\n@dataclass\nclass P:\n    x: int\nP(1)")
+    ).result == {"x": 1}
+    assert (await runtime.execute("{1, 2}")).result == {1, 2}
+
+
+async def test_sleeps_wait_on_the_host(make_runtime: RuntimeFactory, items: Items) -> None:
+    runtime = make_runtime(items, executor=codemode.MontyExecutor(timeout=2))
+    code = (
+        "import asyncio, time\ntime.sleep(0.05)\nawait asyncio.gather(asyncio.sleep(0.05), asyncio.sleep(0.05))\n'ok'"
+    )
+    assert (await runtime.execute(code)).result == "ok"
+    too_long = await runtime.execute("import time\ntime.sleep(30)")
+    assert too_long.status == "error" and "sleep limit exceeded" in (too_long.error or "")

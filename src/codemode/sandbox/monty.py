@@ -61,6 +61,7 @@ def codemode(host):
 
 codemode = codemode(__codemode_host__())
 """
+_SLEEPS = frozenset({"system.sleep", "system.async_sleep", "time.sleep", "asyncio.sleep"})
 _PROGRAM_FILE = "<python-input-1>"  # the second feed of a session: the program itself
 MAX_CONSOLE_CHARS = 1_000_000
 
@@ -136,10 +137,12 @@ class _Run:
         self.platform = monty.ClassInstance(type("codemode_host", (), {})(), allowed_methods=PLATFORM_METHODS)
         self.objects: dict[Any, str] = {self.platform.id: "codemode"}
         self.inputs: dict[str, Any] = {}
+        self.namespace_values: dict[int, str] = {id(self.platform.value): "codemode"}
         for ns in namespaces:
             instance = monty.ClassInstance(type(ns.name, (), {})(), allowed_methods=sorted(ns.methods))
             self.objects[instance.id] = ns.name
             self.inputs[ns.name] = instance
+            self.namespace_values[id(instance.value)] = ns.name
         self.tasks: dict[int, asyncio.Task[Any]] = {}
         self.timed_out = False
 
@@ -197,7 +200,7 @@ class _Run:
                     snap = await snap.resume(results)
                 else:  # a name the program never defined
                     snap = await snap.resume()
-            return ExecuteResult(result=_host_value(snap.output), logs=self.console.lines())
+            return ExecuteResult(result=self._host_value(snap.output), logs=self.console.lines())
         except monty.MontyCrashedError as exc:
             if self.timed_out or exc.timed_out:
                 return self._timeout_result()
@@ -215,9 +218,27 @@ class _Run:
         except monty.MontyError as exc:
             return ExecuteResult(error=f"{type(exc).__name__}: {exc}", logs=self.console.lines())
 
+    def _host_value(self, value: Any) -> Any:
+        """Sandbox-only objects become plain data; a namespace object never leaks out as itself."""
+        if isinstance(value, monty.MontyClassProxy):
+            return {k: self._host_value(v) for k, v in value.attributes.items()} if value.is_dataclass else repr(value)
+        if isinstance(value, (monty.MontyClassTypeProxy, monty.MontyStdTypeProxy)):
+            return f"<{value.name}>"
+        if isinstance(value, dict):
+            return {self._host_value(k): self._host_value(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._host_value(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self._host_value(v) for v in value)
+        if id(value) in self.namespace_values:
+            return f"<namespace {self.namespace_values[id(value)]}>"
+        return value
+
     async def _call(self, snap: monty.AsyncFunctionSnapshot) -> monty.AsyncSnapshot:
         if snap.is_os_function:
-            return await snap.resume_not_handled()  # Monty's own refusal: no files, env or clock tricks
+            if snap.function_name in _SLEEPS:
+                return await self._sleep(snap)
+            return await snap.resume_not_handled()  # Monty's own refusal: no files, no environment
         namespace = self.objects.get(snap.object_id)
         if namespace is None:
             return await snap.resume(
@@ -230,6 +251,19 @@ class _Run:
         # Started now, in program order; the program awaits it whenever it likes.
         self.tasks[snap.call_id] = asyncio.ensure_future(self.host.call(namespace, snap.function_name, args))
         return await snap.resume({"future": ...})
+
+    async def _sleep(self, snap: monty.AsyncFunctionSnapshot) -> monty.AsyncSnapshot:
+        """`time.sleep` / `asyncio.sleep` wait on the host loop; the wall-clock limit still applies."""
+        seconds = snap.args[0] if snap.args else snap.kwargs.get("seconds", 0)
+        if not isinstance(seconds, (int, float)) or seconds < 0:
+            return await snap.resume(
+                {"exc_type": "ValueError", "message": "sleep length must be a non-negative number"}
+            )
+        if snap.function_name in ("system.async_sleep", "asyncio.sleep"):
+            self.tasks[snap.call_id] = asyncio.ensure_future(asyncio.sleep(float(seconds)))
+            return await snap.resume({"future": ...})
+        await asyncio.sleep(float(seconds))
+        return await snap.resume({"return_value": None})
 
     async def _settle(self, deadline: float) -> None:
         """Calls the program started but never awaited still finish and get recorded."""
@@ -286,21 +320,6 @@ def _call_args(namespace: str, method: str, args: tuple[Any, ...], kwargs: Mappi
         f"{namespace}.{method}() takes keyword arguments (e.g. {namespace}.{method}(name=value)) or a single "
         "dict of them, not positional values."
     )
-
-
-def _host_value(value: Any) -> Any:
-    """Sandbox-only objects (instances of the program's classes) become plain data."""
-    if isinstance(value, monty.MontyClassProxy):
-        return {k: _host_value(v) for k, v in value.attributes.items()} if value.is_dataclass else repr(value)
-    if isinstance(value, (monty.MontyClassTypeProxy, monty.MontyStdTypeProxy)):
-        return f"<{value.name}>"
-    if isinstance(value, dict):
-        return {_host_value(k): _host_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_host_value(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_host_value(v) for v in value)
-    return value
 
 
 def _describe_error(exc: monty.MontyRuntimeError, executor: MontyExecutor) -> str:
