@@ -21,7 +21,7 @@ from codemode.runtime.outcome import (
 from codemode.runtime.runtime import Runtime
 from codemode.runtime.sync import SyncRuntime
 from codemode.runtime.tool import CodeTool
-from codemode.sandbox.base import ExecuteResult, Executor
+from codemode.sandbox.base import ExecuteResult, Executor, Host, Namespace, StopExecution, ToolError
 from codemode.sandbox.monty import MontyExecutor
 from codemode.schema.names import sanitize_identifier
 from codemode.store.base import Store
@@ -40,8 +40,10 @@ __all__ = [
     "ExecuteResult",
     "Execution",
     "Executor",
+    "Host",
     "LogEntry",
     "MontyExecutor",
+    "Namespace",
     "Outcome",
     "PendingAction",
     "RollbackError",
@@ -50,9 +52,11 @@ __all__ = [
     "SearchResult",
     "Snippet",
     "SqliteStore",
+    "StopExecution",
     "Store",
     "SyncRuntime",
     "ToolContext",
+    "ToolError",
     "ToolSpec",
     "sanitize_identifier",
     "tool",
