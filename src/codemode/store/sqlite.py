@@ -2,9 +2,12 @@
 
 WAL journaling lets readers proceed while one writer commits; every write
 operation runs in `BEGIN IMMEDIATE`, which takes the database write lock up
-front, so each compare-and-set below is serialized across processes. SQLite
-calls run on one dedicated thread per store so the event loop never blocks on
-a busy lock.
+front, so each compare-and-set below is serialized across processes.
+
+An operation first runs right on the caller's thread with no busy wait (tens of
+microseconds). Only when another process holds the write lock does it move to
+the store's own thread and wait there, so the event loop never blocks on a
+busy database.
 """
 
 from __future__ import annotations
@@ -89,6 +92,8 @@ class SqliteStore:
         self._conn: sqlite3.Connection | None = None
         self._opened = False
         self._open_lock = threading.Lock()
+        self._conn_lock = threading.Lock()  # one user of the connection at a time
+        self._waits: bool | None = None  # the busy timeout currently set on the connection
 
     # -- plumbing -----------------------------------------------------------
 
@@ -96,18 +101,43 @@ class SqliteStore:
         if not self._opened:
             await self.open()
         assert self._pool is not None
+        if self._conn_lock.acquire(blocking=False):
+            try:
+                return self._transaction(fn, write, wait=False)
+            except _Busy:
+                pass  # another process is writing: wait for it off the event loop
+            finally:
+                self._conn_lock.release()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._transaction, fn, write)
+        return await loop.run_in_executor(self._pool, self._waiting_transaction, fn, write)
 
-    def _transaction(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
+    def _waiting_transaction(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
+        with self._conn_lock:
+            return self._transaction(fn, write, wait=True)
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], T], write: bool, *, wait: bool) -> T:
+        """One transaction; with `wait=False` a busy database raises `_Busy` and changes nothing."""
         conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        if self._waits is not wait:
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000) if wait else 0}")
+            self._waits = wait
+        try:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        except sqlite3.OperationalError as exc:
+            if not wait and _is_busy(exc):
+                raise _Busy() from exc
+            raise
         try:
             result = fn(conn)
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            conn.execute("ROLLBACK")
+            if not wait and _is_busy(exc):
+                raise _Busy() from exc
+            raise
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         return result
 
     def _connection(self) -> sqlite3.Connection:
@@ -126,7 +156,11 @@ class SqliteStore:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codemode-sqlite")
             self._opened = True
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._pool, self._transaction, self._migrate, True)
+        try:
+            await loop.run_in_executor(self._pool, self._waiting_transaction, self._migrate, True)
+        except BaseException:
+            await self.close()
+            raise
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -153,12 +187,13 @@ class SqliteStore:
         conn = self._conn
 
         def shutdown() -> None:
-            if conn is not None:
-                conn.close()
+            with self._conn_lock:
+                if conn is not None:
+                    conn.close()
+                self._conn, self._waits = None, None
 
         await asyncio.get_running_loop().run_in_executor(pool, shutdown)
         pool.shutdown(wait=True)
-        self._conn = None
         self._opened = False
 
     # -- executions ---------------------------------------------------------
@@ -621,6 +656,14 @@ class SqliteStore:
             return cur.rowcount == 1
 
         return await self._run(op)
+
+
+class _Busy(Exception):
+    """Another connection holds the lock; retry where waiting is harmless."""
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _label(connector: str, method: str) -> str:
