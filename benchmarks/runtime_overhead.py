@@ -10,6 +10,7 @@ Table 2: `execute("return 1")` latency with a warm worker pool:
   - pydantic-monty alone (checkout + feed_run), the engine floor;
   - the Monty executor alone (checkout + prelude + program);
   - the runtime on SQLite in memory and on disk.
+Table 3: resume cost: `approve` of a run paused after 1,000 recorded reads, beside its first pass.
 Rounds alternate between configurations, because this machine is noisy.
 """
 
@@ -36,6 +37,15 @@ class Bench(codemode.Connector):
     @codemode.tool
     def noop(self) -> None:
         """Do nothing."""
+
+
+class Gate(codemode.Connector):
+    name = "gate"
+
+    @codemode.tool(requires_approval=True)
+    def release(self) -> str:
+        """An approved action."""
+        return "released"
 
 
 class NullHost:
@@ -116,6 +126,34 @@ async def main(calls: int, rounds: int, cold: int) -> None:
             samples.sort()
             p95 = samples[int(len(samples) * 0.95) - 1]
             print(f"{name:<22} {statistics.median(samples) * 1e3:>10.2f} {p95 * 1e3:>8.2f}")
+
+        # Resume cost: approve a run paused after `calls` recorded reads (replayed from one log query).
+        gated = codemode.Runtime(
+            [Bench(), Gate()], executor=executor, store=codemode.SqliteStore(Path(tmp) / "g.db"), max_executions=5
+        )
+        paused_program = f"for i in range({calls}):\n    await bench.noop()\nreturn await gate.release()"
+        first: list[float] = []
+        resume: list[float] = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            paused = await gated.execute(paused_program)
+            first.append(time.perf_counter() - start)
+            assert paused.status == "paused", paused.error
+            start = time.perf_counter()
+            done = await gated.approve(paused.execution_id)
+            resume.append(time.perf_counter() - start)
+            assert done.status == "completed" and done.result == "released", done.error
+        print(f"\nResume cost: a run paused after {calls} recorded reads (SQLite on disk), median of {rounds}")
+        print(f"{'pass':<34} {'ms':>8} {'µs per call':>12}")
+        print(
+            f"{'first pass (reads executed, logged)':<34} {statistics.median(first) * 1e3:>8.1f} "
+            f"{statistics.median(first) / calls * 1e6:>12.0f}"
+        )
+        print(
+            f"{'approve (reads replayed from log)':<34} {statistics.median(resume) * 1e3:>8.1f} "
+            f"{statistics.median(resume) / calls * 1e6:>12.0f}"
+        )
+        await gated.store.close()
 
         await in_memory.store.close()
         await on_disk.aclose()

@@ -146,9 +146,6 @@ class ToolMethod:
         self.revert_fn = fn
         return fn
 
-    def __set_name__(self, owner: type, attr: str) -> None:
-        self.attr = attr
-
     @overload
     def __get__(self, instance: None, owner: type) -> ToolMethod: ...
     @overload

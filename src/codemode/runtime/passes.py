@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +21,9 @@ from jsonschema.exceptions import best_match
 from codemode.connectors.base import Connector, ConnectorDescription, ToolContext, ToolSpec
 from codemode.runtime import codec
 from codemode.runtime.codec import DurableValueError
-from codemode.runtime.outcome import STEP_CONNECTOR
+from codemode.runtime.outcome import STEP_CONNECTOR, LogEntry
 from codemode.sandbox.base import PLATFORM, Namespace, StopExecution, ToolError
+from codemode.store.base import Decision
 
 if TYPE_CHECKING:
     from codemode.runtime.runtime import Runtime
@@ -64,7 +65,7 @@ class Setup:
 class Pass:
     """The `Host` of one pass of one execution."""
 
-    def __init__(self, runtime: Runtime, setup: Setup, execution_id: str) -> None:
+    def __init__(self, runtime: Runtime, setup: Setup, execution_id: str, recorded: Sequence[LogEntry] = ()) -> None:
         self.runtime = runtime
         self.setup = setup
         self.execution_id = execution_id
@@ -72,6 +73,50 @@ class Pass:
         self._seq = 0
         self._decide_lock = asyncio.Lock()
         self._step_names: dict[int, str] = {}
+        # The log as it was when this pass took the run over: applied results are final while the
+        # pass owns the run, so replays are served from memory (one query for the whole log).
+        self._recorded = {entry.seq: entry for entry in recorded if entry.state == "applied" and not entry.ephemeral}
+        self._stopped = False
+
+    async def _decide(
+        self,
+        seq: int,
+        connector: str,
+        method: str,
+        args_json: str | None,
+        args_error: str | None,
+        requires_approval: bool,
+        ephemeral: bool,
+    ) -> Decision:
+        """The store's decision, short-cut for calls the preloaded log already answers."""
+        if self._stopped:
+            return Decision("pause", seq)  # this pass already paused or failed: refuse progress
+        entry = self._recorded.pop(seq, None)
+        if (
+            entry is not None
+            and (entry.connector, entry.method) == (connector, method)
+            and (args_json is None or entry.args is None or codec.canonical(entry.args) == args_json)
+        ):
+            return Decision("replay", seq, entry.result)
+        async with self._decide_lock:
+            decision = await self.runtime.store.decide(
+                self.runtime.name,
+                self.execution_id,
+                seq,
+                connector,
+                method,
+                args_json,
+                args_error,
+                requires_approval,
+                ephemeral,
+            )
+        if decision.kind == "pause":
+            self._stopped = True
+        return decision
+
+    async def _fail_at(self, seq: int, message: str) -> None:
+        self._stopped = True
+        await self.runtime.store.fail_at(self.runtime.name, self.execution_id, seq, message)
 
     def _next_seq(self) -> int:
         seq = self._seq
@@ -96,18 +141,7 @@ class Pass:
             args_json, args_error = None, str(exc)
         ephemeral = spec.replay == "reexecute"
         store, runtime = self.runtime.store, self.runtime.name
-        async with self._decide_lock:
-            decision = await store.decide(
-                runtime,
-                self.execution_id,
-                seq,
-                namespace,
-                method,
-                args_json,
-                args_error,
-                spec.requires_approval,
-                ephemeral,
-            )
+        decision = await self._decide(seq, namespace, method, args_json, args_error, spec.requires_approval, ephemeral)
         if decision.kind == "replay":
             return decision.result
         if decision.kind == "pause":
@@ -131,7 +165,7 @@ class Pass:
         try:
             text = codec.to_stored(f"The result of {namespace}.{method}", result)
         except DurableValueError as exc:
-            await store.fail_at(runtime, self.execution_id, seq, str(exc))
+            await self._fail_at(seq, str(exc))
             raise StopExecution() from None
         await store.record_result(runtime, self.execution_id, seq, text)
         return codec.loads(text)
@@ -171,10 +205,7 @@ class Pass:
 
     async def _step_decide(self, name: str) -> dict[str, Any]:
         seq = self._next_seq()
-        async with self._decide_lock:
-            decision = await self.runtime.store.decide(
-                self.runtime.name, self.execution_id, seq, STEP_CONNECTOR, name, None, None, False, False
-            )
+        decision = await self._decide(seq, STEP_CONNECTOR, name, None, None, False, False)
         if decision.kind == "replay":
             return {"replay": True, "value": decision.result}
         if decision.kind == "pause":
@@ -187,7 +218,7 @@ class Pass:
         try:
             text = codec.to_stored(f'The result of codemode.step("{name}")', value)
         except DurableValueError as exc:
-            await self.runtime.store.fail_at(self.runtime.name, self.execution_id, seq, str(exc))
+            await self._fail_at(seq, str(exc))
             raise StopExecution() from None
         await self.runtime.store.record_result(self.runtime.name, self.execution_id, seq, text)
         return codec.loads(text)

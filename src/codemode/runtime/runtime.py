@@ -29,6 +29,7 @@ from codemode.runtime.outcome import (
     DEFAULT_PAUSED_TTL,
     MAX_DURABLE_VALUE_BYTES,
     Execution,
+    LogEntry,
     Outcome,
     PendingAction,
     Snippet,
@@ -184,7 +185,7 @@ class Runtime:
                 error=f'Execution "{execution_id}" is not paused (status: {status}); only a paused run can be '
                 "approved.",
             )
-        return await self._run_pass(execution_id, resumed.code, setup)
+        return await self._run_pass(execution_id, resumed.code, setup, resumed.log)
 
     async def recover(self, execution_id: str, *, stale_after: timedelta = timedelta(minutes=1)) -> Outcome:
         """Resume a run whose host died mid-pass (still `running`, no heartbeat for `stale_after`).
@@ -208,7 +209,7 @@ class Runtime:
                 error=f'Execution "{execution_id}" cannot be recovered (status: {status}); only a run left '
                 f"running with no heartbeat for {stale_after} can be.",
             )
-        return await self._run_pass(execution_id, claimed.code, setup)
+        return await self._run_pass(execution_id, claimed.code, setup, claimed.log)
 
     async def _heartbeat(self, execution_id: str) -> None:
         """Keep a live pass from looking abandoned to `recover` and `expire_paused`."""
@@ -217,7 +218,7 @@ class Runtime:
             if not await self.store.heartbeat(self.name, execution_id):
                 return
 
-    async def _run_pass(self, execution_id: str, code: str, setup: Setup) -> Outcome:
+    async def _run_pass(self, execution_id: str, code: str, setup: Setup, recorded: Sequence[LogEntry] = ()) -> Outcome:
         ended = False
         heartbeat = asyncio.ensure_future(self._heartbeat(execution_id))
 
@@ -229,7 +230,7 @@ class Runtime:
                 await self._hooks("dispose_execution", execution_id, status)
 
         try:
-            host = Pass(self, setup, execution_id)
+            host = Pass(self, setup, execution_id, recorded)
             result = await self.executor.execute(self.executor.normalize(code), setup.namespaces, host)
             execution = await self.store.get_execution(self.name, execution_id)
             if execution is None:
