@@ -163,27 +163,15 @@ class Runtime:
     async def approve(self, execution_id: str) -> Outcome:
         """Resume a paused run: replay the log, run the approved action once, continue."""
         setup = await self.setup()
-        existing = await self.store.get_execution(self.name, execution_id)
-        if existing is None:
-            return Outcome(status="error", execution_id=execution_id, error=f'No execution "{execution_id}" to resume.')
-        missing = [c for c in existing.connectors if c not in setup.connectors]
-        if missing:
-            names = ", ".join(f'"{c}"' for c in missing)
-            return Outcome(
-                status="error",
-                execution_id=execution_id,
-                error=f'Execution "{execution_id}" requires connector(s) {names} that are not configured on this '
-                "runtime.",
-            )
+        refusal = await self._check_resumable(execution_id, setup)
+        if refusal is not None:
+            return refusal
         resumed = await self.store.resume(self.name, execution_id)
         if resumed is None:
-            current = await self.store.get_execution(self.name, execution_id)
-            status = current.status if current else "deleted"
-            return Outcome(
-                status="error",
-                execution_id=execution_id,
-                error=f'Execution "{execution_id}" is not paused (status: {status}); only a paused run can be '
-                "approved.",
+            return _refused(
+                execution_id,
+                f'Execution "{execution_id}" is not paused (status: {await self._status(execution_id)}); only a '
+                "paused run can be approved.",
             )
         return await self._run_pass(execution_id, resumed.code, setup, resumed.log)
 
@@ -199,17 +187,35 @@ class Runtime:
                 f"({self.heartbeat_interval:g} s), or a live pass could be taken over."
             )
         setup = await self.setup()
+        refusal = await self._check_resumable(execution_id, setup)
+        if refusal is not None:
+            return refusal
         claimed = await self.store.claim_stale(self.name, execution_id, stale_after)
         if claimed is None:
-            current = await self.store.get_execution(self.name, execution_id)
-            status = current.status if current else "missing"
-            return Outcome(
-                status="error",
-                execution_id=execution_id,
-                error=f'Execution "{execution_id}" cannot be recovered (status: {status}); only a run left '
-                f"running with no heartbeat for {stale_after} can be.",
+            return _refused(
+                execution_id,
+                f'Execution "{execution_id}" cannot be recovered (status: {await self._status(execution_id)}); only '
+                f"a run left running with no heartbeat for {stale_after} can be.",
             )
         return await self._run_pass(execution_id, claimed.code, setup, claimed.log)
+
+    async def _check_resumable(self, execution_id: str, setup: Setup) -> Outcome | None:
+        """An error outcome when the run does not exist or needs connectors this runtime lacks."""
+        existing = await self.store.get_execution(self.name, execution_id)
+        if existing is None:
+            return _refused(execution_id, f'No execution "{execution_id}" to resume.')
+        missing = [c for c in existing.connectors if c not in setup.connectors]
+        if missing:
+            names = ", ".join(f'"{c}"' for c in missing)
+            return _refused(
+                execution_id,
+                f'Execution "{execution_id}" requires connector(s) {names} that are not configured on this runtime.',
+            )
+        return None
+
+    async def _status(self, execution_id: str) -> str:
+        current = await self.store.get_execution(self.name, execution_id)
+        return current.status if current else "deleted"
 
     async def _heartbeat(self, execution_id: str) -> None:
         """Keep a live pass from looking abandoned to `recover` and `expire_paused`."""
@@ -257,9 +263,8 @@ class Runtime:
             except DurableValueError as exc:
                 stored = codec.dumps(f"[codemode: result omitted from the audit trail: {exc}]")
             if not await self.store.complete(self.name, execution_id, stored, _bounded_logs(result.logs)):
-                current = await self.store.get_execution(self.name, execution_id)
+                status = await self._status(execution_id)
                 await end("error")
-                status = current.status if current else "deleted"
                 return Outcome(
                     status="error",
                     execution_id=execution_id,
@@ -429,6 +434,11 @@ class Runtime:
         """Declarations for a connector, `connector.method` or snippet, as `codemode.describe` gives them."""
         setup = await self.setup()
         return describe_target(target, list(setup.descriptions.values()), await self.snippets(), self.renderer)
+
+
+def _refused(execution_id: str, message: str) -> Outcome:
+    """An error outcome for a request that changed nothing."""
+    return Outcome(status="error", execution_id=execution_id, error=message)
 
 
 def _bounded_logs(logs: list[str]) -> list[str]:
