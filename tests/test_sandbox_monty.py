@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -193,3 +195,40 @@ async def test_sleeps_wait_on_the_host(make_runtime: RuntimeFactory, items: Item
     assert (await runtime.execute(code)).result == "ok"
     too_long = await runtime.execute("import time\ntime.sleep(30)")
     assert too_long.status == "error" and "sleep limit exceeded" in (too_long.error or "")
+
+
+def _child_pids() -> list[int]:
+    """Processes whose parent is this one (Linux /proc), i.e. the Monty workers."""
+    me = os.getpid()
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                children.append(int(entry.name))
+    return children
+
+
+class Killer(Connector):
+    """Kills the sandbox worker from the host, as the OOM killer would."""
+
+    name = "killer"
+
+    @tool
+    def kill_workers(self) -> int:
+        """Kill every Monty worker of this process."""
+        pids = _child_pids()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        return len(pids)
+
+
+async def test_a_dead_worker_is_an_error_and_the_next_run_works(make_runtime: RuntimeFactory) -> None:
+    runtime = make_runtime(Killer())
+    outcome = await runtime.execute("await killer.kill_workers()\nprint('unreachable')")
+    assert outcome.status == "error"
+    assert "sandbox worker crashed" in (outcome.error or "")
+    assert (await runtime.execute("1 + 1")).result == 2
