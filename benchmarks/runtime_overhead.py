@@ -1,16 +1,15 @@
-"""Durable call overhead and cold `execute` latency, side by side in one run.
+"""Durable call overhead, cold `execute` latency, resume cost and CPU speed: Monty beside Deno, in one run.
 
-    .venv/bin/python benchmarks/runtime_overhead.py [--calls 1000] [--rounds 5] [--cold 200]
+    .venv/bin/python benchmarks/runtime_overhead.py [--calls 1000] [--rounds 5] [--cold 200] [--only python]
 
-Table 1: 1,000 sequential no-op connector calls in one program, per call:
-  - bare Monty driver (no runtime, no log): the sandbox round-trip floor;
-  - runtime with SQLite in memory (`:memory:`): everything but the disk;
-  - runtime with SQLite on disk (WAL): the real durable path.
-Table 2: `execute("return 1")` latency with a warm worker pool:
-  - pydantic-monty alone (checkout + feed_run), the engine floor;
-  - the Monty executor alone (checkout + prelude + program);
-  - the runtime on SQLite in memory and on disk.
+Table 1: 1,000 sequential no-op connector calls in one program, per call, for each executor:
+  - the bare executor (a host that answers every call at once, no validation, no log): the floor;
+  - the runtime with SQLite in memory (`:memory:`): everything but the disk;
+  - the runtime with SQLite on disk (WAL): the real durable path.
+Table 2: `execute` of a program returning 1, with warm pools: the engine alone (Monty only), the executor,
+the runtime in memory and on disk.
 Table 3: resume cost: `approve` of a run paused after 1,000 recorded reads, beside its first pass.
+Table 4: a CPU-bound loop (sum of i*i for i < 1,000,000) inside the sandbox.
 Rounds alternate between configurations, because this machine is noisy.
 """
 
@@ -22,13 +21,14 @@ import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pydantic_monty
 
 import codemode
-from codemode.sandbox.base import ExecuteResult
+from codemode.sandbox.base import Namespace
 
 
 class Bench(codemode.Connector):
@@ -55,108 +55,168 @@ class NullHost:
         return None
 
 
+@dataclass(frozen=True)
+class Language:
+    name: str
+    executor: Callable[[], codemode.Executor]
+    loop_calls: Callable[[int], str]
+    return_one: str
+    paused: Callable[[int], str]
+    cpu: str
+
+
+LANGUAGES = [
+    Language(
+        "python (Monty)",
+        codemode.MontyExecutor,
+        lambda n: f"for i in range({n}):\n    await bench.noop()\nreturn {n}",
+        "return 1",
+        lambda n: f"for i in range({n}):\n    await bench.noop()\nreturn await gate.release()",
+        "s = 0\nfor i in range(1000000):\n    s += i * i\nreturn s",
+    ),
+    Language(
+        "javascript (Deno)",
+        codemode.DenoExecutor,
+        lambda n: f"for (let i = 0; i < {n}; i++) await bench.noop();\nreturn {n};",
+        "return 1;",
+        lambda n: f"for (let i = 0; i < {n}; i++) await bench.noop();\nreturn await gate.release();",
+        "let s = 0;\nfor (let i = 0; i < 1000000; i++) s += i * i;\nreturn s;",
+    ),
+]
+
+
 async def timed(fn: Callable[[], Awaitable[Any]]) -> float:
     start = time.perf_counter()
     await fn()
     return time.perf_counter() - start
 
 
-async def main(calls: int, rounds: int, cold: int) -> None:
-    program = f"for i in range({calls}):\n    await bench.noop()\nreturn {calls}"
+def median_ms(samples: list[float]) -> str:
+    return f"{statistics.median(samples) * 1e3:.2f}"
+
+
+def p95_ms(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    return f"{ordered[max(int(len(ordered) * 0.95) - 1, 0)] * 1e3:.2f}"
+
+
+class Setup:
+    """One language's executor and runtimes."""
+
+    def __init__(self, language: Language, tmp: Path) -> None:
+        self.language = language
+        self.executor = language.executor()
+        key = language.name.split()[0]
+        self.memory = codemode.Runtime(
+            [Bench(), Gate()], executor=self.executor, store=codemode.SqliteStore(":memory:"), max_executions=5
+        )
+        self.disk = codemode.Runtime(
+            [Bench(), Gate()],
+            executor=self.executor,
+            store=codemode.SqliteStore(tmp / f"{key}.db"),
+            max_executions=5,
+        )
+        self.namespaces = [Namespace("bench", frozenset({"noop"})), Namespace("gate", frozenset({"release"}))]
+
+    async def bare(self, code: str) -> None:
+        result = await self.executor.execute(self.executor.normalize(code), self.namespaces, NullHost())
+        assert result.error is None, result.error
+
+    @staticmethod
+    async def durable(runtime: codemode.Runtime, code: str) -> Any:
+        outcome = await runtime.execute(code)
+        assert outcome.status == "completed", outcome.error
+        return outcome.result
+
+    async def close(self) -> None:
+        await self.memory.store.close()
+        await self.disk.aclose()
+
+
+async def main(calls: int, rounds: int, cold: int, only: str | None) -> None:
+    languages = [lang for lang in LANGUAGES if only is None or lang.name.startswith(only)]
     with tempfile.TemporaryDirectory() as tmp:
-        executor = codemode.MontyExecutor()
-        on_disk = codemode.Runtime(
-            [Bench()], executor=executor, store=codemode.SqliteStore(Path(tmp) / "b.db"), max_executions=5
-        )
-        in_memory = codemode.Runtime(
-            [Bench()], executor=executor, store=codemode.SqliteStore(":memory:"), max_executions=5
-        )
-        namespaces = [codemode.sandbox.base.Namespace("bench", frozenset({"noop"}))]
-
-        async def bare(code: str) -> ExecuteResult:
-            result = await executor.execute(code, namespaces, NullHost())
-            assert result.error is None, result.error
-            return result
-
-        async def durable(runtime: codemode.Runtime, code: str) -> None:
-            outcome = await runtime.execute(code)
-            assert outcome.status == "completed", outcome.error
-
-        # Warm everything once.
-        await bare(program)
-        await durable(in_memory, program)
-        await durable(on_disk, program)
-
-        per_call: dict[str, list[float]] = {"bare Monty driver": [], "SQLite :memory:": [], "SQLite on disk": []}
-        for _ in range(rounds):
-            per_call["bare Monty driver"].append(await timed(lambda: bare(program)) / calls)
-            per_call["SQLite :memory:"].append(await timed(lambda: durable(in_memory, program)) / calls)
-            per_call["SQLite on disk"].append(await timed(lambda: durable(on_disk, program)) / calls)
+        setups = [Setup(lang, Path(tmp)) for lang in languages]
+        for s in setups:  # warm pools, caches and imports
+            await s.bare(s.language.loop_calls(calls))
+            await s.durable(s.memory, s.language.loop_calls(calls))
+            await s.durable(s.disk, s.language.loop_calls(calls))
 
         print(f"\nDurable call overhead: {calls} sequential no-op calls, median of {rounds} rounds")
-        print(f"{'configuration':<22} {'µs per call':>12} {'vs bare':>10}")
-        base = statistics.median(per_call["bare Monty driver"])
-        for name, samples in per_call.items():
-            med = statistics.median(samples)
-            extra = "" if name == "bare Monty driver" else f"+{(med - base) * 1e6:.0f}"
-            print(f"{name:<22} {med * 1e6:>12.0f} {extra:>10}")
+        print(f"{'executor':<20} {'configuration':<20} {'µs per call':>12} {'vs bare':>8}")
+        per_call: dict[tuple[str, str], list[float]] = {}
+        for _ in range(rounds):
+            for s in setups:
+                code = s.language.loop_calls(calls)
+                for name, fn in (
+                    ("bare executor", lambda s=s, code=code: s.bare(code)),
+                    ("SQLite :memory:", lambda s=s, code=code: s.durable(s.memory, code)),
+                    ("SQLite on disk", lambda s=s, code=code: s.durable(s.disk, code)),
+                ):
+                    per_call.setdefault((s.language.name, name), []).append(await timed(fn) / calls)
+        for s in setups:
+            base = statistics.median(per_call[(s.language.name, "bare executor")])
+            for name in ("bare executor", "SQLite :memory:", "SQLite on disk"):
+                med = statistics.median(per_call[(s.language.name, name)])
+                extra = "" if name == "bare executor" else f"+{(med - base) * 1e6:.0f}"
+                print(f"{s.language.name:<20} {name:<20} {med * 1e6:>12.0f} {extra:>8}")
 
+        latencies: dict[tuple[str, str], list[float]] = {}
         async with pydantic_monty.AsyncMonty() as pool:
 
             async def engine() -> None:
                 async with pool.checkout() as session:
                     assert await session.feed_run("1") == 1
 
-            latencies: dict[str, list[float]] = {
-                "pydantic-monty alone": [],
-                "MontyExecutor": [],
-                "Runtime, :memory:": [],
-                "Runtime, on disk": [],
-            }
             await engine()
             for _ in range(cold):
-                latencies["pydantic-monty alone"].append(await timed(engine))
-                latencies["MontyExecutor"].append(await timed(lambda: bare("return 1")))
-                latencies["Runtime, :memory:"].append(await timed(lambda: durable(in_memory, "return 1")))
-                latencies["Runtime, on disk"].append(await timed(lambda: durable(on_disk, "return 1")))
+                latencies.setdefault(("python (Monty)", "pydantic-monty alone"), []).append(await timed(engine))
+                for s in setups:
+                    one = s.language.return_one
+                    latencies.setdefault((s.language.name, "executor"), []).append(
+                        await timed(lambda s=s, one=one: s.bare(one))
+                    )
+                    latencies.setdefault((s.language.name, "Runtime, :memory:"), []).append(
+                        await timed(lambda s=s, one=one: s.durable(s.memory, one))
+                    )
+                    latencies.setdefault((s.language.name, "Runtime, on disk"), []).append(
+                        await timed(lambda s=s, one=one: s.durable(s.disk, one))
+                    )
+        print(f"\nCold execute (a program returning 1) with warm pools, {cold} runs each")
+        print(f"{'executor':<20} {'configuration':<22} {'median ms':>10} {'p95 ms':>8}")
+        for (lang, name), samples in latencies.items():
+            if any(lang == s.language.name for s in setups):
+                print(f"{lang:<20} {name:<22} {median_ms(samples):>10} {p95_ms(samples):>8}")
 
-        print(f'\nCold execute("return 1") with a warm pool, {cold} runs each')
-        print(f"{'configuration':<22} {'median ms':>10} {'p95 ms':>8}")
-        for name, samples in latencies.items():
-            samples.sort()
-            p95 = samples[int(len(samples) * 0.95) - 1]
-            print(f"{name:<22} {statistics.median(samples) * 1e3:>10.2f} {p95 * 1e3:>8.2f}")
-
-        # Resume cost: approve a run paused after `calls` recorded reads (replayed from one log query).
-        gated = codemode.Runtime(
-            [Bench(), Gate()], executor=executor, store=codemode.SqliteStore(Path(tmp) / "g.db"), max_executions=5
-        )
-        paused_program = f"for i in range({calls}):\n    await bench.noop()\nreturn await gate.release()"
-        first: list[float] = []
-        resume: list[float] = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            paused = await gated.execute(paused_program)
-            first.append(time.perf_counter() - start)
-            assert paused.status == "paused", paused.error
-            start = time.perf_counter()
-            done = await gated.approve(paused.execution_id)
-            resume.append(time.perf_counter() - start)
-            assert done.status == "completed" and done.result == "released", done.error
         print(f"\nResume cost: a run paused after {calls} recorded reads (SQLite on disk), median of {rounds}")
-        print(f"{'pass':<34} {'ms':>8} {'µs per call':>12}")
-        print(
-            f"{'first pass (reads executed, logged)':<34} {statistics.median(first) * 1e3:>8.1f} "
-            f"{statistics.median(first) / calls * 1e6:>12.0f}"
-        )
-        print(
-            f"{'approve (reads replayed from log)':<34} {statistics.median(resume) * 1e3:>8.1f} "
-            f"{statistics.median(resume) / calls * 1e6:>12.0f}"
-        )
-        await gated.store.close()
+        print(f"{'executor':<20} {'pass':<36} {'ms':>8} {'µs per call':>12}")
+        for s in setups:
+            first: list[float] = []
+            resume: list[float] = []
+            for _ in range(rounds):
+                start = time.perf_counter()
+                paused = await s.disk.execute(s.language.paused(calls))
+                first.append(time.perf_counter() - start)
+                assert paused.status == "paused", paused.error
+                start = time.perf_counter()
+                done = await s.disk.approve(paused.execution_id)
+                resume.append(time.perf_counter() - start)
+                assert done.status == "completed" and done.result == "released", done.error
+            for label, samples in (
+                ("first pass (reads executed, logged)", first),
+                ("approve (reads replayed)", resume),
+            ):
+                med = statistics.median(samples)
+                print(f"{s.language.name:<20} {label:<36} {med * 1e3:>8.1f} {med / calls * 1e6:>12.0f}")
 
-        await in_memory.store.close()
-        await on_disk.aclose()
+        print(f"\nCPU-bound loop (sum of i*i for i < 1,000,000) in the sandbox, median of {rounds}")
+        print(f"{'executor':<20} {'ms':>8}")
+        for s in setups:
+            samples = [await timed(lambda s=s: s.durable(s.memory, s.language.cpu)) for _ in range(rounds)]
+            print(f"{s.language.name:<20} {median_ms(samples):>8}")
+
+        for s in setups:
+            await s.close()
 
 
 if __name__ == "__main__":
@@ -164,5 +224,6 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--cold", type=int, default=200)
+    parser.add_argument("--only", choices=["python", "javascript"], default=None)
     args = parser.parse_args()
-    asyncio.run(main(args.calls, args.rounds, args.cold))
+    asyncio.run(main(args.calls, args.rounds, args.cold, args.only))

@@ -111,9 +111,32 @@ RuntimeFactory = Callable[..., codemode.Runtime]
 
 
 @pytest.fixture
-async def make_runtime(db_path: Path) -> AsyncIterator[RuntimeFactory]:
-    """Runtimes on one SQLite file and one Monty executor, closed after the test."""
-    executor = codemode.MontyExecutor(timeout=20)
+def language() -> str:
+    """The sandbox language; test modules that run on both executors override this with params."""
+    return "python"
+
+
+def program(language: str, python: str, javascript: str) -> str:
+    """The same test program in the language of the runtime under test."""
+    return python if language == "python" else javascript
+
+
+def new_executor(language: str, **options: Any) -> codemode.Executor:
+    if language == "python":
+        return codemode.MontyExecutor(**options)
+    return codemode.DenoExecutor(**options)
+
+
+@pytest.fixture
+async def executor(language: str) -> AsyncIterator[codemode.Executor]:
+    made = new_executor(language, timeout=20)
+    yield made
+    await made.aclose()
+
+
+@pytest.fixture
+async def make_runtime(db_path: Path, executor: codemode.Executor) -> AsyncIterator[RuntimeFactory]:
+    """Runtimes on one SQLite file and one executor, closed after the test."""
     stores: list[codemode.SqliteStore] = []
 
     def make(*connectors: Connector, **kwargs: Any) -> codemode.Runtime:
@@ -122,7 +145,6 @@ async def make_runtime(db_path: Path) -> AsyncIterator[RuntimeFactory]:
         return codemode.Runtime(list(connectors), executor=kwargs.pop("executor", executor), store=store, **kwargs)
 
     yield make
-    await executor.aclose()
     for store in stores:
         await store.close()
 

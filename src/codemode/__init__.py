@@ -22,6 +22,7 @@ from codemode.runtime.runtime import Runtime
 from codemode.runtime.sync import SyncRuntime
 from codemode.runtime.tool import CodeTool
 from codemode.sandbox.base import ExecuteResult, Executor, Host, Namespace, StopExecution, ToolError
+from codemode.sandbox.deno import DenoExecutor
 from codemode.sandbox.monty import MontyExecutor
 from codemode.schema.names import sanitize_identifier
 from codemode.store.base import Store
@@ -36,6 +37,7 @@ __all__ = [
     "CodemodeError",
     "Connector",
     "ConnectorDescription",
+    "DenoExecutor",
     "Description",
     "ExecuteResult",
     "Execution",

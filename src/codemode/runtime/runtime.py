@@ -130,6 +130,10 @@ class Runtime:
     @property
     def renderer(self) -> DeclarationRenderer:
         """Declarations in the language of this runtime's sandbox."""
+        if self.executor.language == "javascript":
+            from codemode.schema.typescript import TypeScriptDeclarations
+
+            return TypeScriptDeclarations()
         from codemode.schema.python import PythonDeclarations
 
         return PythonDeclarations()
@@ -237,7 +241,8 @@ class Runtime:
 
         try:
             host = Pass(self, setup, execution_id, recorded)
-            result = await self.executor.execute(self.executor.normalize(code), setup.namespaces, host)
+            normalized = self.executor.normalize(code)
+            result = await self.executor.execute(normalized, setup.namespaces, host)
             execution = await self.store.get_execution(self.name, execution_id)
             if execution is None:
                 await end("error")
@@ -254,7 +259,8 @@ class Runtime:
                 error = execution.error or f"Execution ended with status {execution.status}."
                 return Outcome(status="error", execution_id=execution_id, error=error, logs=result.logs, calls=calls)
             if result.error is not None or result.stopped:
-                message = self._with_globals_hint(result.error or "The program was stopped.", setup)
+                message = _original_line(result.error or "The program was stopped.", normalized, code)
+                message = self._with_globals_hint(message, setup)
                 await self.store.fail(self.name, execution_id, message, _bounded_logs(result.logs))
                 await end("error")
                 return Outcome(status="error", execution_id=execution_id, error=message, logs=result.logs, calls=calls)
@@ -434,6 +440,30 @@ class Runtime:
         """Declarations for a connector, `connector.method` or snippet, as `codemode.describe` gives them."""
         setup = await self.setup()
         return describe_target(target, list(setup.descriptions.values()), await self.snippets(), self.renderer)
+
+
+_AT_LINE = re.compile(r"\bat line (\d+)")
+
+
+def _original_line(error: str, normalized: str, original: str) -> str:
+    """Point "at line N" at the model's own code: normalization strips fences and may wrap the program."""
+    match = _AT_LINE.search(error)
+    if match is None or normalized == original:
+        return error
+    line = int(match.group(1))
+    normalized_lines = normalized.splitlines()
+    if not 1 <= line <= len(normalized_lines):
+        return error
+    target = normalized_lines[line - 1].strip()
+    candidates = [
+        number
+        for number, text in enumerate(original.splitlines(), 1)
+        if text.strip() and (text.strip() == target or text.strip() in target)
+    ]
+    if not candidates:
+        return error
+    best = min(candidates, key=lambda number: abs(number - line))
+    return error[: match.start(1)] + str(best) + error[match.end(1) :]
 
 
 def _refused(execution_id: str, message: str) -> Outcome:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from codemode.runtime.outcome import Outcome
@@ -11,12 +12,66 @@ if TYPE_CHECKING:
 
 __all__ = ["CodeTool"]
 
-INPUT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"code": {"type": "string", "description": "The Python program to run in the sandbox."}},
-    "required": ["code"],
-    "additionalProperties": False,
-}
+
+@dataclass(frozen=True)
+class _Language:
+    """What the description says differently for each sandbox language."""
+
+    title: str
+    code_hint: str
+    describe_result: str
+    call: str
+    builtins: str
+    parallel: str
+    result: str
+    step: str
+    subset: str
+    snippet_input: str
+
+
+PYTHON = _Language(
+    title="Run a Python program in a sandbox with access to connector SDKs.",
+    code_hint="The Python program to run in the sandbox.",
+    describe_result="Python stubs: TypedDicts and async signatures",
+    call="{ns}.<method>(name=value)",
+    builtins="Python builtins and standard modules such as json, re, math, datetime, asyncio",
+    parallel="pass keyword arguments (or one dict). Run independent calls concurrently with `asyncio.gather(...)`",
+    result="The program's result is the value of a top-level `return`, or of its last expression. `print()` "
+    "output comes back as logs.",
+    step='`await codemode.step("name", fn)`',
+    subset="The sandbox runs a subset of Python: no class inheritance, no generators (`yield`), no `del`, no "
+    "third-party packages.",
+    snippet_input="reads its parameters from the global `input`",
+)
+JAVASCRIPT = _Language(
+    title="Run a JavaScript program in a sandbox with access to connector SDKs (TypeScript annotations are "
+    "accepted and ignored).",
+    code_hint="The JavaScript program to run in the sandbox: statements, or an async arrow function.",
+    describe_result="TypeScript declarations",
+    call="{ns}.<method>({{ name: value }})",
+    builtins="standard JavaScript built-ins",
+    parallel="pass one object of arguments. Run independent calls concurrently with `Promise.all([...])`",
+    result="The program's result is the value of a `return` (or of the last expression). `console.log/warn/"
+    "error` output comes back as logs.",
+    step='`await codemode.step("name", () => ...)`',
+    subset="There is no `import`, `require`, `fetch`, `eval`, `Deno` or `process`; everything comes from the "
+    "globals above.",
+    snippet_input="is written `async (input) => { ... }`",
+)
+
+
+def language_of(runtime: Runtime) -> _Language:
+    return JAVASCRIPT if runtime.executor.language == "javascript" else PYTHON
+
+
+def input_schema(language: _Language) -> dict[str, Any]:
+    """`{"code": string}`, required, nothing else."""
+    return {
+        "type": "object",
+        "properties": {"code": {"type": "string", "description": language.code_hint}},
+        "required": ["code"],
+        "additionalProperties": False,
+    }
 
 
 class CodeTool:
@@ -28,7 +83,7 @@ class CodeTool:
         self, runtime: Runtime, *, description: str | None = None, connector_hints: dict[str, str] | None = None
     ) -> None:
         self.runtime = runtime
-        self.input_schema = INPUT_SCHEMA
+        self.input_schema = input_schema(language_of(runtime))
         self.description = description if description is not None else build_description(runtime, connector_hints)
 
     async def __call__(self, code: str) -> Outcome:
@@ -44,41 +99,42 @@ class CodeTool:
 
 def build_description(runtime: Runtime, hints: dict[str, str] | None = None) -> str:
     """The default description: language, the only globals, the discovery workflow, pauses."""
+    lang = language_of(runtime)
     names = [c.name for c in runtime.connectors]
     example = names[0] if names else "connector"
     globals_list = ", ".join(f"`{n}`" for n in names)
     lines = [
-        "Run a Python program in a sandbox with access to connector SDKs.",
+        lang.title,
         "",
         "## Workflow",
-        '1. `matches = await codemode.search("short intent phrase")`',
-        '2. `docs = await codemode.describe(matches["results"][0]["path"])` (Python stubs: TypedDicts and '
-        "async signatures)",
-        f"3. `result = await {example}.<method>(name=value)`",
+        '1. `const matches = await codemode.search("short intent phrase")`'
+        if lang is JAVASCRIPT
+        else '1. `matches = await codemode.search("short intent phrase")`',
+        "2. `const docs = await codemode.describe(matches.results[0].path)`"
+        if lang is JAVASCRIPT
+        else '2. `docs = await codemode.describe(matches["results"][0]["path"])`',
+        f"   ({lang.describe_result})",
+        f"3. `await {lang.call.format(ns=example)}`",
         "",
         "## Rules",
-        f"- The ONLY globals are {globals_list + ' and ' if names else ''}`codemode` (plus Python builtins and "
-        "standard modules such as json, re, math, datetime, asyncio). There is no file system, network, "
-        "environment or subprocess access: all I/O goes through connector methods.",
+        f"- The ONLY globals are {globals_list + ' and ' if names else ''}`codemode` (plus {lang.builtins}). "
+        "There is no file system, network, environment or subprocess access: all I/O goes through connector "
+        "methods.",
         "- Never guess method names. Unless they were used earlier in this conversation, discover them with "
         "`codemode.search(query)`, which ranks connector methods and saved snippets.",
-        "- Connector methods are async: always `await` them, and pass keyword arguments (or one dict). Run "
-        "independent calls concurrently with `asyncio.gather(...)`.",
-        "- The program's result is the value of a top-level `return`, or of its last expression. `print()` output "
-        "comes back as logs.",
-        "- Wrap nondeterministic or side-effecting local work (random numbers, the current time) in "
-        '`await codemode.step("name", fn)`: it runs once and is replayed on resume. All other code must be '
-        "deterministic.",
+        f"- Connector methods are async: always `await` them, and {lang.parallel}.",
+        f"- {lang.result}",
+        f"- Wrap nondeterministic or side-effecting local work (random numbers, the current time) in {lang.step}: "
+        "it runs once and is replayed on resume. All other code must be deterministic.",
         "- Some methods need human approval. Write the code as if the call returns normally: the run pauses there "
         "and resumes by itself once approved.",
         '- A result with `status: "paused"` means the run awaits approval. Tell the user what is pending and wait; '
         "do NOT run the code again.",
-        "- The sandbox runs a subset of Python: no class inheritance, no generators (`yield`), no `del`, no "
-        "third-party packages.",
+        f"- {lang.subset}",
         "",
         "## Snippets",
         '- `await codemode.run("name", input)` runs a saved snippet; snippets also appear in search results.',
-        "- A program that may be saved as a snippet reads its parameters from the global `input`.",
+        f"- A program that may be saved as a snippet {lang.snippet_input}.",
         "",
         "## Available connectors",
     ]

@@ -1,0 +1,338 @@
+"""`DenoExecutor`: JavaScript and TypeScript programs in Deno subprocesses.
+
+Each program runs in its own `deno` process started with no `--allow-*`
+permission, no remote or npm modules, and code generation from strings
+disabled (`eval`, `new Function`). Processes are started ahead of time (a warm
+pool) and used once, so nothing a program leaves behind can reach the next
+one. Time is enforced by killing the process and memory by V8's heap limit.
+
+The host talks to `deno_runner.js` over the process's stdin and stdout, one
+JSON document per line. The runner removes `Deno` and `process` from the
+program's reach before it runs, and every line it writes starts with a nonce
+chosen for the run: any other output fails the run (fail closed), so a program
+can neither forge nor corrupt host messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from codemode.runtime import codec
+from codemode.sandbox.base import ExecuteResult, Host, Namespace, StopExecution, ToolError
+
+__all__ = ["DenoExecutor", "find_deno"]
+
+RUNNER = Path(__file__).with_name("deno_runner.js")
+MAX_MESSAGE_BYTES = 64 * 2**20
+
+
+def find_deno(explicit: str | os.PathLike[str] | None = None) -> str:
+    """The deno binary: an explicit path, `$CODEMODE_DENO`, the `deno` package from PyPI, or PATH."""
+    if explicit:
+        return str(explicit)
+    if os.environ.get("CODEMODE_DENO"):
+        return os.environ["CODEMODE_DENO"]
+    try:
+        import deno  # the official binary redistributed on PyPI: `pip install codemode[js]`
+
+        return str(deno.find_deno_bin())
+    except ImportError:
+        pass
+    found = shutil.which("deno")
+    if found:
+        return found
+    raise RuntimeError("DenoExecutor needs the deno binary: pip install 'codemode[js]' (or set CODEMODE_DENO).")
+
+
+class DenoExecutor:
+    """Runs JavaScript or TypeScript with a wall-clock timeout and a memory limit."""
+
+    language: Literal["python", "javascript"] = "javascript"
+
+    def __init__(
+        self,
+        timeout: float = 60.0,
+        memory_limit: int = 256 * 2**20,
+        *,
+        warm_processes: int = 2,
+        deno_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.timeout = timeout
+        self.memory_limit = memory_limit
+        self.warm_processes = warm_processes
+        self.deno = find_deno(deno_path)
+        self._idle: dict[asyncio.AbstractEventLoop, list[asyncio.subprocess.Process]] = {}
+        self._refills: set[asyncio.Task[None]] = set()
+        self._deno_dir: tempfile.TemporaryDirectory[str] | None = None
+
+    def normalize(self, code: str) -> str:
+        from codemode.sandbox.normalize import normalize_javascript
+
+        return normalize_javascript(code)
+
+    def _command(self) -> list[str]:
+        heap_mib = max(self.memory_limit // 2**20, 16)
+        return [
+            self.deno,
+            "run",
+            "--quiet",
+            "--no-prompt",
+            "--no-config",
+            "--no-lock",
+            "--no-npm",
+            "--no-remote",
+            f"--v8-flags=--max-old-space-size={heap_mib},--disallow-code-generation-from-strings",
+            str(RUNNER),
+        ]
+
+    def _env(self) -> dict[str, str]:
+        if self._deno_dir is None:
+            self._deno_dir = tempfile.TemporaryDirectory(prefix="codemode-deno-")
+        return {"TZ": "UTC", "NO_COLOR": "1", "DENO_NO_UPDATE_CHECK": "1", "DENO_DIR": self._deno_dir.name}
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        """A runner that has started and is waiting for its one program."""
+        process = await asyncio.create_subprocess_exec(
+            *self._command(),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self._env(),
+            limit=MAX_MESSAGE_BYTES,
+        )
+        assert process.stdout is not None and process.stderr is not None
+        try:
+            ready = await asyncio.wait_for(process.stdout.readline(), 30)
+        except asyncio.TimeoutError:
+            ready = b""
+        if ready != b"ready\n":
+            await _kill(process)
+            detail = (await process.stderr.read()).decode("utf-8", "replace").strip()[-500:]
+            raise RuntimeError(f"The Deno sandbox failed to start: {detail or 'no output'}")
+        return process
+
+    async def _checkout(self) -> asyncio.subprocess.Process:
+        idle = self._idle.setdefault(asyncio.get_running_loop(), [])
+        process = None
+        while idle and process is None:
+            candidate = idle.pop()
+            if candidate.returncode is None:
+                process = candidate
+        if process is None:
+            process = await self._spawn()
+        _limit_memory(process.pid, self.memory_limit)
+        task = asyncio.ensure_future(self._refill(idle))
+        self._refills.add(task)
+        task.add_done_callback(self._refills.discard)
+        return process
+
+    async def _refill(self, idle: list[asyncio.subprocess.Process]) -> None:
+        while len(idle) < self.warm_processes:
+            idle.append(await self._spawn())
+
+    async def aclose(self) -> None:
+        for task in list(self._refills):
+            task.cancel()
+        idle = self._idle.pop(asyncio.get_running_loop(), [])
+        for process in idle:
+            await _kill(process)
+        if not self._idle and self._deno_dir is not None:
+            self._deno_dir.cleanup()
+            self._deno_dir = None
+
+    async def execute(
+        self, code: str, namespaces: Sequence[Namespace], host: Host, *, input: Any = None
+    ) -> ExecuteResult:
+        blocked = _import_error(code)
+        if blocked is not None:
+            return ExecuteResult(error=blocked)
+        process = await self._checkout()
+        try:
+            return await _Run(self, process, host).drive(code, namespaces, input)
+        finally:
+            await _kill(process)
+
+
+class _Run:
+    """One program in one Deno process."""
+
+    def __init__(self, executor: DenoExecutor, process: asyncio.subprocess.Process, host: Host) -> None:
+        self.executor = executor
+        self.process = process
+        self.host = host
+        self.nonce = secrets.token_hex(12) + ":"
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.stopped = False
+        self.stderr = b""
+        self.logs: list[str] = []
+
+    async def drive(self, code: str, namespaces: Sequence[Namespace], input: Any) -> ExecuteResult:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.executor.timeout
+        assert self.process.stdin and self.process.stdout and self.process.stderr
+        drain_stderr = asyncio.ensure_future(self._drain_stderr())
+        request = {
+            "nonce": self.nonce,
+            "code": code,
+            "namespaces": {ns.name: sorted(ns.methods) for ns in namespaces},
+            "input": codec.encode(input),
+        }
+        try:
+            self._write(request)
+            while True:
+                try:
+                    line = await asyncio.wait_for(self.process.stdout.readline(), max(deadline - loop.time(), 0))
+                except asyncio.TimeoutError:
+                    return self._timed_out()
+                except ValueError:  # a line beyond the stream limit: not something the runner writes
+                    return self._violation()
+                if self.stopped:
+                    return ExecuteResult(stopped=True)
+                if not line:
+                    return await self._died(drain_stderr)
+                text = line.decode("utf-8", "replace")
+                if not text.startswith(self.nonce):
+                    return self._violation()
+                try:
+                    message = json.loads(text[len(self.nonce) :])
+                    kind = message.get("t")
+                    if kind == "log":
+                        self.logs.append(str(message["s"]))
+                    elif kind == "call":
+                        task = asyncio.ensure_future(self._answer(message))
+                        self.tasks.add(task)
+                        task.add_done_callback(self.tasks.discard)
+                    elif kind == "done" and message.get("ok"):
+                        return ExecuteResult(result=codec.decode(message.get("value")), logs=self.logs)
+                    elif kind == "done":
+                        return ExecuteResult(error=str(message.get("error")), logs=self.logs)
+                    else:
+                        return self._violation()
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    return self._violation()  # well-framed but malformed: fail closed
+        finally:
+            await _kill(self.process)
+            await self._settle(deadline)
+            drain_stderr.cancel()
+
+    def _write(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        if self.process.stdin.is_closing():
+            return
+        data = json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n"
+        self.process.stdin.write(data.encode("utf-8"))
+
+    async def _answer(self, message: dict[str, Any]) -> None:
+        call_id = message.get("id")
+        namespace, method = str(message.get("ns")), str(message.get("m"))
+        try:
+            try:
+                args = codec.decode(message.get("a"))
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise ToolError(f"{namespace}.{method}: arguments could not be decoded ({exc}).", "TypeError") from None
+            if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+                raise ToolError(
+                    f"{namespace}.{method}() takes one object of arguments, e.g. {{ name: value }}.", "TypeError"
+                )
+            value = await self.host.call(namespace, method, args)
+            reply = {"id": call_id, "ok": True, "value": codec.encode(value)}
+        except StopExecution:
+            self.stopped = True
+            await _kill(self.process)
+            return
+        except ToolError as exc:
+            reply = {"id": call_id, "ok": False, "error": exc.message, "kind": exc.kind}
+        except Exception as exc:
+            reply = {"id": call_id, "ok": False, "error": f"{type(exc).__name__}: {exc}", "kind": "Error"}
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            self._write(reply)
+            assert self.process.stdin is not None
+            await self.process.stdin.drain()
+
+    async def _settle(self, deadline: float) -> None:
+        """Calls already started still finish and get recorded; the program itself is gone."""
+        if not self.tasks:
+            return
+        loop = asyncio.get_running_loop()
+        pending = list(self.tasks)
+        _, late = await asyncio.wait(pending, timeout=max(deadline - loop.time(), 0))
+        for task in late:
+            task.cancel()
+
+    async def _drain_stderr(self) -> None:
+        assert self.process.stderr is not None
+        while chunk := await self.process.stderr.read(65536):
+            self.stderr = (self.stderr + chunk)[-8192:]
+
+    def _timed_out(self) -> ExecuteResult:
+        return ExecuteResult(
+            error=f"Execution timed out: the program ran longer than the {self.executor.timeout:g} s limit.",
+            logs=self.logs,
+            timed_out=True,
+        )
+
+    def _violation(self) -> ExecuteResult:
+        return ExecuteResult(error="The program wrote to the host channel; the run was stopped.", logs=self.logs)
+
+    async def _died(self, drain_stderr: asyncio.Future[None]) -> ExecuteResult:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(drain_stderr), 1.0)
+        text = self.stderr.decode("utf-8", "replace")
+        if "out of memory" in text.lower():
+            return ExecuteResult(
+                error=f"MemoryError: the program exceeded the sandbox memory limit "
+                f"({self.executor.memory_limit // 2**20} MiB).",
+                logs=self.logs,
+            )
+        tail = text.strip().splitlines()[-1] if text.strip() else "no output"
+        return ExecuteResult(error=f"The sandbox process exited unexpectedly ({tail}).", logs=self.logs)
+
+
+def _import_error(code: str) -> str | None:
+    """Programs may not import modules: connectors are the only way out of the sandbox."""
+    from codemode.sandbox.normalize import find_imports
+
+    lines = find_imports(code)
+    if not lines:
+        return None
+    where = ", ".join(str(n) for n in lines)
+    return (
+        f"SyntaxError: import is not available in the sandbox (line {where}). Use the connector globals and "
+        "codemode.* instead; standard JavaScript built-ins need no import."
+    )
+
+
+def _limit_memory(pid: int, limit: int) -> None:
+    """Bound everything the process maps from now on, typed arrays included (V8's heap limit does not
+    cover ArrayBuffer memory). Linux only: the data limit is set to what the idle process already has
+    plus `limit`, since V8 reserves several hundred MiB of address space at start."""
+    try:
+        import resource
+
+        with open(f"/proc/{pid}/status") as status:
+            data_kib = next(int(line.split()[1]) for line in status if line.startswith("VmData:"))
+        ceiling = data_kib * 1024 + limit
+        resource.prlimit(pid, resource.RLIMIT_DATA, (ceiling, ceiling))
+    except (ImportError, OSError, StopIteration, ValueError, AttributeError):
+        pass  # not Linux: the V8 heap limit still applies
+
+
+async def _kill(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+    if process.stdin is not None and not process.stdin.is_closing():
+        process.stdin.close()
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(process.wait(), 5)

@@ -1,0 +1,309 @@
+// The sandbox side of DenoExecutor: runs one program, then the host discards the process.
+//
+// The process has no --allow-* permission. This script reads one request line from stdin,
+// keeps private references to stdin, stdout and the few built-ins it needs, removes `Deno` and
+// `process` from the global scope (so the program can neither read stdin nor write stdout), and
+// runs the program. Every line it writes starts with a nonce the host chose for this run; the
+// host fails the run on any other output. Frames are written by the runner's own serializer, which
+// never consults `toJSON` or prototype methods, so patching built-ins cannot reshape them.
+
+const stdin = Deno.stdin;
+const stdout = Deno.stdout;
+const inspect = Deno.inspect;
+const exit = Deno.exit;
+const stringify = JSON.stringify;
+const parse = JSON.parse;
+const encoder = new TextEncoder();
+const encodeText = encoder.encode.bind(encoder);
+const decoder = new TextDecoder();
+const decodeText = decoder.decode.bind(decoder);
+const writeSync = stdout.writeSync.bind(stdout);
+const create = Object.create;
+const freeze = Object.freeze;
+const keys = Object.keys;
+const isArray = Array.isArray;
+const createObjectURL = URL.createObjectURL;
+const TAG = "__codemode__";
+const SAFE = 2n ** 53n;
+
+// Nothing below may reach stdio, spawn another isolate (a Worker would get a fresh `Deno` and could
+// evaluate strings), or keep state for the next run (storage is keyed by the runner's path).
+for (const name of ["Deno", "process", "Worker", "SharedWorker", "localStorage", "sessionStorage", "caches"]) {
+  delete globalThis[name];
+}
+
+// -- reading stdin: one JSON document per line --------------------------------
+
+const reader = stdin.readable.getReader();
+let buffered = "";
+async function readLine() {
+  for (;;) {
+    const newline = buffered.indexOf("\n");
+    if (newline >= 0) {
+      const line = buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+      return line;
+    }
+    const { value, done } = await reader.read();
+    if (done) return null;
+    buffered += decodeText(value, { stream: true });
+  }
+}
+
+// -- the codec (the JavaScript half of runtime/codec.py) ----------------------
+
+function toBase64(bytes) {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+function fromBase64(text) {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+function tagged(tag, key, value) {
+  const out = create(null);
+  out[TAG] = tag;
+  out[key] = value;
+  return out;
+}
+
+function encode(value, seen = new Set()) {
+  if (value === null || value === undefined) return null;
+  switch (typeof value) {
+    case "boolean":
+    case "string":
+      return value;
+    case "number":
+      if (Number.isFinite(value)) return value;
+      return tagged("float", "value", Number.isNaN(value) ? "nan" : value > 0 ? "inf" : "-inf");
+    case "bigint":
+      return tagged("bigint", "value", value.toString());
+    case "function":
+    case "symbol":
+      return undefined;
+  }
+  if (value instanceof Uint8Array) return tagged("bytes", "base64", toBase64(value));
+  if (value instanceof ArrayBuffer) return tagged("bytes", "base64", toBase64(new Uint8Array(value)));
+  if (ArrayBuffer.isView(value)) {
+    return tagged("bytes", "base64", toBase64(new Uint8Array(value.buffer, value.byteOffset, value.byteLength)));
+  }
+  if (value instanceof Date) {
+    if (Number.isNaN(value.getTime())) return null;
+    return tagged("datetime", "iso", value.toISOString().replace("Z", "+00:00"));
+  }
+  if (seen.has(value)) throw new TypeError("the value contains a cycle");
+  seen.add(value);
+  try {
+    if (isArray(value)) {
+      const out = [];
+      for (let i = 0; i < value.length; i++) out[i] = encode(value[i], seen) ?? null;
+      return out;
+    }
+    if (value instanceof Set) return tagged("set", "items", [...value].map((v) => encode(v, seen)));
+    if (value instanceof Map) {
+      return tagged("map", "entries", [...value].map(([k, v]) => [encode(k, seen), encode(v, seen)]));
+    }
+    const out = create(null);
+    for (const key of keys(value)) {
+      const item = encode(value[key], seen);
+      if (item !== undefined) out[key] = item;
+    }
+    return TAG in out ? tagged("object", "value", out) : out;
+  } finally {
+    seen.delete(value);
+  }
+}
+
+function decode(data) {
+  if (isArray(data)) return data.map(decode);
+  if (data === null || typeof data !== "object") return data;
+  const tag = data[TAG];
+  if (tag === undefined) {
+    const out = {};
+    for (const key of Object.keys(data)) out[key] = decode(data[key]);
+    return out;
+  }
+  switch (tag) {
+    case "bytes":
+      return fromBase64(data.base64);
+    case "bigint": {
+      const n = BigInt(data.value);
+      return n >= -SAFE && n <= SAFE ? Number(n) : n;
+    }
+    case "datetime":
+    case "date":
+      return new Date(data.iso);
+    case "float":
+      return data.value === "nan" ? NaN : data.value === "inf" ? Infinity : -Infinity;
+    case "set":
+      return new Set(data.items.map(decode));
+    case "map":
+      return new Map(data.entries.map(([k, v]) => [decode(k), decode(v)]));
+    case "object": {
+      const out = {};
+      for (const key of Object.keys(data.value)) out[key] = decode(data.value[key]);
+      return out;
+    }
+  }
+  throw new TypeError(`unknown codemode tag ${tag}`);
+}
+
+// -- talking to the host --------------------------------------------------------
+
+let nonce = "";
+
+// JSON text of encoded data (plain values, arrays, null-prototype objects), without `toJSON`.
+function serialize(value) {
+  if (value === null || value === undefined) return "null";
+  if (typeof value === "string") return stringify(value);
+  if (typeof value === "number") return Number.isFinite(value) ? "" + value : "null";
+  if (typeof value === "boolean") return value ? "true" : "false";
+  let out = "";
+  if (isArray(value)) {
+    for (let i = 0; i < value.length; i++) out += (i ? "," : "") + serialize(value[i]);
+    return "[" + out + "]";
+  }
+  const names = keys(value);
+  for (let i = 0; i < names.length; i++) {
+    out += (i ? "," : "") + stringify(names[i]) + ":" + serialize(value[names[i]]);
+  }
+  return "{" + out + "}";
+}
+
+function send(frame) {
+  writeSync(encodeText(nonce + serialize(frame) + "\n"));
+}
+
+function frame(fields) {
+  const out = create(null);
+  for (const key of Object.keys(fields)) out[key] = fields[key];
+  return out;
+}
+
+const pending = new Map();
+let nextId = 0;
+
+function call(namespace, method, args) {
+  let encoded;
+  try {
+    encoded = encode(args === undefined ? {} : args);
+  } catch (error) {
+    return Promise.reject(new TypeError(`Arguments to ${namespace}.${method} cannot be sent: ${error.message}`));
+  }
+  const id = nextId++;
+  const promise = new Promise((resolve, reject) => pending.set(id, { resolve, reject }));
+  send(frame({ t: "call", id, ns: namespace, m: method, a: encoded }));
+  return promise;
+}
+
+const ERRORS = { TypeError, RangeError, SyntaxError, ReferenceError };
+
+async function receive() {
+  for (;;) {
+    const line = await readLine();
+    if (line === null) exit(0);
+    const message = parse(line);
+    const waiter = pending.get(message.id);
+    if (!waiter) continue;
+    pending.delete(message.id);
+    if (message.ok) {
+      waiter.resolve(decode(message.value));
+    } else {
+      const Kind = ERRORS[message.kind] ?? Error;
+      const error = new Kind(message.error);
+      if (!(message.kind in ERRORS) && message.kind) error.name = message.kind;
+      waiter.reject(error);
+    }
+  }
+}
+
+// -- the console ------------------------------------------------------------------
+
+// Each line goes to the host at once, so a pass that pauses or times out keeps its output.
+let logSize = 0;
+const MAX_LOG_CHARS = 1_000_000;
+
+function logger(prefix) {
+  return (...parts) => {
+    let line = prefix;
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i];
+      line += (i ? " " : "") + (typeof part === "string" ? part : inspect(part, { colors: false }));
+    }
+    if (logSize + line.length > MAX_LOG_CHARS) return;
+    logSize += line.length;
+    send(frame({ t: "log", s: line }));
+  };
+}
+
+const log = logger("");
+globalThis.console = freeze({
+  log,
+  info: log,
+  debug: log,
+  trace: log,
+  warn: logger("[warn] "),
+  error: logger("[error] "),
+});
+
+// -- the program ------------------------------------------------------------------
+
+let programFrame = /$^/;
+
+function describeError(error, code) {
+  if (!(error instanceof Error)) return `Uncaught ${typeof error === "string" ? error : inspect(error)}`;
+  let text = `${error.name}: ${error.message}`;
+  const match = programFrame.exec(String(error.stack ?? ""));
+  if (match) {
+    const line = Number(match[1]);
+    const shown = (code.split("\n")[line - 1] ?? "").trim();
+    text += `\n  at line ${line}` + (shown ? `: ${shown}` : "");
+  }
+  return text;
+}
+
+async function main() {
+  writeSync(encodeText("ready\n")); // started and settled: the host may now bound this process's memory
+  const request = parse(await readLine());
+  nonce = request.nonce;
+  receive();
+  const namespaces = request.namespaces;
+  for (const name of Object.keys(namespaces)) {
+    const ns = create(null);
+    for (const method of namespaces[name]) ns[method] = (args) => call(name, method, args);
+    globalThis[name] = freeze(ns);
+  }
+  globalThis.codemode = freeze({
+    search: (query) => call("codemode", "search", { query: String(query) }),
+    describe: (target) => call("codemode", "describe", { target: String(target) }),
+    run: (name, input) => call("codemode", "run", { name: String(name), input }),
+    step: async (name, fn) => {
+      const decision = await call("codemode", "step_decide", { name: String(name) });
+      if (decision.replay) return decision.value;
+      const value = await fn();
+      return await call("codemode", "step_record", { seq: decision.seq, value });
+    },
+  });
+  // A blob: URL keeps stack traces short (V8 elides long data: URLs) and lets Deno strip the types.
+  const url = createObjectURL(new Blob([`export default (${request.code}\n);\n`], { type: "application/typescript" }));
+  programFrame = new RegExp(url.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&") + ":(\\d+):(\\d+)");
+  let done;
+  try {
+    const program = (await import(url)).default;
+    const result = await program(decode(request.input));
+    done = frame({ t: "done", ok: true, value: encode(result) ?? null });
+  } catch (error) {
+    done = frame({ t: "done", ok: false, error: describeError(error, request.code) });
+  }
+  send(done);
+  exit(0);
+}
+
+main();
