@@ -1,4 +1,8 @@
-"""The durable runtime end to end (the Python twins of spec §9.1 and §9.2), on Monty and SQLite files."""
+"""The durable runtime end to end (the twins of spec §9.1 and §9.2), on both executors and real SQLite files.
+
+Every program is written twice, in Python for Monty and in JavaScript for Deno, with the same behaviour, and
+each test runs once per language (`[python]` / `[javascript]` in the test ids).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,25 @@ import pytest
 import codemode
 from codemode import Connector, Runtime, tool
 
-from conftest import Items, RuntimeFactory
+from conftest import Items, RuntimeFactory, program
 
 
-async def test_read_only_call_completes(runtime: Runtime) -> None:
-    outcome = await runtime.execute("return await items.list_items()")
+@pytest.fixture(params=["python", "javascript"])
+def language(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def create(language: str, title: str) -> str:
+    """A program whose only statement is a call needing approval."""
+    return program(
+        language, f'await items.create_item(title="{title}")', f'await items.create_item({{ title: "{title}" }});'
+    )
+
+
+async def test_read_only_call_completes(runtime: Runtime, language: str) -> None:
+    outcome = await runtime.execute(
+        program(language, "return await items.list_items()", "async () => await items.list_items()")
+    )
     assert outcome.status == "completed", outcome.error
     assert outcome.result == []
     assert outcome.execution_id.startswith("exec_")
@@ -30,17 +48,25 @@ def test_tool_description_names_the_only_globals(runtime: Runtime) -> None:
     assert runtime.tool(description="custom").description == "custom"
 
 
-async def test_undefined_global_gets_the_globals_hint(runtime: Runtime) -> None:
-    outcome = await runtime.execute("host.write_file('/etc/passwd', 'x')")
+async def test_undefined_global_gets_the_globals_hint(runtime: Runtime, language: str) -> None:
+    outcome = await runtime.execute(
+        program(language, "host.write_file('/etc/passwd', 'x')", 'host.write_file("/etc/passwd", "x");')
+    )
     assert outcome.status == "error"
     assert outcome.error is not None
-    assert "name 'host' is not defined" in outcome.error
+    assert program(language, "name 'host' is not defined", "ReferenceError: host is not defined") in outcome.error
     assert "the only globals available in the sandbox are: items, codemode" in outcome.error
     assert "line 1" in outcome.error
 
 
-async def test_approval_pauses_then_runs_exactly_once(runtime: Runtime, items: Items) -> None:
-    paused = await runtime.execute('return await items.create_item(title="hello")')
+async def test_approval_pauses_then_runs_exactly_once(runtime: Runtime, items: Items, language: str) -> None:
+    paused = await runtime.execute(
+        program(
+            language,
+            'return await items.create_item(title="hello")',
+            'return await items.create_item({ title: "hello" });',
+        )
+    )
     assert paused.status == "paused"
     assert [(p.connector, p.method, p.args) for p in paused.pending] == [("items", "create_item", {"title": "hello"})]
     assert items.items == []
@@ -50,8 +76,12 @@ async def test_approval_pauses_then_runs_exactly_once(runtime: Runtime, items: I
     assert items.counts["create_item"] == 1
 
 
-async def test_calls_echo_the_log(runtime: Runtime) -> None:
-    code = 'await items.list_items()\nreturn await items.create_item(title="t")'
+async def test_calls_echo_the_log(runtime: Runtime, language: str) -> None:
+    code = program(
+        language,
+        'await items.list_items()\nreturn await items.create_item(title="t")',
+        'await items.list_items();\nreturn await items.create_item({ title: "t" });',
+    )
     paused = await runtime.execute(code)
     assert [(c.method, c.state, c.requires_approval) for c in paused.calls] == [
         ("list_items", "applied", False),
@@ -63,11 +93,15 @@ async def test_calls_echo_the_log(runtime: Runtime) -> None:
     assert done.calls[1].result == {"id": 1, "title": "t"}
 
 
-async def test_reads_before_the_pause_are_replayed(runtime: Runtime, items: Items) -> None:
-    code = (
+async def test_reads_before_the_pause_are_replayed(runtime: Runtime, items: Items, language: str) -> None:
+    code = program(
+        language,
         "before = await items.list_items()\n"
         'created = await items.create_item(title="x")\n'
-        'return {"before_count": len(before), "created": created}'
+        'return {"before_count": len(before), "created": created}',
+        "const before = await items.list_items();\n"
+        'const created = await items.create_item({ title: "x" });\n'
+        "return { before_count: before.length, created };",
     )
     paused = await runtime.execute(code)
     items.items.append({"id": 99, "title": "changed meanwhile"})
@@ -78,8 +112,21 @@ async def test_reads_before_the_pause_are_replayed(runtime: Runtime, items: Item
     assert items.counts["create_item"] == 1
 
 
-async def test_reject_ends_the_run(runtime: Runtime, items: Items) -> None:
-    paused = await runtime.execute('await items.create_item(title="no")')
+async def test_a_paused_pass_keeps_its_logs(runtime: Runtime, language: str) -> None:
+    paused = await runtime.execute(
+        program(
+            language,
+            'print("before")\nawait items.create_item(title="x")',
+            'console.log("before");\nawait items.create_item({ title: "x" });',
+        )
+    )
+    assert paused.status == "paused"
+    assert paused.logs == ["before"]
+    assert paused.to_model_output()["logs"] == ["before"]
+
+
+async def test_reject_ends_the_run(runtime: Runtime, items: Items, language: str) -> None:
+    paused = await runtime.execute(create(language, "no"))
     assert await runtime.reject(paused.execution_id, paused.pending[0].seq) is True
     assert items.items == []
     execution = await runtime.execution(paused.execution_id)
@@ -87,8 +134,8 @@ async def test_reject_ends_the_run(runtime: Runtime, items: Items) -> None:
     assert execution.error == "Action items.create_item rejected by user"
 
 
-async def test_approving_a_rejected_run_revives_nothing(runtime: Runtime, items: Items) -> None:
-    paused = await runtime.execute('await items.create_item(title="no")')
+async def test_approving_a_rejected_run_revives_nothing(runtime: Runtime, items: Items, language: str) -> None:
+    paused = await runtime.execute(create(language, "no"))
     await runtime.reject(paused.execution_id, paused.pending[0].seq)
     outcome = await runtime.approve(paused.execution_id)
     assert outcome.status == "error"
@@ -99,8 +146,12 @@ async def test_approving_a_rejected_run_revives_nothing(runtime: Runtime, items:
     assert execution is not None and execution.status == "rejected"
 
 
-async def test_rollback_reverts_in_reverse_order(runtime: Runtime, items: Items) -> None:
-    code = 'await items.add_note(text="n")\nreturn await items.create_item(title="second")'
+async def test_rollback_reverts_in_reverse_order(runtime: Runtime, items: Items, language: str) -> None:
+    code = program(
+        language,
+        'await items.add_note(text="n")\nreturn await items.create_item(title="second")',
+        'await items.add_note({ text: "n" });\nreturn await items.create_item({ title: "second" });',
+    )
     paused = await runtime.execute(code)
     done = await runtime.approve(paused.execution_id)
     assert done.status == "completed"
@@ -113,8 +164,9 @@ async def test_rollback_reverts_in_reverse_order(runtime: Runtime, items: Items)
     assert [c.state for c in execution.log] == ["reverted", "reverted"]
 
 
-async def test_swallowing_the_pause_cannot_drive_more_effects(runtime: Runtime, items: Items) -> None:
-    code = (
+async def test_swallowing_the_pause_cannot_drive_more_effects(runtime: Runtime, items: Items, language: str) -> None:
+    code = program(
+        language,
         "try:\n"
         '    await items.create_item(title="a")\n'
         "except BaseException:\n"
@@ -124,7 +176,15 @@ async def test_swallowing_the_pause_cannot_drive_more_effects(runtime: Runtime, 
         "except BaseException:\n"
         "    pass\n"
         'await items.add_note(text="sneaky")\n'
-        "return 'done'"
+        "return 'done'",
+        "try {\n"
+        '  await items.create_item({ title: "a" });\n'
+        "} catch {}\n"
+        "try {\n"
+        '  await items.create_item({ title: "b" });\n'
+        "} catch {}\n"
+        'await items.add_note({ text: "sneaky" });\n'
+        'return "done";',
     )
     outcome = await runtime.execute(code)
     assert outcome.status == "paused"
@@ -132,18 +192,20 @@ async def test_swallowing_the_pause_cannot_drive_more_effects(runtime: Runtime, 
     assert items.items == [] and items.notes == []
 
 
-async def test_pending_aggregates_paused_runs(runtime: Runtime) -> None:
-    a, b = await asyncio.gather(
-        runtime.execute('await items.create_item(title="A")'), runtime.execute('await items.create_item(title="B")')
-    )
+async def test_pending_aggregates_paused_runs(runtime: Runtime, language: str) -> None:
+    a, b = await asyncio.gather(runtime.execute(create(language, "A")), runtime.execute(create(language, "B")))
     titles = sorted(p.args["title"] for p in await runtime.pending())
     assert titles == ["A", "B"]
     assert [p.args["title"] for p in await runtime.pending(a.execution_id)] == ["A"]
     assert b.status == "paused"
 
 
-async def test_nondeterministic_arguments_diverge(runtime: Runtime, items: Items) -> None:
-    code = "import random\nawait items.create_item(title=str(random.random()))"
+async def test_nondeterministic_arguments_diverge(runtime: Runtime, items: Items, language: str) -> None:
+    code = program(
+        language,
+        "import random\nawait items.create_item(title=str(random.random()))",
+        "await items.create_item({ title: String(Math.random()) });",
+    )
     paused = await runtime.execute(code)
     outcome = await runtime.approve(paused.execution_id)
     assert outcome.status == "error"
@@ -153,11 +215,14 @@ async def test_nondeterministic_arguments_diverge(runtime: Runtime, items: Items
     assert await runtime.pending(paused.execution_id) == []
 
 
-async def test_step_makes_nondeterminism_replayable(runtime: Runtime, items: Items) -> None:
-    code = (
+async def test_step_makes_nondeterminism_replayable(runtime: Runtime, items: Items, language: str) -> None:
+    code = program(
+        language,
         "import random\n"
         'value = await codemode.step("rand", lambda: random.random())\n'
-        "return await items.create_item(title=str(value))"
+        "return await items.create_item(title=str(value))",
+        'const value = await codemode.step("rand", () => Math.random());\n'
+        "return await items.create_item({ title: String(value) });",
     )
     paused = await runtime.execute(code)
     done = await runtime.approve(paused.execution_id)
@@ -166,8 +231,8 @@ async def test_step_makes_nondeterminism_replayable(runtime: Runtime, items: Ite
     assert done.calls[0].connector == "__step" and done.calls[0].method == "rand"
 
 
-async def test_reject_racing_an_approved_execute(runtime: Runtime, items: Items) -> None:
-    paused = await runtime.execute('await items.create_item(title="race")')
+async def test_reject_racing_an_approved_execute(runtime: Runtime, items: Items, language: str) -> None:
+    paused = await runtime.execute(create(language, "race"))
     store, name, eid = runtime.store, runtime.name, paused.execution_id
     assert await store.resume(name, eid) is not None
     decision = await store.decide(name, eid, 0, "items", "create_item", '{"title":"race"}', None, True, False)
@@ -181,85 +246,118 @@ async def test_reject_racing_an_approved_execute(runtime: Runtime, items: Items)
     assert execution is not None and execution.log[0].state == "applied"
 
 
-async def test_throwing_connector_is_an_error_outcome(runtime: Runtime) -> None:
-    outcome = await runtime.execute("await items.boom()")
+async def test_throwing_connector_is_an_error_outcome(runtime: Runtime, language: str) -> None:
+    outcome = await runtime.execute(program(language, "await items.boom()", "await items.boom();"))
     assert outcome.status == "error"
     assert "connector boom" in (outcome.error or "")
     execution = await runtime.execution(outcome.execution_id)
     assert execution is not None and execution.status == "error"
 
 
-async def test_tool_errors_are_catchable(runtime: Runtime) -> None:
-    code = "try:\n    await items.boom()\nexcept RuntimeError as e:\n    return 'caught: ' + str(e)"
+async def test_tool_errors_are_catchable(runtime: Runtime, language: str) -> None:
+    code = program(
+        language,
+        "try:\n    await items.boom()\nexcept RuntimeError as e:\n    return 'caught: ' + str(e)",
+        "try {\n"
+        "  await items.boom();\n"
+        "} catch (e) {\n"
+        '  if (e.name !== "RuntimeError") throw e;\n'
+        '  return "caught: " + e.message;\n'
+        "}",
+    )
     outcome = await runtime.execute(code)
     assert outcome.result == "caught: connector boom"
     assert outcome.calls[0].state == "error"
 
 
-async def test_concurrent_runs_are_independent(runtime: Runtime) -> None:
-    a, b = await asyncio.gather(runtime.execute("'A'"), runtime.execute("'B'"))
+async def test_concurrent_runs_are_independent(runtime: Runtime, language: str) -> None:
+    a, b = await asyncio.gather(
+        runtime.execute(program(language, "'A'", '"A"')), runtime.execute(program(language, "'B'", '"B"'))
+    )
     assert (a.result, b.result) == ("A", "B")
     assert a.execution_id != b.execution_id
 
 
-async def test_retention_keeps_max_executions(make_runtime: RuntimeFactory, items: Items) -> None:
+async def test_retention_keeps_max_executions(make_runtime: RuntimeFactory, items: Items, language: str) -> None:
     runtime = make_runtime(items, max_executions=2)
     for i in range(5):
-        await runtime.execute(str(i))
+        await runtime.execute(program(language, str(i), f"return {i};"))
     assert len(await runtime.executions()) <= 3
 
 
-async def test_snippet_runs_with_input(runtime: Runtime) -> None:
-    first = await runtime.execute("return 'ran:' + (input if input is not None else 'none')")
+async def test_snippet_runs_with_input(runtime: Runtime, language: str) -> None:
+    first = await runtime.execute(
+        program(
+            language,
+            "return 'ran:' + (input if input is not None else 'none')",
+            'async (input) => "ran:" + (input ?? "none")',
+        )
+    )
     assert first.result == "ran:none"
     await runtime.save_snippet("greet", execution_id=first.execution_id, description="Greets")
-    outcome = await runtime.execute('return await codemode.run("greet", "world")')
+    outcome = await runtime.execute(
+        program(language, 'return await codemode.run("greet", "world")', 'return await codemode.run("greet", "world");')
+    )
     assert outcome.status == "completed", outcome.error
     assert outcome.result == "ran:world"
 
 
-async def test_snippets_from_fenced_and_statement_code(runtime: Runtime) -> None:
-    fenced = await runtime.execute("```python\nx = 40\nreturn x + 2\n```")
-    block = await runtime.execute("found = await items.list_items()\nreturn len(found)")
+async def test_snippets_from_fenced_and_statement_code(runtime: Runtime, language: str) -> None:
+    fenced = await runtime.execute(
+        program(language, "```python\nx = 40\nreturn x + 2\n```", "```javascript\nconst x = 40;\nreturn x + 2;\n```")
+    )
+    block = await runtime.execute(
+        program(
+            language,
+            "found = await items.list_items()\nreturn len(found)",
+            "const found = await items.list_items();\nreturn found.length;",
+        )
+    )
     assert (fenced.result, block.result) == (42, 0)
     await runtime.save_snippet("fenced", execution_id=fenced.execution_id)
     await runtime.save_snippet("block", execution_id=block.execution_id)
-    outcome = await runtime.execute('return [await codemode.run("fenced"), await codemode.run("block")]')
+    outcome = await runtime.execute(
+        program(
+            language,
+            'return [await codemode.run("fenced"), await codemode.run("block")]',
+            'return [await codemode.run("fenced"), await codemode.run("block")];',
+        )
+    )
     assert outcome.result == [42, 0]
 
 
-async def test_delete_execution(runtime: Runtime) -> None:
-    outcome = await runtime.execute("1")
+async def test_delete_execution(runtime: Runtime, language: str) -> None:
+    outcome = await runtime.execute(program(language, "1", "1;"))
     assert await runtime.delete_execution(outcome.execution_id) is True
     assert await runtime.execution(outcome.execution_id) is None
     assert await runtime.delete_execution(outcome.execution_id) is False
 
 
-async def test_tools_receive_the_execution_id(runtime: Runtime) -> None:
-    outcome = await runtime.execute("await items.session_id()")
+async def test_tools_receive_the_execution_id(runtime: Runtime, language: str) -> None:
+    outcome = await runtime.execute(program(language, "await items.session_id()", "await items.session_id();"))
     assert outcome.result == outcome.execution_id
 
 
-async def test_completed_run_disposes_once(runtime: Runtime, items: Items) -> None:
-    outcome = await runtime.execute("1")
+async def test_completed_run_disposes_once(runtime: Runtime, items: Items, language: str) -> None:
+    outcome = await runtime.execute(program(language, "1", "1;"))
     assert items.disposed == [(outcome.execution_id, "completed")]
 
 
-async def test_no_dispose_while_paused(runtime: Runtime, items: Items) -> None:
-    paused = await runtime.execute('await items.create_item(title="x")')
+async def test_no_dispose_while_paused(runtime: Runtime, items: Items, language: str) -> None:
+    paused = await runtime.execute(create(language, "x"))
     assert items.disposed == []
     await runtime.approve(paused.execution_id)
     assert items.disposed == [(paused.execution_id, "completed")]
 
 
-async def test_reject_disposes(runtime: Runtime, items: Items) -> None:
-    paused = await runtime.execute('await items.create_item(title="x")')
+async def test_reject_disposes(runtime: Runtime, items: Items, language: str) -> None:
+    paused = await runtime.execute(create(language, "x"))
     await runtime.reject(paused.execution_id, paused.pending[0].seq)
     assert items.disposed == [(paused.execution_id, "rejected")]
 
 
-async def test_stale_reject_changes_nothing(runtime: Runtime, items: Items) -> None:
-    paused = await runtime.execute('await items.create_item(title="x")')
+async def test_stale_reject_changes_nothing(runtime: Runtime, items: Items, language: str) -> None:
+    paused = await runtime.execute(create(language, "x"))
     assert await runtime.reject(paused.execution_id, 999) is False
     assert items.disposed == []
     done = await runtime.approve(paused.execution_id)
@@ -267,22 +365,26 @@ async def test_stale_reject_changes_nothing(runtime: Runtime, items: Items) -> N
     assert items.disposed == [(paused.execution_id, "completed")]
 
 
-async def test_rollback_disposes_again(runtime: Runtime, items: Items) -> None:
-    paused = await runtime.execute('await items.create_item(title="x")')
+async def test_rollback_disposes_again(runtime: Runtime, items: Items, language: str) -> None:
+    paused = await runtime.execute(create(language, "x"))
     await runtime.approve(paused.execution_id)
     await runtime.rollback(paused.execution_id)
     assert [s for _, s in items.disposed] == ["completed", "rolled_back"]
 
 
-async def test_pass_end_fires_on_pause_and_resume(runtime: Runtime, items: Items) -> None:
-    paused = await runtime.execute('await items.create_item(title="x")')
+async def test_pass_end_fires_on_pause_and_resume(runtime: Runtime, items: Items, language: str) -> None:
+    paused = await runtime.execute(create(language, "x"))
     assert items.pass_ends == [(paused.execution_id, "paused")]
     await runtime.approve(paused.execution_id)
     assert [s for _, s in items.pass_ends] == ["paused", "completed"]
 
 
-async def test_ephemeral_reads_reexecute_on_resume(runtime: Runtime) -> None:
-    code = 'counter = await items.read_counter()\nawait items.create_item(title="x")\nreturn counter'
+async def test_ephemeral_reads_reexecute_on_resume(runtime: Runtime, language: str) -> None:
+    code = program(
+        language,
+        'counter = await items.read_counter()\nawait items.create_item(title="x")\nreturn counter',
+        'const counter = await items.read_counter();\nawait items.create_item({ title: "x" });\nreturn counter;',
+    )
     paused = await runtime.execute(code)
     done = await runtime.approve(paused.execution_id)
     assert done.result == {"reads": 2}
@@ -290,18 +392,28 @@ async def test_ephemeral_reads_reexecute_on_resume(runtime: Runtime) -> None:
     assert (entry.state, entry.result, entry.ephemeral) == ("applied", None, True)
 
 
-async def test_bytes_replay_as_bytes(runtime: Runtime, items: Items) -> None:
-    code = (
-        'data = await items.get_bytes()\nawait items.create_item(title="x")\nreturn [type(data).__name__, list(data)]'
+async def test_bytes_replay_as_bytes(runtime: Runtime, items: Items, language: str) -> None:
+    code = program(
+        language,
+        'data = await items.get_bytes()\nawait items.create_item(title="x")\nreturn [type(data).__name__, list(data)]',
+        "const data = await items.get_bytes();\n"
+        'await items.create_item({ title: "x" });\n'
+        'return [data instanceof Uint8Array ? "Uint8Array" : typeof data, Array.from(data)];',
     )
     paused = await runtime.execute(code)
     done = await runtime.approve(paused.execution_id)
-    assert done.result == ["bytes", [1, 2, 3, 4, 5]]
+    assert done.result == [program(language, "bytes", "Uint8Array"), [1, 2, 3, 4, 5]]
     assert items.counts["get_bytes"] == 1
 
 
-async def test_unrecordable_result_fails_the_run(runtime: Runtime) -> None:
-    outcome = await runtime.execute("r = await items.big_result()\nreturn len(r)")
+async def test_unrecordable_result_fails_the_run(runtime: Runtime, language: str) -> None:
+    outcome = await runtime.execute(
+        program(
+            language,
+            "r = await items.big_result()\nreturn len(r)",
+            "const r = await items.big_result();\nreturn r.length;",
+        )
+    )
     assert outcome.status == "error"
     assert "too large to record durably" in (outcome.error or "")
     assert "Write large data to a file or workspace" in (outcome.error or "")
@@ -310,16 +422,16 @@ async def test_unrecordable_result_fails_the_run(runtime: Runtime) -> None:
     assert execution.log[0].state == "error"
 
 
-async def test_huge_final_result_still_completes(runtime: Runtime) -> None:
-    outcome = await runtime.execute("'y' * 1_100_000")
+async def test_huge_final_result_still_completes(runtime: Runtime, language: str) -> None:
+    outcome = await runtime.execute(program(language, "'y' * 1_100_000", '"y".repeat(1_100_000);'))
     assert outcome.status == "completed"
     assert outcome.result == "y" * 1_100_000
     execution = await runtime.execution(outcome.execution_id)
     assert execution is not None and "result omitted from the audit trail" in execution.result
 
 
-async def test_expire_paused(runtime: Runtime, items: Items) -> None:
-    paused = await runtime.execute('await items.create_item(title="x")')
+async def test_expire_paused(runtime: Runtime, items: Items, language: str) -> None:
+    paused = await runtime.execute(create(language, "x"))
     assert await runtime.expire_paused(timedelta(minutes=1)) == []
     assert items.disposed == []
     await asyncio.sleep(0.01)
@@ -332,8 +444,8 @@ async def test_expire_paused(runtime: Runtime, items: Items) -> None:
     assert (await runtime.approve(paused.execution_id)).status == "error"
 
 
-async def test_expire_stuck_running(runtime: Runtime) -> None:
-    eid = await runtime.store.begin(runtime.name, "1", ["items"], 50)
+async def test_expire_stuck_running(runtime: Runtime, language: str) -> None:
+    eid = await runtime.store.begin(runtime.name, program(language, "1", "1;"), ["items"], 50)
     assert await runtime.expire_paused(timedelta(minutes=1)) == []
     await asyncio.sleep(0.01)
     assert await runtime.expire_paused(timedelta(0)) == [eid]
@@ -343,30 +455,30 @@ async def test_expire_stuck_running(runtime: Runtime) -> None:
     assert await runtime.expire_paused(timedelta(0)) == []
 
 
-async def test_deleting_a_paused_run_disposes(runtime: Runtime, items: Items) -> None:
-    paused = await runtime.execute('await items.create_item(title="x")')
+async def test_deleting_a_paused_run_disposes(runtime: Runtime, items: Items, language: str) -> None:
+    paused = await runtime.execute(create(language, "x"))
     assert await runtime.delete_execution(paused.execution_id)
     assert items.disposed == [(paused.execution_id, "rejected")]
 
 
-async def test_oversized_code_records_nothing(runtime: Runtime) -> None:
-    outcome = await runtime.execute("#" + "x" * 1_000_001)
+async def test_oversized_code_records_nothing(runtime: Runtime, language: str) -> None:
+    outcome = await runtime.execute(program(language, "#", "//") + "x" * 1_000_001)
     assert outcome.status == "error" and outcome.execution_id == ""
     assert "too large to record durably" in (outcome.error or "")
     assert await runtime.executions() == []
 
 
-async def test_runtime_names_keep_separate_histories(make_runtime: RuntimeFactory, items: Items) -> None:
+async def test_runtime_names_keep_separate_histories(make_runtime: RuntimeFactory, items: Items, language: str) -> None:
     default, other = make_runtime(items), make_runtime(items, name="other")
-    await default.execute("'d'")
-    await other.execute("'o'")
+    await default.execute(program(language, "'d'", '"d";'))
+    await other.execute(program(language, "'o'", '"o";'))
     assert [e.result for e in await default.executions()] == ["d"]
     assert [e.result for e in await other.executions()] == ["o"]
 
 
-async def test_resume_needs_the_recorded_connectors(make_runtime: RuntimeFactory, items: Items) -> None:
+async def test_resume_needs_the_recorded_connectors(make_runtime: RuntimeFactory, items: Items, language: str) -> None:
     runtime = make_runtime(items)
-    paused = await runtime.execute('await items.create_item(title="x")')
+    paused = await runtime.execute(create(language, "x"))
     execution = await runtime.execution(paused.execution_id)
     assert execution is not None and execution.connectors == ["items"]
     bare = make_runtime()
@@ -377,22 +489,24 @@ async def test_resume_needs_the_recorded_connectors(make_runtime: RuntimeFactory
     assert (await runtime.approve(paused.execution_id)).status == "completed"
 
 
-async def test_snippet_needs_its_connectors(make_runtime: RuntimeFactory, items: Items) -> None:
+async def test_snippet_needs_its_connectors(make_runtime: RuntimeFactory, items: Items, language: str) -> None:
     runtime = make_runtime(items)
-    first = await runtime.execute("await items.list_items()")
+    first = await runtime.execute(program(language, "await items.list_items()", "await items.list_items();"))
     snippet = await runtime.save_snippet("lister", execution_id=first.execution_id)
     assert snippet.connectors == ["items"]
     bare = make_runtime()
-    outcome = await bare.execute('await codemode.run("lister")')
+    outcome = await bare.execute(program(language, 'await codemode.run("lister")', 'await codemode.run("lister");'))
     assert outcome.status == "completed"
     assert 'requires connector(s) "items"' in outcome.result["error"]
 
 
-async def test_transform_result_shapes_only_the_model_view(make_runtime: RuntimeFactory, items: Items) -> None:
+async def test_transform_result_shapes_only_the_model_view(
+    make_runtime: RuntimeFactory, items: Items, language: str
+) -> None:
     runtime = make_runtime(items, transform_result=lambda r: {"shaped": r})
-    first = await runtime.execute("await items.list_items()")
+    first = await runtime.execute(program(language, "await items.list_items()", "await items.list_items();"))
     assert first.result == {"shaped": []}
-    paused = await runtime.execute('await items.create_item(title="z")')
+    paused = await runtime.execute(create(language, "z"))
     done = await runtime.approve(paused.execution_id)
     assert done.result == {"shaped": {"id": 1, "title": "z"}}
     stored = await runtime.execution(done.execution_id)
@@ -402,14 +516,19 @@ async def test_transform_result_shapes_only_the_model_view(make_runtime: Runtime
 # -- recovery with a fresh runtime instance (spec §9.2: "eviction") ----------
 
 
-async def test_fresh_instance_resumes_without_reexecuting_reads(make_runtime: RuntimeFactory) -> None:
+async def test_fresh_instance_resumes_without_reexecuting_reads(make_runtime: RuntimeFactory, language: str) -> None:
     first_items = Items()
     runtime = make_runtime(first_items)
-    code = (
+    code = program(
+        language,
         "before = await items.list_items()\n"
         "data = await items.get_bytes()\n"
         'created = await items.create_item(title="x")\n'
-        'return {"before": len(before), "bytes": list(data), "created": created}'
+        'return {"before": len(before), "bytes": list(data), "created": created}',
+        "const before = await items.list_items();\n"
+        "const data = await items.get_bytes();\n"
+        'const created = await items.create_item({ title: "x" });\n'
+        "return { before: before.length, bytes: Array.from(data), created };",
     )
     paused = await runtime.execute(code)
     assert first_items.counts == {"list_items": 1, "get_bytes": 1}
@@ -423,9 +542,9 @@ async def test_fresh_instance_resumes_without_reexecuting_reads(make_runtime: Ru
     assert fresh_items.pass_ends == [(paused.execution_id, "completed")]
 
 
-async def test_fresh_instance_rejects(make_runtime: RuntimeFactory) -> None:
+async def test_fresh_instance_rejects(make_runtime: RuntimeFactory, language: str) -> None:
     runtime = make_runtime(Items())
-    paused = await runtime.execute('await items.create_item(title="x")')
+    paused = await runtime.execute(create(language, "x"))
     fresh_items = Items()
     fresh = make_runtime(fresh_items)
     assert await fresh.reject(paused.execution_id, paused.pending[0].seq) is True
@@ -437,8 +556,17 @@ async def test_fresh_instance_rejects(make_runtime: RuntimeFactory) -> None:
 # -- our additions (DESIGN §5) -----------------------------------------------
 
 
-async def test_bad_arguments_are_caught_before_logging(runtime: Runtime, items: Items) -> None:
-    code = "try:\n    await items.create_item(title=42)\nexcept TypeError as e:\n    return str(e)"
+async def test_bad_arguments_are_caught_before_logging(runtime: Runtime, items: Items, language: str) -> None:
+    code = program(
+        language,
+        "try:\n    await items.create_item(title=42)\nexcept TypeError as e:\n    return str(e)",
+        "try {\n"
+        "  await items.create_item({ title: 42 });\n"
+        "} catch (e) {\n"
+        "  if (!(e instanceof TypeError)) throw e;\n"
+        "  return e.message;\n"
+        "}",
+    )
     outcome = await runtime.execute(code)
     assert outcome.status == "completed"
     assert "Invalid arguments for items.create_item" in outcome.result
@@ -446,23 +574,29 @@ async def test_bad_arguments_are_caught_before_logging(runtime: Runtime, items: 
     assert outcome.calls == []
 
 
-async def test_missing_argument_is_named(runtime: Runtime) -> None:
-    outcome = await runtime.execute("await items.create_item()")
+async def test_missing_argument_is_named(runtime: Runtime, language: str) -> None:
+    outcome = await runtime.execute(program(language, "await items.create_item()", "await items.create_item();"))
     assert outcome.status == "error"
     assert "'title' is a required property" in (outcome.error or "")
 
 
-async def test_dict_argument_form(runtime: Runtime) -> None:
-    paused = await runtime.execute('await items.create_item({"title": "d"})')
+async def test_dict_argument_form(runtime: Runtime, language: str) -> None:
+    paused = await runtime.execute(
+        program(language, 'await items.create_item({"title": "d"})', 'await items.create_item({ "title": "d" });')
+    )
     assert paused.pending[0].args == {"title": "d"}
 
 
-async def test_parallel_calls_get_program_order_seqs(runtime: Runtime, items: Items) -> None:
-    code = (
+async def test_parallel_calls_get_program_order_seqs(runtime: Runtime, items: Items, language: str) -> None:
+    code = program(
+        language,
         "import asyncio\n"
         "a, b, c = await asyncio.gather(items.list_items(), items.get_bytes(), items.add_note(text='n'))\n"
         'await items.create_item(title="after")\n'
-        "return [len(a), len(b), c]"
+        "return [len(a), len(b), c]",
+        "const [a, b, c] = await Promise.all([items.list_items(), items.get_bytes(), items.add_note({ text: 'n' })]);\n"
+        'await items.create_item({ title: "after" });\n'
+        "return [a.length, b.length, c];",
     )
     paused = await runtime.execute(code)
     assert [c.method for c in paused.calls] == ["list_items", "get_bytes", "add_note", "create_item"]
@@ -473,19 +607,29 @@ async def test_parallel_calls_get_program_order_seqs(runtime: Runtime, items: It
     assert items.notes == ["n"]
 
 
-async def test_reject_needs_a_paused_run(runtime: Runtime) -> None:
-    paused = await runtime.execute('await items.create_item(title="x")')
+async def test_reject_needs_a_paused_run(runtime: Runtime, language: str) -> None:
+    paused = await runtime.execute(create(language, "x"))
     await runtime.store.fail_at(runtime.name, paused.execution_id, 5, "failed elsewhere")
     assert await runtime.reject(paused.execution_id, paused.pending[0].seq) is False
 
 
-async def test_snippet_input_is_validated(runtime: Runtime) -> None:
-    first = await runtime.execute("return input['n'] * 2")
+async def test_snippet_input_is_validated(runtime: Runtime, language: str) -> None:
+    first = await runtime.execute(program(language, "return input['n'] * 2", "async (input) => input.n * 2"))
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     await runtime.save_snippet("double", execution_id=first.execution_id, input_schema=schema)
-    ok = await runtime.execute('return await codemode.run("double", {"n": 4})')
+    ok = await runtime.execute(
+        program(
+            language, 'return await codemode.run("double", {"n": 4})', 'return await codemode.run("double", { n: 4 });'
+        )
+    )
     assert ok.result == 8
-    bad = await runtime.execute('return await codemode.run("double", {"n": "four"})')
+    bad = await runtime.execute(
+        program(
+            language,
+            'return await codemode.run("double", {"n": "four"})',
+            'return await codemode.run("double", { n: "four" });',
+        )
+    )
     assert bad.status == "error"
     assert 'Invalid input for snippet "double"' in (bad.error or "")
 
@@ -502,20 +646,22 @@ async def test_connector_names_are_checked(items: Items, db_path: Path) -> None:
         Runtime([bad], store=codemode.SqliteStore(db_path))
 
 
-async def test_model_output_has_no_call_log(runtime: Runtime) -> None:
-    outcome = await runtime.execute("print('hi')\nawait items.list_items()")
+async def test_model_output_has_no_call_log(runtime: Runtime, language: str) -> None:
+    outcome = await runtime.execute(
+        program(language, "print('hi')\nawait items.list_items()", 'console.log("hi");\nawait items.list_items();')
+    )
     out = outcome.to_model_output()
     assert out == {"status": "completed", "execution_id": outcome.execution_id, "result": [], "logs": ["hi"]}
-    paused = (await runtime.execute('await items.create_item(title="p")')).to_model_output()
+    paused = (await runtime.execute(create(language, "p"))).to_model_output()
     assert paused["status"] == "paused" and "do not run the code again" in paused["message"]
 
 
-async def test_recover_refuses_a_live_or_ended_run(make_runtime: RuntimeFactory, items: Items) -> None:
+async def test_recover_refuses_a_live_or_ended_run(make_runtime: RuntimeFactory, items: Items, language: str) -> None:
     runtime = make_runtime(items, heartbeat_interval=0.1)
-    eid = await runtime.store.begin(runtime.name, "1", ["items"], 50)
+    eid = await runtime.store.begin(runtime.name, program(language, "1", "1;"), ["items"], 50)
     live = await runtime.recover(eid, stale_after=timedelta(seconds=30))
     assert live.status == "error" and "cannot be recovered (status: running)" in (live.error or "")
-    done = await runtime.execute("1")
+    done = await runtime.execute(program(language, "1", "1;"))
     ended = await runtime.recover(done.execution_id, stale_after=timedelta(seconds=30))
     assert "status: completed" in (ended.error or "")
     with pytest.raises(ValueError, match="stale_after"):
@@ -525,17 +671,28 @@ async def test_recover_refuses_a_live_or_ended_run(make_runtime: RuntimeFactory,
 # -- coverage gaps the spec lists (§9.22) -------------------------------------
 
 
-async def test_oversized_arguments_fail_the_run(runtime: Runtime, items: Items) -> None:
-    outcome = await runtime.execute('await items.add_note(text="x" * 1_100_000)')
+async def test_oversized_arguments_fail_the_run(runtime: Runtime, items: Items, language: str) -> None:
+    outcome = await runtime.execute(
+        program(
+            language,
+            'await items.add_note(text="x" * 1_100_000)',
+            'await items.add_note({ text: "x".repeat(1_100_000) });',
+        )
+    )
     assert outcome.status == "error"
     assert "Arguments to items.add_note is too large to record durably" in (outcome.error or "")
     assert items.notes == []
 
 
-async def test_divergence_on_a_different_method(runtime: Runtime, items: Items) -> None:
+async def test_divergence_on_a_different_method(runtime: Runtime, items: Items, language: str) -> None:
     # A recorded run read list_items, then paused at create_item; its stored program now reads get_bytes.
     name = runtime.name
-    eid = await runtime.store.begin(name, 'await items.get_bytes()\nawait items.create_item(title="x")', ["items"], 50)
+    code = program(
+        language,
+        'await items.get_bytes()\nawait items.create_item(title="x")',
+        'await items.get_bytes();\nawait items.create_item({ title: "x" });',
+    )
+    eid = await runtime.store.begin(name, code, ["items"], 50)
     await runtime.store.decide(name, eid, 0, "items", "list_items", "{}", None, False, False)
     await runtime.store.record_result(name, eid, 0, "[]")
     await runtime.store.decide(name, eid, 1, "items", "create_item", '{"title":"x"}', None, True, False)
@@ -545,10 +702,10 @@ async def test_divergence_on_a_different_method(runtime: Runtime, items: Items) 
     assert items.items == [] and "get_bytes" not in items.counts
 
 
-async def test_prune_executions_keeps_paused_runs(runtime: Runtime) -> None:
-    paused = await runtime.execute('await items.create_item(title="keep me")')
+async def test_prune_executions_keeps_paused_runs(runtime: Runtime, language: str) -> None:
+    paused = await runtime.execute(create(language, "keep me"))
     for i in range(4):
-        await runtime.execute(str(i))
+        await runtime.execute(program(language, str(i), f"return {i};"))
     assert await runtime.prune_executions(keep=1) == 3
     remaining = {e.id: e.status for e in await runtime.executions()}
     assert remaining[paused.execution_id] == "paused"
@@ -573,10 +730,17 @@ class Fragile(Connector):
         self.undone.append(result)
 
 
-async def test_rollback_tries_every_revert_then_reports(make_runtime: RuntimeFactory) -> None:
+async def test_rollback_tries_every_revert_then_reports(make_runtime: RuntimeFactory, language: str) -> None:
     fragile = Fragile()
     runtime = make_runtime(fragile)
-    outcome = await runtime.execute("for n in (1, 2, 3):\n    await fragile.make(n=n)")
+    outcome = await runtime.execute(
+        program(
+            language,
+            "for n in (1, 2, 3):\n    await fragile.make(n=n)",
+            "for (const n of [1, 2, 3]) {\n  await fragile.make({ n });\n}",
+        )
+    )
+    assert outcome.status == "completed", outcome.error
     with pytest.raises(
         codemode.RollbackError, match=r"reverted 2 action\(s\) but 1 failed: fragile.make: cannot undo 2"
     ):

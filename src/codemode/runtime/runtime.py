@@ -458,7 +458,7 @@ def _original_line(error: str, normalized: str, original: str) -> str:
     candidates = [
         number
         for number, text in enumerate(original.splitlines(), 1)
-        if text.strip() and (text.strip() == target or text.strip() in target)
+        if (stripped := text.strip().rstrip(";").rstrip()) and stripped in target
     ]
     if not candidates:
         return error

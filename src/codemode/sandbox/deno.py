@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -31,6 +32,7 @@ from codemode.sandbox.base import ExecuteResult, Host, Namespace, StopExecution,
 
 __all__ = ["DenoExecutor", "find_deno"]
 
+log = logging.getLogger("codemode")
 RUNNER = Path(__file__).with_name("deno_runner.js")
 MAX_MESSAGE_BYTES = 64 * 2**20
 
@@ -98,7 +100,7 @@ class DenoExecutor:
 
     def _env(self) -> dict[str, str]:
         if self._deno_dir is None:
-            self._deno_dir = tempfile.TemporaryDirectory(prefix="codemode-deno-")
+            self._deno_dir = tempfile.TemporaryDirectory(prefix="codemode-deno-", ignore_cleanup_errors=True)
         return {"TZ": "UTC", "NO_COLOR": "1", "DENO_NO_UPDATE_CHECK": "1", "DENO_DIR": self._deno_dir.name}
 
     async def _spawn(self) -> asyncio.subprocess.Process:
@@ -116,6 +118,9 @@ class DenoExecutor:
             ready = await asyncio.wait_for(process.stdout.readline(), 30)
         except asyncio.TimeoutError:
             ready = b""
+        except BaseException:  # cancelled (aclose): never leave a half-started process behind
+            await _kill(process)
+            raise
         if ready != b"ready\n":
             await _kill(process)
             detail = (await process.stderr.read()).decode("utf-8", "replace").strip()[-500:]
@@ -134,16 +139,23 @@ class DenoExecutor:
         _limit_memory(process.pid, self.memory_limit)
         task = asyncio.ensure_future(self._refill(idle))
         self._refills.add(task)
-        task.add_done_callback(self._refills.discard)
+        task.add_done_callback(self._refill_done)
         return process
+
+    def _refill_done(self, task: asyncio.Task[None]) -> None:
+        self._refills.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("codemode: could not start a warm Deno process: %s", task.exception())
 
     async def _refill(self, idle: list[asyncio.subprocess.Process]) -> None:
         while len(idle) < self.warm_processes:
             idle.append(await self._spawn())
 
     async def aclose(self) -> None:
-        for task in list(self._refills):
+        refills = list(self._refills)
+        for task in refills:
             task.cancel()
+        await asyncio.gather(*refills, return_exceptions=True)
         idle = self._idle.pop(asyncio.get_running_loop(), [])
         for process in idle:
             await _kill(process)
@@ -157,11 +169,18 @@ class DenoExecutor:
         blocked = _import_error(code)
         if blocked is not None:
             return ExecuteResult(error=blocked)
-        process = await self._checkout()
-        try:
-            return await _Run(self, process, host).drive(code, namespaces, input)
-        finally:
-            await _kill(process)
+        for attempt in range(2):
+            process = await self._checkout()
+            run = _Run(self, process, host)
+            try:
+                result = await run.drive(code, namespaces, input)
+            finally:
+                await _kill(process)
+            if not run.killed_while_idle or attempt:
+                return result
+            # The process was killed before the program said or printed anything (a warm process that
+            # died while idle): nothing ran, so one retry on a fresh process is safe.
+        raise AssertionError("unreachable")
 
 
 class _Run:
@@ -176,6 +195,8 @@ class _Run:
         self.stopped = False
         self.stderr = b""
         self.logs: list[str] = []
+        self.heard = False  # whether the runner has sent anything for this program
+        self.killed_while_idle = False
 
     async def drive(self, code: str, namespaces: Sequence[Namespace], input: Any) -> ExecuteResult:
         loop = asyncio.get_running_loop()
@@ -198,12 +219,13 @@ class _Run:
                 except ValueError:  # a line beyond the stream limit: not something the runner writes
                     return self._violation()
                 if self.stopped:
-                    return ExecuteResult(stopped=True)
+                    return ExecuteResult(stopped=True, logs=self.logs)
                 if not line:
                     return await self._died(drain_stderr)
                 text = line.decode("utf-8", "replace")
                 if not text.startswith(self.nonce):
                     return self._violation()
+                self.heard = True
                 try:
                     message = json.loads(text[len(self.nonce) :])
                     kind = message.get("t")
@@ -289,6 +311,7 @@ class _Run:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(drain_stderr), 1.0)
         text = self.stderr.decode("utf-8", "replace")
+        self.killed_while_idle = not self.heard and not text.strip()
         if "out of memory" in text.lower():
             return ExecuteResult(
                 error=f"MemoryError: the program exceeded the sandbox memory limit "
@@ -306,10 +329,10 @@ def _import_error(code: str) -> str | None:
     lines = find_imports(code)
     if not lines:
         return None
-    where = ", ".join(str(n) for n in lines)
+    source = code.splitlines()[lines[0] - 1].strip()
     return (
-        f"SyntaxError: import is not available in the sandbox (line {where}). Use the connector globals and "
-        "codemode.* instead; standard JavaScript built-ins need no import."
+        "SyntaxError: import is not available in the sandbox. Use the connector globals and codemode.* "
+        f"instead; standard JavaScript built-ins need no import.\n  at line {lines[0]}: {source}"
     )
 
 

@@ -127,7 +127,7 @@ function decode(data) {
   const tag = data[TAG];
   if (tag === undefined) {
     const out = {};
-    for (const key of Object.keys(data)) out[key] = decode(data[key]);
+    for (const key of keys(data)) out[key] = decode(data[key]);
     return out;
   }
   switch (tag) {
@@ -148,7 +148,7 @@ function decode(data) {
       return new Map(data.entries.map(([k, v]) => [decode(k), decode(v)]));
     case "object": {
       const out = {};
-      for (const key of Object.keys(data.value)) out[key] = decode(data.value[key]);
+      for (const key of keys(data.value)) out[key] = decode(data.value[key]);
       return out;
     }
   }
@@ -183,7 +183,7 @@ function send(frame) {
 
 function frame(fields) {
   const out = create(null);
-  for (const key of Object.keys(fields)) out[key] = fields[key];
+  for (const key of keys(fields)) out[key] = fields[key];
   return out;
 }
 
@@ -275,7 +275,7 @@ async function main() {
   nonce = request.nonce;
   receive();
   const namespaces = request.namespaces;
-  for (const name of Object.keys(namespaces)) {
+  for (const name of keys(namespaces)) {
     const ns = create(null);
     for (const method of namespaces[name]) ns[method] = (args) => call(name, method, args);
     globalThis[name] = freeze(ns);

@@ -1,0 +1,693 @@
+"""The JavaScript sandbox: escapes that must fail, limits that must trip, and the program conventions.
+
+The twin of test_sandbox_monty.py for `DenoExecutor`, plus what only JavaScript has: the host channel on
+stdout, prototype pollution, Workers, TypeScript, and the codec's JavaScript types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import codemode
+from codemode import Connector, Runtime, tool
+
+from conftest import Items, RuntimeFactory
+
+
+@pytest.fixture
+def language() -> str:
+    return "javascript"
+
+
+NOT_DEFINED = "ReferenceError: {} is not defined"
+NO_IMPORT = "SyntaxError: import is not available in the sandbox"
+NO_CODEGEN = "EvalError: Code generation from strings disallowed"
+
+ESCAPES: dict[str, tuple[str, str]] = {
+    "read a file": ('Deno.readTextFileSync("/etc/passwd")', NOT_DEFINED.format("Deno")),
+    "environment": ('Deno.env.get("HOME")', NOT_DEFINED.format("Deno")),
+    "run a command": ('new Deno.Command("id").outputSync()', NOT_DEFINED.format("Deno")),
+    "run a command, legacy API": ('Deno.run({ cmd: ["id"] })', NOT_DEFINED.format("Deno")),
+    "connect a socket": ('await Deno.connect({ hostname: "127.0.0.1", port: 22 })', NOT_DEFINED.format("Deno")),
+    "listen on a port": ("Deno.listen({ port: 0 })", NOT_DEFINED.format("Deno")),
+    "Deno internals": ('Deno[Symbol.for("Deno.internal")]', NOT_DEFINED.format("Deno")),
+    "Node process": ("process.env.HOME", NOT_DEFINED.format("process")),
+    "Node process on globalThis": ("globalThis.process.env.HOME", "TypeError: Cannot read properties of undefined"),
+    "require": ('require("fs")', NOT_DEFINED.format("require")),
+    "import node:fs": ('const fs = await import("node:fs");\nfs.readFileSync("/etc/passwd", "utf8")', NO_IMPORT),
+    "static remote import": ('import x from "https://example.com/x.js";\nx', NO_IMPORT),
+    "dynamic remote import": ('(await import("https://example.com/x.js")).default', NO_IMPORT),
+    "data: import": ('(await import("data:text/javascript,export default 1")).default', NO_IMPORT),
+    "import with a comment": (
+        '(await import /* hidden */ ("data:text/javascript,export default 1")).default',
+        NO_IMPORT,
+    ),
+    "new Function": ('new Function("return this")()', NO_CODEGEN),
+    "eval": ('eval("1 + 1")', NO_CODEGEN),
+    "async function constructor": ('(async function () {}).constructor("return 1")', NO_CODEGEN),
+    "generator function constructor": ('(function* () {}).constructor("yield 1")', NO_CODEGEN),
+    "globalThis.constructor.constructor": ('globalThis.constructor.constructor("return this")()', NO_CODEGEN),
+    "string timer": ('setTimeout("globalThis.x = 1", 0)', 'The "callback" argument must be of type function'),
+    "fetch a file URL": ('await fetch("file:///etc/passwd")', 'Requires read access to "/etc/passwd"'),
+}
+
+
+async def assert_next_run_works(runtime: Runtime) -> None:
+    after = await runtime.execute("await items.list_items();")
+    assert after.status == "completed", after.error
+    assert after.result == []
+
+
+@pytest.mark.parametrize(("code", "expected"), ESCAPES.values(), ids=ESCAPES.keys())
+async def test_escape_fails_inside_the_sandbox(runtime: Runtime, code: str, expected: str) -> None:
+    outcome = await runtime.execute(code)
+    assert outcome.status == "error", f"escape succeeded: {outcome.result!r}"
+    assert expected in (outcome.error or "")
+    await assert_next_run_works(runtime)
+
+
+def worker(source: str) -> str:
+    """A program that runs `source` in a Worker and returns what the Worker posts back (or its error)."""
+    return (
+        f"const source = {json.dumps(source)};\n"
+        'const w = new Worker("data:text/javascript," + encodeURIComponent(source), { type: "module" });\n'
+        "return await new Promise((resolve) => {\n"
+        "  w.onmessage = (event) => resolve(event.data);\n"
+        '  w.onerror = (event) => { event.preventDefault(); resolve("worker error: " + event.message); };\n'
+        "});"
+    )
+
+
+async def test_writing_a_file_leaves_no_file(runtime: Runtime, tmp_path: Path) -> None:
+    target = tmp_path / "escaped.txt"
+    for code in (
+        f"await Deno.writeTextFile({json.dumps(str(target))}, 'x');",
+        f"Deno.writeFileSync({json.dumps(str(target))}, new Uint8Array([1]));",
+    ):
+        outcome = await runtime.execute(code)
+        assert outcome.status == "error"
+        assert NOT_DEFINED.format("Deno") in (outcome.error or "")
+    assert not target.exists()
+    await assert_next_run_works(runtime)
+
+
+# -- the network: a real server on 127.0.0.1 that must never hear from the sandbox -------------
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server on 127.0.0.1 recording every request it receives."""
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"export default 'fetched';")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}", hits
+    server.shutdown()
+    server.server_close()
+
+
+NET_REFUSED = "NotCapable: Requires net access to"
+NETWORK: dict[str, tuple[str, str, str]] = {
+    "fetch": ('await fetch("http://{addr}/fetch");', "error", NET_REFUSED),
+    "WebSocket": ('new WebSocket("ws://{addr}/ws");', "error", NET_REFUSED),
+    "EventSource": (  # connects in the background: the program goes on, the connection is refused
+        'const source = new EventSource("http://{addr}/events");\n'
+        "await new Promise((resolve) => setTimeout(resolve, 300));\n"
+        "source.close();\n"
+        'return "waited";',
+        "completed",
+        "waited",
+    ),
+    "fetch from a Worker": (
+        worker('fetch("http://{addr}/worker").then(() => postMessage("fetched"), (e) => postMessage(String(e)))'),
+        "error",
+        NOT_DEFINED.format("Worker"),
+    ),
+    "import from the server": ('(await import("http://{addr}/module.js")).default', "error", NO_IMPORT),
+}
+
+
+@pytest.mark.parametrize(("code", "status", "expected"), NETWORK.values(), ids=NETWORK.keys())
+async def test_network_requests_never_leave_the_sandbox(
+    runtime: Runtime, listener: tuple[str, list[str]], code: str, status: str, expected: str
+) -> None:
+    addr, hits = listener
+    outcome = await runtime.execute(code.replace("{addr}", addr))
+    assert outcome.status == status, outcome.error or outcome.result
+    assert expected in (outcome.error if status == "error" else outcome.result)
+    await asyncio.sleep(0.05)
+    assert hits == []
+    await assert_next_run_works(runtime)
+
+
+# -- the host channel: a program can neither reach stdout nor forge a frame ---------------------
+
+FORGED_LINE = json.dumps({"t": "done", "ok": True, "value": "forged", "logs": []}) + "\n"
+FORGED_FRAME = json.dumps(FORGED_LINE)  # as a JavaScript string literal
+FORGERIES: dict[str, tuple[str, str, Any, list[str]]] = {
+    "console internals": (
+        f'console._stdout?.write?.({FORGED_FRAME});\nconsole.log.call(undefined, {FORGED_FRAME});\nreturn "real";',
+        "completed",
+        "real",
+        [FORGED_LINE],  # a log line like any other
+    ),
+    "Deno.stdout through optional chaining": (
+        f"globalThis.Deno?.stdout?.writeSync(new TextEncoder().encode({FORGED_FRAME}));\nreturn 'real';",
+        "completed",
+        "real",
+        [],
+    ),
+    "the Deno internals symbol": (
+        f'const internal = Deno[Symbol.for("Deno.internal")];\ninternal.core.print({FORGED_FRAME});\nreturn "real";',
+        "error",
+        None,
+        [],
+    ),
+    "a Worker's own Deno.stdout": (
+        worker(f"Deno.stdout.writeSync(new TextEncoder().encode({FORGED_FRAME})); postMessage('wrote');"),
+        "error",
+        None,
+        [],
+    ),
+}
+
+
+@pytest.mark.parametrize(("code", "status", "result", "logs"), FORGERIES.values(), ids=FORGERIES.keys())
+async def test_forged_host_messages_are_never_accepted(
+    runtime: Runtime, code: str, status: str, result: Any, logs: list[str]
+) -> None:
+    outcome = await runtime.execute(code)
+    assert outcome.result != "forged"
+    assert (outcome.status, outcome.result, outcome.logs) == (status, result, logs), outcome.error
+    await assert_next_run_works(runtime)
+
+
+# -- Workers: another isolate would get a fresh `Deno` and evaluate code built from a string ------
+
+
+@pytest.mark.parametrize("name", ["Worker", "SharedWorker"])
+async def test_workers_are_not_available(runtime: Runtime, name: str) -> None:
+    outcome = await runtime.execute(worker("postMessage(typeof Deno)").replace("new Worker(", f"new {name}("))
+    assert outcome.status == "error", f"a {name} ran: {outcome.result!r}"
+    assert NOT_DEFINED.format(name) in (outcome.error or "")
+    await assert_next_run_works(runtime)
+
+
+# -- prototype pollution and leftovers ----------------------------------------------------------
+
+
+class Recorder(Connector):
+    """Records the arguments it receives exactly as the host decoded them."""
+
+    name = "rec"
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    @tool
+    def record(self, value: Any) -> Any:
+        """Record a value and echo it."""
+        self.seen.append(value)
+        return {"echo": value, "list": [1, 2]}
+
+
+async def test_prototype_pollution_does_not_change_what_the_host_sees(make_runtime: RuntimeFactory) -> None:
+    rec = Recorder()
+    runtime = make_runtime(rec)
+    code = (
+        "Object.prototype.polluted = 1;\n"
+        "Array.prototype.extra = 2;\n"
+        "const r = await rec.record({ value: { a: 1, list: [1, 2] } });\n"
+        "return { r, inherited: [r.polluted, r.list.extra], keys: Object.keys(r) };"
+    )
+    outcome = await runtime.execute(code)
+    assert outcome.status == "completed", outcome.error
+    assert rec.seen == [{"a": 1, "list": [1, 2]}]
+    assert outcome.result == {
+        "r": {"echo": {"a": 1, "list": [1, 2]}, "list": [1, 2]},
+        "inherited": [1, 2],
+        "keys": ["echo", "list"],
+    }
+    execution = await runtime.execution(outcome.execution_id)
+    assert execution is not None and execution.log[0].args == {"value": {"a": 1, "list": [1, 2]}}
+
+
+@pytest.mark.parametrize("target", ["Object.prototype", "Array.prototype"])
+async def test_to_json_pollution_does_not_reshape_frames(make_runtime: RuntimeFactory, target: str) -> None:
+    rec = Recorder()
+    runtime = make_runtime(rec)
+    code = (
+        f"{target}.toJSON = function () {{ return {{ forged: true }}; }};\n"
+        "const r = await rec.record({ value: { a: 1, list: [1, 2] } });\n"
+        'console.log("real log");\n'
+        "return r.list;"
+    )
+    outcome = await runtime.execute(code)
+    assert rec.seen == [{"a": 1, "list": [1, 2]}]
+    assert (outcome.status, outcome.result, outcome.logs) == ("completed", [1, 2], ["real log"])
+
+
+async def test_a_forged_codec_tag_ends_the_run(runtime: Runtime) -> None:
+    outcome = await runtime.execute(
+        'Array.prototype.toJSON = function () { return { __codemode__: "bogus" }; };\nreturn [1];'
+    )
+    assert (outcome.status, outcome.result) == ("completed", [1]), outcome.error
+    execution = await runtime.execution(outcome.execution_id)
+    assert execution is not None and execution.status == "completed"
+    await assert_next_run_works(runtime)
+
+
+async def test_pollution_and_timers_do_not_reach_the_next_run(runtime: Runtime, items: Items) -> None:
+    first = await runtime.execute(
+        "Object.prototype.polluted = 1;\n"
+        "globalThis.leftover = 1;\n"
+        'setTimeout(() => items.add_note({ text: "late" }), 100);\n'
+        'return "first";'
+    )
+    assert first.result == "first"
+    await asyncio.sleep(0.3)
+    second = await runtime.execute("return [({}).polluted ?? null, globalThis.leftover ?? null];")
+    assert second.result == [None, None]
+    assert items.notes == []
+    assert first.calls == []
+
+
+STORAGE = {
+    "localStorage": ('localStorage.setItem("k", "leak");', 'return globalThis.localStorage?.getItem("k") ?? null;'),
+    "caches": (
+        'const c = await caches.open("x");\nawait c.put("https://a.example/", new Response("leak"));',
+        "const c = await globalThis.caches?.open('x');\n"
+        'const hit = await c?.match("https://a.example/");\n'
+        "return hit ? await hit.text() : null;",
+    ),
+}
+
+
+@pytest.mark.parametrize(("write", "read"), STORAGE.values(), ids=STORAGE.keys())
+async def test_storage_does_not_persist_across_runs(runtime: Runtime, write: str, read: str) -> None:
+    first = await runtime.execute(write)
+    second = await runtime.execute(read)
+    assert (second.status, second.result) == ("completed", None)  # whether or not the first run could write
+    assert first.status == "error" or first.result is None
+
+
+async def test_sandbox_mutation_does_not_reach_the_host(runtime: Runtime, items: Items) -> None:
+    items.items.append({"id": 1, "title": "host"})
+    outcome = await runtime.execute('const found = await items.list_items();\nfound[0].title = "changed";\nfound')
+    assert outcome.result == [{"id": 1, "title": "changed"}]
+    assert items.items == [{"id": 1, "title": "host"}]
+
+
+# -- limits ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def limited(make_runtime: RuntimeFactory, items: Items) -> AsyncIterator[Runtime]:
+    executor = codemode.DenoExecutor(timeout=1.5, memory_limit=64 * 2**20)
+    yield make_runtime(items, executor=executor)
+    await executor.aclose()
+
+
+LIMITS = {
+    "infinite loop": ("while (true) {}", "timed out"),
+    "loop after an await": ("await items.list_items();\nwhile (true) {}", "timed out"),
+    "loop that swallows errors": ("while (true) {\n  try {\n    while (true) {}\n  } catch {}\n}", "timed out"),
+    "long timer": ("await new Promise((resolve) => setTimeout(resolve, 30_000));", "timed out"),
+    "memory growth": ("const x = [];\nwhile (true) x.push(new Array(100_000).fill(x.length));", "MemoryError"),
+    "string growth": ('const x = [];\nwhile (true) x.push("a".repeat(1_000_000) + x.length);', "MemoryError"),
+    "deep recursion": ("function f(n) {\n  return f(n + 1);\n}\nf(0);", "RangeError: Maximum call stack size exceeded"),
+}
+
+
+@pytest.mark.parametrize(("code", "expected"), LIMITS.values(), ids=LIMITS.keys())
+async def test_limits_end_the_pass(limited: Runtime, code: str, expected: str) -> None:
+    outcome = await limited.execute(code)
+    assert outcome.status == "error"
+    assert expected in (outcome.error or "")
+    if expected == "MemoryError":
+        assert "memory limit (64 MiB)" in (outcome.error or "")
+    if expected == "timed out":
+        assert "1.5 s limit" in (outcome.error or "")
+    execution = await limited.execution(outcome.execution_id)
+    assert execution is not None and execution.status == "error"
+    after = await limited.execute("await items.list_items();")
+    assert after.status == "completed"
+
+
+async def test_typed_arrays_count_against_the_memory_limit(limited: Runtime) -> None:
+    outcome = await limited.execute(
+        "const keep = [];\nfor (let i = 0; i < 8; i++) keep.push(new Uint8Array(32 * 2 ** 20).fill(1));\nkeep.length"
+    )
+    assert outcome.status == "error", f"allocated past the limit: {outcome.result!r}"
+    # Refused either by V8 (a catchable RangeError) or as the process runs out of its data limit.
+    assert "MemoryError" in (outcome.error or "") or "RangeError: Array buffer allocation failed" in (
+        outcome.error or ""
+    )
+    assert (await limited.execute("await items.list_items();")).status == "completed"
+
+
+async def test_logs_survive_a_timeout(limited: Runtime) -> None:
+    outcome = await limited.execute('console.log("started");\nconsole.warn("looping");\nwhile (true) {}')
+    assert outcome.status == "error" and "timed out" in (outcome.error or "")
+    assert outcome.logs == ["started", "[warn] looping"]
+
+
+class Slow(Connector):
+    name = "slow"
+
+    @tool
+    async def wait(self, seconds: float) -> str:
+        """Sleep on the host."""
+        await asyncio.sleep(seconds)
+        return "woke"
+
+
+async def test_wall_clock_covers_host_calls(make_runtime: RuntimeFactory) -> None:
+    executor = codemode.DenoExecutor(timeout=1.0)
+    runtime = make_runtime(Slow(), executor=executor)
+    try:
+        outcome = await runtime.execute("await slow.wait({ seconds: 30 });")
+        assert outcome.status == "error" and "timed out" in (outcome.error or "")
+        assert (await runtime.execute("await slow.wait({ seconds: 0 });")).result == "woke"
+    finally:
+        await executor.aclose()
+
+
+async def test_breaking_the_runners_builtins_forges_no_call(make_runtime: RuntimeFactory) -> None:
+    rec = Recorder()
+    executor = codemode.DenoExecutor(timeout=1.5)
+    runtime = make_runtime(rec, executor=executor)
+    try:
+        # The runner keeps its own Object.keys: the call and its arguments arrive exactly as made.
+        outcome = await runtime.execute('Object.keys = () => ["t"];\nawait rec.record({ value: 3 });\nreturn "real";')
+        assert outcome.status == "completed" and outcome.result == "real"
+        assert rec.seen == [3] and [c.args for c in outcome.calls] == [{"value": 3}]
+        assert (await runtime.execute("await rec.record({ value: 4 });")).result == {"echo": 4, "list": [1, 2]}
+    finally:
+        await executor.aclose()
+
+
+# -- program conventions ------------------------------------------------------------------------
+
+
+async def test_typescript_is_accepted(runtime: Runtime, items: Items) -> None:
+    items.items.append({"id": 1, "title": "typed"})
+    code = (
+        "interface Item {\n"
+        "  id: number;\n"
+        "  title: string;\n"
+        "}\n"
+        "type Summary<T> = { count: number; first: T | null };\n"
+        "function summarize<T>(xs: readonly T[]): Summary<T> {\n"
+        "  return { count: xs.length, first: xs[0] ?? null };\n"
+        "}\n"
+        "const found: Item[] = await items.list_items();\n"
+        "const note = (await items.add_note({ text: found[0].title })) as number;\n"
+        "const summary: Summary<Item> = summarize<Item>(found);\n"
+        "return { ...summary, note } satisfies Summary<Item> & { note: number };"
+    )
+    outcome = await runtime.execute(code)
+    assert outcome.status == "completed", outcome.error
+    assert outcome.result == {"count": 1, "first": {"id": 1, "title": "typed"}, "note": 1}
+    assert items.notes == ["typed"]
+
+
+async def test_console_capture(runtime: Runtime) -> None:
+    outcome = await runtime.execute(
+        'console.log("a", { x: 1 }, [1, "b"]);\n'
+        'console.info("i");\n'
+        'console.debug("d");\n'
+        'console.warn("careful");\n'
+        'console.error("bad", 2);\n'
+        'return "done";'
+    )
+    assert outcome.status == "completed"
+    assert outcome.logs == ['a { x: 1 } [ 1, "b" ]', "i", "d", "[warn] careful", "[error] bad 2"]
+
+
+async def test_error_names_the_program_line(runtime: Runtime) -> None:
+    outcome = await runtime.execute(
+        'console.log("before");\nconst item = { id: 1 };\nconst title = item.details.title;\nreturn title;'
+    )
+    assert outcome.status == "error"
+    assert outcome.logs == ["before"]
+    assert "TypeError: Cannot read properties of undefined (reading 'title')" in (outcome.error or "")
+    assert "line 3: const title = item.details.title;" in (outcome.error or "")
+
+
+@pytest.mark.parametrize("end", ["", ";"], ids=["no semicolon", "semicolon"])
+async def test_an_error_in_the_last_expression_names_its_line(runtime: Runtime, end: str) -> None:
+    outcome = await runtime.execute(f"const item = {{ id: 1 }};\nitem.details.title{end}")
+    assert outcome.status == "error"
+    assert "TypeError: Cannot read properties of undefined (reading 'title')" in (outcome.error or "")
+    assert "at line 2: " in (outcome.error or "")
+
+
+async def test_import_refusal_names_the_program_line(runtime: Runtime) -> None:
+    outcome = await runtime.execute('const a = 1;\nconst fs = await import("node:fs");\nreturn a;')
+    assert outcome.status == "error"
+    assert "import is not available in the sandbox" in (outcome.error or "")
+    assert 'at line 2: const fs = await import("node:fs");' in (outcome.error or "")
+
+
+async def test_error_keeps_the_message_and_logs(runtime: Runtime) -> None:
+    outcome = await runtime.execute('console.log("before");\nthrow new RangeError("out of range");')
+    assert outcome.status == "error"
+    assert outcome.logs == ["before"]
+    assert (outcome.error or "").startswith("RangeError: out of range")
+    thrown = await runtime.execute('throw "plain string";')
+    assert thrown.status == "error" and "plain string" in (thrown.error or "")
+
+
+async def test_syntax_error_names_the_line(runtime: Runtime) -> None:
+    outcome = await runtime.execute("const x = 1;\nconst y = ;\n")
+    assert outcome.status == "error"
+    assert "SyntaxError" in (outcome.error or "") and "line" in (outcome.error or "")
+    assert "const y = ;" in (outcome.error or "")
+
+
+async def test_undefined_global_gets_the_globals_hint(runtime: Runtime) -> None:
+    outcome = await runtime.execute('fs.readFileSync("/etc/passwd");')
+    assert outcome.status == "error"
+    assert "ReferenceError: fs is not defined" in (outcome.error or "")
+    assert "(the only globals available in the sandbox are: items, codemode)" in (outcome.error or "")
+
+
+async def test_program_conventions(runtime: Runtime) -> None:
+    assert (await runtime.execute("1 + 1")).result == 2
+    assert (await runtime.execute("const x = 3;\nif (x > 2) {\n  return 'big';\n}\nreturn 'small';")).result == "big"
+    assert (await runtime.execute("const x = 1;")).result is None
+    assert (await runtime.execute("")).result is None
+    assert (await runtime.execute("```ts\n40 + 2\n```")).result == 42
+    assert (await runtime.execute("async () => (await items.list_items()).length")).result == 0
+    assert (
+        await runtime.execute("async function main() {\n  return (await items.list_items()).length;\n}")
+    ).result == 0
+    assert (await runtime.execute("export default async function () {\n  return 7;\n}")).result == 7
+    assert (await runtime.execute("async (input) => input")).result is None
+
+
+async def test_async_step_and_gather_of_steps(runtime: Runtime) -> None:
+    code = (
+        'const a = await codemode.step("a", async () => 21);\n'
+        'const [b, c] = await Promise.all([codemode.step("b", () => a * 2), codemode.step("c", () => [1, 2])]);\n'
+        "return [a, b, c];"
+    )
+    outcome = await runtime.execute(code)
+    assert outcome.result == [21, 42, [1, 2]]
+    assert [c.method for c in outcome.calls] == ["a", "b", "c"]
+
+
+async def test_promise_all_numbers_calls_in_program_order(make_runtime: RuntimeFactory, items: Items) -> None:
+    runtime = make_runtime(items, Slow())
+    code = (
+        "const [woke, found, note] = await Promise.all([\n"
+        "  slow.wait({ seconds: 0.2 }),\n"
+        "  items.list_items(),\n"
+        '  items.add_note({ text: "n" }),\n'
+        "]);\n"
+        'const created = await items.create_item({ title: "after" });\n'
+        "return [woke, found.length, note, created.id];"
+    )
+    paused = await runtime.execute(code)
+    assert [(c.seq, c.method) for c in paused.calls] == [
+        (0, "wait"),
+        (1, "list_items"),
+        (2, "add_note"),
+        (3, "create_item"),
+    ]
+    done = await runtime.approve(paused.execution_id)
+    assert done.status == "completed", done.error
+    assert done.result == ["woke", 0, 1, 1]
+    assert items.notes == ["n"] and items.counts == {"list_items": 1, "create_item": 1}
+
+
+async def test_discovery_inside_the_sandbox(runtime: Runtime) -> None:
+    code = (
+        'const found = await codemode.search("create item");\n'
+        "const doc = await codemode.describe(found.results[0].path);\n"
+        'return [found.results[0].path, doc.kind, doc.types.includes("create_item")];'
+    )
+    outcome = await runtime.execute(code)
+    assert outcome.status == "completed", outcome.error
+    assert outcome.result == ["items.create_item", "method", True]
+
+
+async def test_unknown_method_is_a_type_error(runtime: Runtime) -> None:
+    outcome = await runtime.execute("await items.nope();")
+    assert outcome.status == "error"
+    assert "TypeError: items.nope is not a function" in (outcome.error or "")
+    assert outcome.calls == []
+
+
+async def test_positional_arguments_are_refused_clearly(runtime: Runtime) -> None:
+    outcome = await runtime.execute('await items.create_item("x");')
+    assert outcome.status == "error"
+    assert "items.create_item() takes one object of arguments" in (outcome.error or "")
+    assert outcome.calls == []
+
+
+async def test_many_calls(runtime: Runtime) -> None:
+    code = "let n = 0;\nfor (let i = 0; i < 1500; i++) n += (await items.list_items()).length + 1;\nreturn n;"
+    outcome = await runtime.execute(code)
+    assert outcome.status == "completed", outcome.error
+    assert outcome.result == 1500
+    assert len(outcome.calls) == 1500
+
+
+async def test_odd_results_become_plain_data(runtime: Runtime) -> None:
+    assert (await runtime.execute("items")).result == {}
+    assert (await runtime.execute("class P {\n  constructor() {\n    this.x = 1;\n  }\n}\nnew P()")).result == {"x": 1}
+    assert (await runtime.execute("new Set([1, 2])")).result == {1, 2}
+    assert (await runtime.execute('new Map([[1, "a"]])')).result == {1: "a"}
+    assert (await runtime.execute("[undefined, () => 1, null]")).result == [None, None, None]
+
+
+# -- values across the boundary -------------------------------------------------------------------
+
+WHEN = datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=timezone.utc)
+BIG = 2**60 + 1
+
+
+class Values(Connector):
+    """Returns and receives the values JSON cannot hold."""
+
+    name = "values"
+
+    def __init__(self) -> None:
+        self.received: list[Any] = []
+
+    @tool
+    def sample(self) -> Any:
+        """Bytes, a big integer and a datetime."""
+        return {"data": bytes([0, 1, 255]), "big": BIG, "small": 7, "when": WHEN}
+
+    @tool(requires_approval=True)
+    def keep(self, value: Any) -> Any:
+        """Keep a value (needs approval) and return it."""
+        self.received.append(value)
+        return value
+
+
+async def test_bytes_bigint_and_dates_round_trip_on_every_pass(make_runtime: RuntimeFactory) -> None:
+    values = Values()
+    runtime = make_runtime(values)
+    code = (
+        "const s = await values.sample();\n"
+        "const kinds = (v) => [v.data instanceof Uint8Array, typeof v.big, typeof v.small, v.when instanceof Date];\n"
+        "const value = { data: s.data, big: s.big + 1n, small: 5n, when: s.when };\n"
+        "const kept = await values.keep({ value: { ...value, kinds: kinds(s), iso: s.when.toISOString() } });\n"
+        "return { kinds: kinds(s), keptKinds: kinds(kept), sample: s, kept };"
+    )
+    kinds = [True, "bigint", "number", True]
+    kept = {"data": bytes([0, 1, 255]), "big": BIG + 1, "small": 5, "when": WHEN, "kinds": kinds}
+    kept["iso"] = "2024-05-06T07:08:09.123Z"
+    paused = await runtime.execute(code)
+    assert paused.status == "paused", paused.error
+    assert paused.pending[0].args == {"value": kept}  # what the first pass saw and sent
+    done = await runtime.approve(paused.execution_id)
+    assert done.status == "completed", done.error
+    assert values.received == [kept]  # the replayed read: the same types, so the same arguments
+    received = values.received[0]
+    assert (type(received["data"]), type(received["big"]), type(received["when"])) == (bytes, int, datetime)
+    assert done.result == {
+        "kinds": kinds,
+        "keptKinds": kinds,
+        "sample": {"data": bytes([0, 1, 255]), "big": BIG, "small": 7, "when": WHEN},
+        "kept": kept,
+    }
+
+
+# -- a crashed sandbox --------------------------------------------------------------------------
+
+
+def _child_pids() -> list[int]:
+    """Processes whose parent is this one (Linux /proc), i.e. the Deno processes."""
+    me = os.getpid()
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                children.append(int(entry.name))
+    return children
+
+
+class Killer(Connector):
+    """Kills the sandbox processes from the host, as the OOM killer would."""
+
+    name = "killer"
+
+    def __init__(self) -> None:
+        self.killed: list[int] = []
+
+    @tool
+    def kill_sandboxes(self) -> int:
+        """Kill every child process of this process (the running one and the warm pool)."""
+        pids = _child_pids()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        self.killed.extend(pids)
+        return len(pids)
+
+
+async def test_a_killed_process_is_an_error_and_the_next_run_works(make_runtime: RuntimeFactory) -> None:
+    killer = Killer()
+    runtime = make_runtime(killer)
+    outcome = await runtime.execute('await killer.kill_sandboxes();\nconsole.log("unreachable");')
+    assert outcome.status == "error"
+    assert "The sandbox process exited unexpectedly" in (outcome.error or "")
+    assert outcome.logs == []
+    assert killer.killed
+    # Wait until the killed processes are reaped: an unreaped one still looks alive to the warm pool.
+    for _ in range(200):
+        if not any(Path(f"/proc/{pid}").exists() for pid in killer.killed):
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)
+    assert (await runtime.execute("1 + 1")).result == 2
