@@ -6,8 +6,8 @@ Table 1: 1,000 sequential no-op connector calls in one program, per call, for ea
   - the bare executor (a host that answers every call at once, no validation, no log): the floor;
   - the runtime with SQLite in memory (`:memory:`): everything but the disk;
   - the runtime with SQLite on disk (WAL): the real durable path.
-Table 2: `execute` of a program returning 1, with warm pools: the engine alone (Monty only), the executor,
-the runtime in memory and on disk.
+Table 2: `execute` of a program returning 1, with warm pools (150 ms untimed between runs so pools refill, as
+between model turns): the engine alone (Monty only), the executor, the runtime in memory and on disk.
 Table 3: resume cost: `approve` of a run paused after 1,000 recorded reads, beside its first pass.
 Table 4: a CPU-bound loop (sum of i*i for i < 1,000,000) inside the sandbox.
 Rounds alternate between configurations, because this machine is noisy.
@@ -173,15 +173,13 @@ async def main(calls: int, rounds: int, cold: int, only: str | None) -> None:
                 latencies.setdefault(("python (Monty)", "pydantic-monty alone"), []).append(await timed(engine))
                 for s in setups:
                     one = s.language.return_one
-                    latencies.setdefault((s.language.name, "executor"), []).append(
-                        await timed(lambda s=s, one=one: s.bare(one))
-                    )
-                    latencies.setdefault((s.language.name, "Runtime, :memory:"), []).append(
-                        await timed(lambda s=s, one=one: s.durable(s.memory, one))
-                    )
-                    latencies.setdefault((s.language.name, "Runtime, on disk"), []).append(
-                        await timed(lambda s=s, one=one: s.durable(s.disk, one))
-                    )
+                    for name, fn in (
+                        ("executor", lambda s=s, one=one: s.bare(one)),
+                        ("Runtime, :memory:", lambda s=s, one=one: s.durable(s.memory, one)),
+                        ("Runtime, on disk", lambda s=s, one=one: s.durable(s.disk, one)),
+                    ):
+                        await asyncio.sleep(0.15)  # untimed: lets the warm pools refill, as between model turns
+                        latencies.setdefault((s.language.name, name), []).append(await timed(fn))
         print(f"\nCold execute (a program returning 1) with warm pools, {cold} runs each")
         print(f"{'executor':<20} {'configuration':<22} {'median ms':>10} {'p95 ms':>8}")
         for (lang, name), samples in latencies.items():

@@ -76,6 +76,7 @@ class DenoExecutor:
         self.deno = find_deno(deno_path)
         self._idle: dict[asyncio.AbstractEventLoop, list[asyncio.subprocess.Process]] = {}
         self._refills: set[asyncio.Task[None]] = set()
+        self._reaping: dict[int, asyncio.Task[None]] = {}
         self._deno_dir: tempfile.TemporaryDirectory[str] | None = None
 
     def normalize(self, code: str) -> str:
@@ -137,10 +138,25 @@ class DenoExecutor:
         if process is None:
             process = await self._spawn()
         _limit_memory(process.pid, self.memory_limit)
-        task = asyncio.ensure_future(self._refill(idle))
-        self._refills.add(task)
-        task.add_done_callback(self._refill_done)
         return process
+
+    def _top_up(self) -> None:
+        """Start replacements for used processes; called after a run, so spawning never competes with it."""
+        idle = self._idle.setdefault(asyncio.get_running_loop(), [])
+        if len(idle) < self.warm_processes and not self._refills:
+            task = asyncio.ensure_future(self._refill(idle))
+            self._refills.add(task)
+            task.add_done_callback(self._refill_done)
+
+    def _discard(self, process: asyncio.subprocess.Process) -> None:
+        """Kill a used process now; reaping it happens off the caller's path."""
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        if process.pid not in self._reaping:
+            task = asyncio.ensure_future(_kill(process))
+            self._reaping[process.pid] = task
+            task.add_done_callback(lambda _: self._reaping.pop(process.pid, None))
 
     def _refill_done(self, task: asyncio.Task[None]) -> None:
         self._refills.discard(task)
@@ -155,7 +171,7 @@ class DenoExecutor:
         refills = list(self._refills)
         for task in refills:
             task.cancel()
-        await asyncio.gather(*refills, return_exceptions=True)
+        await asyncio.gather(*refills, *self._reaping.values(), return_exceptions=True)
         idle = self._idle.pop(asyncio.get_running_loop(), [])
         for process in idle:
             await _kill(process)
@@ -175,7 +191,8 @@ class DenoExecutor:
             try:
                 result = await run.drive(code, namespaces, input)
             finally:
-                await _kill(process)
+                self._discard(process)
+                self._top_up()
             if not run.killed_while_idle or attempt:
                 return result
             # The process was killed before the program said or printed anything (a warm process that
@@ -244,7 +261,7 @@ class _Run:
                 except (ValueError, TypeError, KeyError, AttributeError):
                     return self._violation()  # well-framed but malformed: fail closed
         finally:
-            await _kill(self.process)
+            self.executor._discard(self.process)
             await self._settle(deadline)
             drain_stderr.cancel()
 
@@ -271,7 +288,7 @@ class _Run:
             reply = {"id": call_id, "ok": True, "value": codec.encode(value)}
         except StopExecution:
             self.stopped = True
-            await _kill(self.process)
+            self.executor._discard(self.process)
             return
         except ToolError as exc:
             reply = {"id": call_id, "ok": False, "error": exc.message, "kind": exc.kind}
