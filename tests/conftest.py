@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,21 @@ class Items(Connector):
 
     async def dispose_execution(self, execution_id: str, status: str) -> None:
         self.disposed.append((execution_id, status))
+
+
+def child_pids() -> list[int]:
+    """Processes whose parent is this one (Linux /proc): the sandbox workers, for crash tests."""
+    me = os.getpid()
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                children.append(int(entry.name))
+    return children
 
 
 @pytest.fixture

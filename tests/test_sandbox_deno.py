@@ -22,7 +22,7 @@ import pytest
 import codemode
 from codemode import Connector, Runtime, tool
 
-from conftest import Items, RuntimeFactory
+from conftest import Items, RuntimeFactory, child_pids
 
 
 @pytest.fixture
@@ -643,21 +643,6 @@ async def test_bytes_bigint_and_dates_round_trip_on_every_pass(make_runtime: Run
 # -- a crashed sandbox --------------------------------------------------------------------------
 
 
-def _child_pids() -> list[int]:
-    """Processes whose parent is this one (Linux /proc), i.e. the Deno processes."""
-    me = os.getpid()
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
-                children.append(int(entry.name))
-    return children
-
-
 class Killer(Connector):
     """Kills the sandbox processes from the host, as the OOM killer would."""
 
@@ -669,7 +654,7 @@ class Killer(Connector):
     @tool
     def kill_sandboxes(self) -> int:
         """Kill every child process of this process (the running one and the warm pool)."""
-        pids = _child_pids()
+        pids = child_pids()
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
         self.killed.extend(pids)

@@ -12,7 +12,7 @@ import pytest
 import codemode
 from codemode import Connector, Runtime, tool
 
-from conftest import Items, RuntimeFactory
+from conftest import Items, RuntimeFactory, child_pids
 
 ESCAPES = {
     "read a file": "open('/etc/passwd').read()",
@@ -197,21 +197,6 @@ async def test_sleeps_wait_on_the_host(make_runtime: RuntimeFactory, items: Item
     assert too_long.status == "error" and "sleep limit exceeded" in (too_long.error or "")
 
 
-def _child_pids() -> list[int]:
-    """Processes whose parent is this one (Linux /proc), i.e. the Monty workers."""
-    me = os.getpid()
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
-                children.append(int(entry.name))
-    return children
-
-
 class Killer(Connector):
     """Kills the sandbox worker from the host, as the OOM killer would."""
 
@@ -220,7 +205,7 @@ class Killer(Connector):
     @tool
     def kill_workers(self) -> int:
         """Kill every Monty worker of this process."""
-        pids = _child_pids()
+        pids = child_pids()
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
         return len(pids)

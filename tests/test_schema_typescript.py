@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Mapping
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from codemode.connectors.base import ToolSpec
 from codemode.schema.base import DeclarationRenderer
-from codemode.schema.names import sanitize_identifier
 from codemode.schema.typescript import (
     APPROVAL_NOTE,
     TypeScriptDeclarations,
@@ -21,17 +16,7 @@ from codemode.schema.typescript import (
     json_schema_to_type,
 )
 
-
-def spec(input_schema: Any = None, output_schema: Any = None, description: str = "", **kw: Any) -> ToolSpec:
-    if input_schema is None:
-        input_schema = {"type": "object", "properties": {}}
-    return ToolSpec(
-        execute=lambda args, ctx: None,
-        input_schema=input_schema,
-        output_schema=output_schema,
-        description=description,
-        **kw,
-    )
+from catalog import openapi_tools, spec
 
 
 def lines(*parts: str) -> str:
@@ -894,58 +879,6 @@ def test_max_depth_is_configurable() -> None:
 # ---------------------------------------------------------------------------
 # Real OpenAPI documents
 # ---------------------------------------------------------------------------
-
-SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
-
-
-def _deref(doc: Mapping[str, Any], node: Any) -> Any:
-    while isinstance(node, Mapping) and "$ref" in node:
-        target: Any = doc
-        for part in node["$ref"][2:].split("/"):
-            target = target[part.replace("~1", "/").replace("~0", "~")]
-        node = target
-    return node
-
-
-@cache
-def openapi_tools(name: str) -> dict[str, ToolSpec]:
-    """One tool per operation (as in test_schema_python), `components` carried at each schema's root."""
-    path = SPECS / f"{name}.json"
-    if not path.exists():
-        pytest.skip(f"{path} not found")
-    doc = json.loads(path.read_text())
-    components = doc["components"]
-    tools: dict[str, ToolSpec] = {}
-    for route, item in doc["paths"].items():
-        for verb, op in item.items():
-            if verb not in ("get", "post", "put", "patch", "delete"):
-                continue
-            props: dict[str, Any] = {}
-            required: list[str] = []
-            for param in [*item.get("parameters", []), *op.get("parameters", [])]:
-                param = _deref(doc, param)
-                props[param["name"]] = {**param.get("schema", {}), "description": param.get("description", "")}
-                if param.get("required"):
-                    required.append(param["name"])
-            body = _deref(doc, op.get("requestBody"))
-            if isinstance(body, Mapping):
-                content = body.get("content", {})
-                media: Mapping[str, Any] = content.get("application/json") or next(iter(content.values()), {})
-                if "schema" in media:
-                    props["body"] = media["schema"]
-                    if body.get("required"):
-                        required.append("body")
-            output = None
-            response = op.get("responses", {}).get("200") or op.get("responses", {}).get("201")
-            if isinstance(response, Mapping) and "$ref" in response:
-                if "application/json" in _deref(doc, response).get("content", {}):
-                    output = {"$ref": response["$ref"] + "/content/application~1json/schema", "components": components}
-            elif isinstance(response, Mapping) and "application/json" in response.get("content", {}):
-                output = {**response["content"]["application/json"].get("schema", {}), "components": components}
-            input_schema = {"type": "object", "properties": props, "required": required, "components": components}
-            tool_name = sanitize_identifier(op.get("operationId", f"{verb}_{route}").replace("/", "_"))
-            tools[tool_name] = spec(input_schema, output, op.get("summary", ""))
-    return tools
 
 
 # Stripe's schemas reference each other so densely that inlining them 20 levels deep yields ~60 MB per tool
