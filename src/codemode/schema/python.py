@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from codemode.connectors.base import ToolSpec
+from codemode.schema.base import resolve_pointer
 from codemode.schema.names import sanitize_identifier, to_pascal_case
 
 __all__ = ["MAX_DEPTH", "PythonDeclarations"]
@@ -240,20 +241,8 @@ class _Converter:
 
     def resolve(self, ref: str) -> object:
         """A local JSON pointer; anything unresolvable or external means "any" (`True`)."""
-        if ref == "#":
-            return self.root
-        if not ref.startswith("#/"):
-            return True
-        node = self.root
-        for raw in unquote(ref[2:]).split("/"):
-            part = raw.replace("~1", "/").replace("~0", "~")
-            if isinstance(node, Mapping) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            else:
-                return True
-        return node
+        found = resolve_pointer(self.root, ref)
+        return True if found is None else found
 
     def deref(self, schema: object) -> object:
         for _ in range(MAX_DEPTH):

@@ -29,6 +29,7 @@ from decimal import Decimal
 from typing import Any
 
 from codemode.connectors.base import ToolSpec
+from codemode.schema.base import resolve_pointer
 from codemode.schema.names import sanitize_identifier, to_pascal_case
 
 __all__ = ["MAX_DEPTH", "TypeScriptDeclarations", "generate_declarations", "json_schema_to_type"]
@@ -143,20 +144,8 @@ class _Converter:
 
     def resolve(self, ref: str) -> object:
         """A local JSON pointer; None when external or unresolvable."""
-        if ref == "#":
-            return self.root
-        if not ref.startswith("#/"):
-            return None
-        node = self.root
-        for raw in ref[2:].split("/"):
-            part = raw.replace("~1", "/").replace("~0", "~")
-            if isinstance(node, Mapping) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            else:
-                return None
-        return node if isinstance(node, (bool, Mapping)) else None
+        found = resolve_pointer(self.root, ref)
+        return found if isinstance(found, (bool, Mapping)) else None
 
     def convert(self, schema: object, indent: str, depth: int) -> str:
         if isinstance(schema, bool):
