@@ -31,13 +31,29 @@ PLATFORM = "codemode"
 PLATFORM_METHODS = ("search", "describe", "run", "step_decide", "step_record")
 
 
+# The exception types a `ToolError` may carry: every sandbox can raise each of them by name.
+TOOL_ERROR_KINDS = frozenset(
+    {
+        "AttributeError",
+        "KeyError",
+        "LookupError",
+        "PermissionError",
+        "RuntimeError",
+        "TimeoutError",
+        "TypeError",
+        "ValueError",
+    }
+)
+
+
 class ToolError(Exception):
     """Raised by the host: becomes a catchable exception in the program, with this message."""
 
     def __init__(self, message: str, kind: str = "RuntimeError") -> None:
         super().__init__(message)
         self.message = message
-        self.kind = kind  # the Python exception type to raise in the sandbox
+        # The Python exception type to raise in the sandbox; anything else becomes a RuntimeError.
+        self.kind = kind if kind in TOOL_ERROR_KINDS else "RuntimeError"
 
 
 class StopExecution(Exception):

@@ -17,7 +17,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pydantic_monty as monty
 
@@ -288,26 +288,8 @@ def _settle(task: asyncio.Task[Any]) -> monty.ExternalSettledResult | None:
     if isinstance(exc, StopExecution):
         return None
     if isinstance(exc, ToolError):
-        return {"exc_type": _exc_type(exc.kind), "message": exc.message}
+        return {"exc_type": cast(monty.ExcType, exc.kind), "message": exc.message}
     return {"exc_type": "RuntimeError", "message": f"{type(exc).__name__}: {exc}"}
-
-
-_KNOWN_EXC = frozenset(
-    {
-        "AttributeError",
-        "KeyError",
-        "LookupError",
-        "PermissionError",
-        "RuntimeError",
-        "TimeoutError",
-        "TypeError",
-        "ValueError",
-    }
-)
-
-
-def _exc_type(kind: str) -> Any:
-    return kind if kind in _KNOWN_EXC else "RuntimeError"
 
 
 def _call_args(namespace: str, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
