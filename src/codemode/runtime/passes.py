@@ -162,12 +162,18 @@ class Pass:
                 raise ToolError(
                     f"{namespace}.{method} returned a value that cannot cross into the sandbox: {exc}"
                 ) from None
+        return await self._record(seq, f"The result of {namespace}.{method}", result)
+
+    async def _record(self, seq: int, what: str, value: Any) -> Any:
+        """Log a result, then hand the program exactly what a replay will return.
+
+        A value that cannot be recorded fails the run: the program is stopped."""
         try:
-            text = codec.to_stored(f"The result of {namespace}.{method}", result)
+            text = codec.to_stored(what, value)
         except DurableValueError as exc:
             await self._fail_at(seq, str(exc))
             raise StopExecution() from None
-        await store.record_result(runtime, self.execution_id, seq, text)
+        await self.runtime.store.record_result(self.runtime.name, self.execution_id, seq, text)
         return codec.loads(text)
 
     def _validate(self, namespace: str, method: str, spec: ToolSpec, args: dict[str, Any]) -> None:
@@ -215,13 +221,7 @@ class Pass:
 
     async def _step_record(self, seq: int, value: Any) -> Any:
         name = self._step_names.get(seq, "?")
-        try:
-            text = codec.to_stored(f'The result of codemode.step("{name}")', value)
-        except DurableValueError as exc:
-            await self._fail_at(seq, str(exc))
-            raise StopExecution() from None
-        await self.runtime.store.record_result(self.runtime.name, self.execution_id, seq, text)
-        return codec.loads(text)
+        return await self._record(seq, f'The result of codemode.step("{name}")', value)
 
     async def _run_snippet(self, name: str, input: Any) -> Any:
         snippet = await self.runtime.store.get_snippet(self.runtime.name, name)
