@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CodemodeError", "RollbackError"]
+__all__ = ["CodemodeError", "ConnectorUnavailableError", "RollbackError"]
 
 
 class CodemodeError(Exception):
@@ -16,3 +16,14 @@ class RollbackError(CodemodeError):
         super().__init__(message)
         self.reverted = reverted
         self.failures = failures
+
+
+class ConnectorUnavailableError(CodemodeError):
+    """A connector could not describe its tools (a dead MCP server, an unreadable spec); nothing ran."""
+
+    def __init__(self, connector: str, cause: BaseException) -> None:
+        super().__init__(
+            f'Connector "{connector}" is unavailable: {type(cause).__name__}: {cause}. '
+            "Nothing ran. Retry later, or tell the user this service is down."
+        )
+        self.connector = connector

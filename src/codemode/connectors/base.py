@@ -372,6 +372,9 @@ class Connector:
     async def dispose_execution(self, execution_id: str, status: str) -> None:
         """Called when a run truly ends (never on pause). Must be idempotent."""
 
+    async def aclose(self) -> None:
+        """Release connections and processes; `Runtime.aclose` calls it. Must be idempotent."""
+
     async def describe(self) -> ConnectorDescription:
         """Resolve, decorate and check every tool; memoized per instance."""
         if self._description is not None:

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
-from codemode.connectors.base import Connector, ToolContext, validate_namespace_name
+from codemode.connectors.base import Connector, ConnectorDescription, ToolContext, validate_namespace_name
 from codemode.discovery import Description, SearchOutput
 from codemode.discovery import describe as describe_target
 from codemode.discovery import search as search_catalog
-from codemode.errors import RollbackError
+from codemode.errors import ConnectorUnavailableError, RollbackError
 from codemode.runtime import codec
 from codemode.runtime.codec import DurableValueError
 from codemode.runtime.outcome import (
@@ -108,8 +108,12 @@ class Runtime:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Release sandboxes and the store's connections."""
+        """Release sandboxes, connector connections and the store's connections."""
         await self.executor.aclose()
+        results = await asyncio.gather(*(c.aclose() for c in self.connectors), return_exceptions=True)
+        for connector, result in zip(self.connectors, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("codemode: closing connector %r failed: %s", connector.name, result)
         await self.store.close()
 
     @property
@@ -143,7 +147,7 @@ class Runtime:
         if self._setup is None:
             async with self._setup_lock:
                 if self._setup is None:
-                    descriptions = await asyncio.gather(*(c.describe() for c in self.connectors))
+                    descriptions = await asyncio.gather(*(_describe(c) for c in self.connectors))
                     self._setup = Setup(
                         connectors={d.name: c for d, c in zip(descriptions, self.connectors, strict=True)},
                         descriptions={d.name: d for d in descriptions},
@@ -160,13 +164,19 @@ class Runtime:
         size = len(code.encode("utf-8"))
         if size > MAX_DURABLE_VALUE_BYTES:
             return Outcome(status="error", execution_id="", error=codec.too_large_message("The execution code", size))
-        setup = await self.setup()
+        try:
+            setup = await self.setup()
+        except ConnectorUnavailableError as exc:
+            return Outcome(status="error", execution_id="", error=str(exc))
         execution_id = await self.store.begin(self.name, code, list(setup.connectors), self.max_executions)
         return await self._run_pass(execution_id, code, setup)
 
     async def approve(self, execution_id: str) -> Outcome:
         """Resume a paused run: replay the log, run the approved action once, continue."""
-        setup = await self.setup()
+        try:
+            setup = await self.setup()
+        except ConnectorUnavailableError as exc:
+            return Outcome(status="error", execution_id=execution_id, error=str(exc))  # still paused: retry later
         refusal = await self._check_resumable(execution_id, setup)
         if refusal is not None:
             return refusal
@@ -190,7 +200,10 @@ class Runtime:
                 f"stale_after must be at least 1 second and longer than the heartbeat interval "
                 f"({self.heartbeat_interval:g} s), or a live pass could be taken over."
             )
-        setup = await self.setup()
+        try:
+            setup = await self.setup()
+        except ConnectorUnavailableError as exc:
+            return Outcome(status="error", execution_id=execution_id, error=str(exc))  # still paused: retry later
         refusal = await self._check_resumable(execution_id, setup)
         if refusal is not None:
             return refusal
@@ -440,6 +453,13 @@ class Runtime:
         """Declarations for a connector, `connector.method` or snippet, as `codemode.describe` gives them."""
         setup = await self.setup()
         return describe_target(target, list(setup.descriptions.values()), await self.snippets(), self.renderer)
+
+
+async def _describe(connector: Connector) -> ConnectorDescription:
+    try:
+        return await connector.describe()
+    except Exception as exc:
+        raise ConnectorUnavailableError(connector.name or type(connector).__name__, exc) from exc
 
 
 _AT_LINE = re.compile(r"\bat line (\d+)")
