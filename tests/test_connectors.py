@@ -116,3 +116,36 @@ async def test_sync_tools_and_pydantic_coercion() -> None:
     assert description.tools["weekday"].input_schema["properties"]["day"]["format"] == "date"
     assert "ctx" not in description.tools["weekday"].input_schema["properties"]
     assert await Calendar().execute_tool("weekday", {"day": "2026-11-24"}, ToolContext("e")) == "Tuesday for e"
+
+
+class Flaky(Connector):
+    """A connector whose backend is down until `up` is set, and which records being closed."""
+
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.up = False
+        self.closed = 0
+
+    def tools(self) -> Mapping[str, ToolSpec]:
+        if not self.up:
+            raise ConnectionRefusedError("backend refused the connection")
+        return {"ping": ToolSpec(execute=lambda args, ctx: "pong", description="Ping.")}
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+async def test_an_unavailable_connector_gives_an_error_outcome_and_recovers(make_runtime: Any) -> None:
+    flaky = Flaky()
+    runtime = make_runtime(flaky)
+    outcome = await runtime.execute("return await flaky.ping()")
+    assert outcome.status == "error" and outcome.execution_id == ""
+    assert 'Connector "flaky" is unavailable' in (outcome.error or "")
+    assert "backend refused the connection" in (outcome.error or "")
+    assert await runtime.executions() == []  # nothing began
+    flaky.up = True  # the failure is not memoized: the next run describes again
+    outcome = await runtime.execute("return await flaky.ping()")
+    assert outcome.status == "completed" and outcome.result == "pong"
+    await runtime.aclose()
+    assert flaky.closed == 1
