@@ -6,8 +6,9 @@ roll-backable. This module is the whole public API.
 """
 
 from codemode.connectors.base import Connector, ConnectorDescription, ToolContext, ToolSpec, tool
+from codemode.connectors.toolset import ExcludedToolsWarning, ToolArgumentsError, ToolsetConnector
 from codemode.discovery import Description, SearchOutput, SearchResult
-from codemode.errors import CodemodeError, RollbackError
+from codemode.errors import CodemodeError, ConnectorUnavailableError, RollbackError
 from codemode.runtime.outcome import (
     DEFAULT_MAX_EXECUTIONS,
     DEFAULT_PAUSED_TTL,
@@ -37,8 +38,10 @@ __all__ = [
     "CodemodeError",
     "Connector",
     "ConnectorDescription",
+    "ConnectorUnavailableError",
     "DenoExecutor",
     "Description",
+    "ExcludedToolsWarning",
     "ExecuteResult",
     "Execution",
     "Executor",
@@ -57,9 +60,11 @@ __all__ = [
     "StopExecution",
     "Store",
     "SyncRuntime",
+    "ToolArgumentsError",
     "ToolContext",
     "ToolError",
     "ToolSpec",
+    "ToolsetConnector",
     "sanitize_identifier",
     "tool",
     "truncate_response",

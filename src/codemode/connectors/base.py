@@ -162,22 +162,35 @@ class ToolMethod:
             self._signature = _Signature.of(self.fn)
         return self._signature
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """A decorated plain function stays callable, for host-side use and tests."""
+        return self.fn(*args, **kwargs)
+
     def bind(self, instance: object) -> ToolSpec:
+        """The tool of one connector instance."""
+        owner = type(instance)
+        revert = None if self.revert_fn is None else self.revert_fn.__get__(instance, owner)
+        return self._spec(self.fn.__get__(instance, owner), revert)
+
+    def spec(self) -> ToolSpec:
+        """The tool of a plain function, not a method: for connectors built from functions."""
+        return self._spec(self.fn, self.revert_fn)
+
+    def _spec(self, fn: Callable[..., Any], revert_fn: Callable[..., Any] | None) -> ToolSpec:
         sig = self.signature
-        bound = self.fn.__get__(instance, type(instance))
 
         def execute(args: dict[str, Any], ctx: ToolContext) -> Any:
-            return bound(**sig.call_kwargs(args, ctx))
+            return fn(**sig.call_kwargs(args, ctx))
 
         revert: RevertFn | None = None
-        if self.revert_fn is not None:
-            revert_bound = self.revert_fn.__get__(instance, type(instance))
-            revert_takes_ctx = _accepts_context(self.revert_fn)
+        if revert_fn is not None:
+            undo = revert_fn
+            undo_takes_ctx = _accepts_context(undo)
 
             def revert(args: dict[str, Any], result: Any, ctx: ToolContext) -> Any:
-                if revert_takes_ctx:
-                    return revert_bound(args, result, ctx)
-                return revert_bound(args, result)
+                if undo_takes_ctx:
+                    return undo(args, result, ctx)
+                return undo(args, result)
 
         return ToolSpec(
             execute=execute,
@@ -226,8 +239,9 @@ def tool(
 
 
 def _accepts_context(fn: Callable[..., Any]) -> bool:
+    """Whether a revert (a bound method or a plain function) takes `(args, result, ctx)`."""
     params = list(inspect.signature(fn).parameters.values())
-    return len(params) >= 4 or any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
+    return len(params) >= 3 or any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
 
 
 _ARGS_HEADER = re.compile(r"^\s*(Args|Arguments|Parameters):\s*$")
