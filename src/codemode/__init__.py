@@ -6,6 +6,14 @@ roll-backable. This module is the whole public API.
 """
 
 from codemode.connectors.base import Connector, ConnectorDescription, ToolContext, ToolSpec, tool
+from codemode.connectors.mcp import (
+    McpConnection,
+    McpConnectionError,
+    McpConnector,
+    McpTimeoutError,
+    McpTool,
+    McpToolError,
+)
 from codemode.connectors.toolset import ExcludedToolsWarning, ToolArgumentsError, ToolsetConnector
 from codemode.discovery import Description, SearchOutput, SearchResult
 from codemode.errors import CodemodeError, ConnectorUnavailableError, RollbackError
@@ -47,6 +55,12 @@ __all__ = [
     "Executor",
     "Host",
     "LogEntry",
+    "McpConnection",
+    "McpConnectionError",
+    "McpConnector",
+    "McpTimeoutError",
+    "McpTool",
+    "McpToolError",
     "MontyExecutor",
     "Namespace",
     "Outcome",
