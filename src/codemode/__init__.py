@@ -14,6 +14,12 @@ from codemode.connectors.mcp import (
     McpTool,
     McpToolError,
 )
+from codemode.connectors.openapi import (
+    HttpOpenApiConnector,
+    OpenApiConnector,
+    OpenApiHttpError,
+    OpenApiRequest,
+)
 from codemode.connectors.toolset import ExcludedToolsWarning, ToolArgumentsError, ToolsetConnector
 from codemode.discovery import Description, SearchOutput, SearchResult
 from codemode.errors import CodemodeError, ConnectorUnavailableError, RollbackError
@@ -54,6 +60,7 @@ __all__ = [
     "Execution",
     "Executor",
     "Host",
+    "HttpOpenApiConnector",
     "LogEntry",
     "McpConnection",
     "McpConnectionError",
@@ -63,6 +70,9 @@ __all__ = [
     "McpToolError",
     "MontyExecutor",
     "Namespace",
+    "OpenApiConnector",
+    "OpenApiHttpError",
+    "OpenApiRequest",
     "Outcome",
     "PendingAction",
     "RollbackError",
