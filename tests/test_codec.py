@@ -71,3 +71,10 @@ def test_size_limit_is_on_utf8_bytes() -> None:
 def test_canonical_encoding_ignores_key_order() -> None:
     assert codec.canonical({"b": 1, "a": {"d": 2, "c": 3}}) == codec.canonical({"a": {"c": 3, "d": 2}, "b": 1})
     assert json.loads(codec.canonical({"b": 1, "a": 2})) == {"a": 2, "b": 1}
+
+
+def test_schema_view_shows_json_schema_plain_json() -> None:
+    when = datetime(2026, 11, 24, 9, 30, tzinfo=timezone.utc)
+    view = codec.schema_view({"data": b"\x00\x01", "when": when, "day": date(2026, 11, 24), "n": 2**60, "s": {3}})
+    assert view == {"data": "AAE=", "when": when.isoformat(), "day": "2026-11-24", "n": 2**60, "s": [3]}
+    assert codec.schema_view({"__codemode__": "x"}) == {"__codemode__": "x"}  # a user dict with the tag key

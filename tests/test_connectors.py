@@ -149,3 +149,23 @@ async def test_an_unavailable_connector_gives_an_error_outcome_and_recovers(make
     assert outcome.status == "completed" and outcome.result == "pong"
     await runtime.aclose()
     assert flaky.closed == 1
+
+
+class Blobs(Connector):
+    name = "blobs"
+
+    @tool
+    def size(self, data: bytes, day: date) -> str:
+        """Size of a blob, stamped with a day."""
+        return f"{len(data)} bytes on {day:%A}"
+
+
+async def test_bytes_and_dates_pass_argument_validation(make_runtime: Any) -> None:
+    runtime = make_runtime(Blobs())
+    outcome = await runtime.execute(
+        "import datetime\nreturn await blobs.size(data=b'abc', day=datetime.date(2026, 11, 24))"
+    )
+    assert outcome.status == "completed", outcome.error
+    assert outcome.result == "3 bytes on Tuesday"
+    bad = await runtime.execute("return await blobs.size(data=3, day='2026-11-24')")
+    assert bad.status == "error" and "Invalid arguments for blobs.size" in (bad.error or "")

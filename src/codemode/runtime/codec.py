@@ -106,6 +106,33 @@ def _encode(value: Any, seen: set[int], depth: int) -> Any:
     raise _Unserializable(f"{type(value).__name__} is not a JSON-compatible value")
 
 
+def schema_view(value: Any) -> Any:
+    """The JSON a JSON Schema sees of a value: bytes as base64 text, dates as ISO 8601, big integers as
+    integers, sets as arrays. Argument validation uses it, so `bytes` matches `{"type": "string"}`."""
+    return _untag(encode(value))
+
+
+def _untag(data: Any) -> Any:
+    if isinstance(data, list):
+        return [_untag(v) for v in data]
+    if not isinstance(data, dict):
+        return data
+    tag = data.get(TAG)
+    if tag == "bytes":
+        return data["base64"]
+    if tag in ("datetime", "date"):
+        return data["iso"]
+    if tag in ("bigint", "float"):
+        return decode(data)
+    if tag == "set":
+        return [_untag(v) for v in data["items"]]
+    if tag == "object":
+        return {k: _untag(v) for k, v in data["value"].items()}
+    if tag == "map":
+        return data  # non-string keys: no JSON object can describe them, so the schema decides
+    return {k: _untag(v) for k, v in data.items()}
+
+
 def decode(data: Any) -> Any:
     """Inverse of `encode`."""
     if isinstance(data, list):

@@ -182,7 +182,7 @@ class Pass:
         if validator is None:
             return
         try:
-            error = best_match(validator.iter_errors(codec.encode(args)))
+            error = best_match(validator.iter_errors(codec.schema_view(args)))
         except (TypeError, ValueError) as exc:
             raise ToolError(f"Invalid arguments for {namespace}.{method}: {exc}", "TypeError") from None
         if error is None:
