@@ -26,6 +26,11 @@ from codemode.discovery import (
     tokenize,
 )
 from codemode.runtime.outcome import Snippet
+from codemode.schema.base import DESCRIBE_BUDGET, DeclarationRenderer
+from codemode.schema.python import PythonDeclarations
+from codemode.schema.typescript import TypeScriptDeclarations
+
+from catalog import openapi_tools
 
 SAVED = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -410,6 +415,11 @@ class FakeRenderer:
     def method(self, connector: str, method: str, spec: ToolSpec) -> str:
         return f"async def {method}(): ...  # {connector}"
 
+    def named_type(self, connector: str, method: str, spec: ToolSpec, path: Sequence[str]) -> str | None:
+        if path[0] != "Item":
+            return None
+        return f"class {'.'.join(path)}: ...  # {connector}.{method}"
+
 
 R = FakeRenderer()
 
@@ -490,3 +500,43 @@ def test_every_method_is_describable_by_its_path() -> None:
     connectors, _ = _catalog()
     for path in _all_paths(connectors):
         assert describe(path, connectors, [], R).path == path
+
+
+def test_describe_a_type_named_in_a_method() -> None:
+    got = describe("github.create_issue.Item", [GITHUB], [], R)
+    assert got == Description(
+        path="github.create_issue.Item",
+        description=None,
+        requires_approval=False,
+        types="```python\nclass Item: ...  # github.create_issue\n```",
+        kind="type",
+    )
+    assert describe("github.create_issue.Item.Label", [GITHUB], [], R).types == (
+        "```python\nclass Item.Label: ...  # github.create_issue\n```"
+    )
+    missing = describe("github.create_issue.Nope", [GITHUB], [], R)
+    assert missing.kind == "method" and missing.path == "github.create_issue" and missing.requires_approval
+    assert missing.types == (
+        'No type "Nope" is named in the declarations of github.create_issue; here they are.\n\n'
+        "```python\nasync def create_issue(): ...  # github\n```"
+    )
+    assert describe("github.nope.Item", [GITHUB], [], R).types.startswith('"github.nope.Item" not found.')
+
+
+@pytest.mark.parametrize("language", ["python", "typescript"])
+def test_describe_stays_within_the_budget_on_real_catalogs(language: str) -> None:
+    renderer: DeclarationRenderer = PythonDeclarations() if language == "python" else TypeScriptDeclarations()
+    connectors = [ConnectorDescription(name, None, openapi_tools(name)) for name in ("github", "stripe")]
+    big = describe("github", connectors, [], renderer)
+    assert big.kind == "connector" and len(big.types) <= DESCRIBE_BUDGET + 20  # the fence around it
+    assert 'codemode.describe("github.<method>")' in big.types and "1223 methods" in big.types
+    method = describe("stripe.GetCustomersCustomer", connectors, [], renderer)
+    assert method.kind == "method" and len(method.types) <= DESCRIBE_BUDGET + 20
+    omitted = method.types.split("codemode.describe(")[1]
+    assert omitted.startswith('"stripe.GetCustomersCustomer.<TypeName>")')
+    name = "Discount"  # a type the method uses but leaves out
+    opaque = f"{name} = dict[str, Any]" if language == "python" else f"type {name} = Record<string, unknown>"
+    assert opaque in method.types
+    typed = describe(f"stripe.GetCustomersCustomer.{name}", connectors, [], renderer)
+    assert typed.kind == "type" and typed.path == f"stripe.GetCustomersCustomer.{name}"
+    assert (f"class {name}(TypedDict):" if language == "python" else f"type {name} = {{") in typed.types

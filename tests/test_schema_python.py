@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from codemode.connectors.base import ToolSpec
-from codemode.schema.base import DeclarationRenderer
+from codemode.schema.base import COMPACT_THRESHOLD, DESCRIBE_BUDGET, DeclarationRenderer
 from codemode.schema.python import PythonDeclarations
 
 from catalog import openapi_tools, spec
@@ -74,6 +74,10 @@ def check(src: str) -> ast.Module:
                 else:
                     assert isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)  # docstrings
             name = node.name
+        elif isinstance(node, ast.Assign) and not isinstance(node.value, ast.Call):  # a long enum, or left out
+            assert isinstance(node.targets[0], ast.Name)
+            uses(node.value)
+            name = node.targets[0].id
         else:
             assert isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
             target, call = node.targets[0], node.value
@@ -673,12 +677,20 @@ def test_rendered_block_evaluates_with_typing_imports() -> None:
 @pytest.mark.parametrize(("name", "step"), [("stripe", 1), ("github", 3)])
 def test_real_openapi_connector_blocks_are_valid(name: str, step: int) -> None:
     tools = dict(list(openapi_tools(name).items())[::step])
-    out = RENDER.connector(name, tools)
+    out = RENDER.connector(name, tools)  # too many tools for their types: one-line signatures
     tree = check(out)
     methods = [n.name for n in tree.body[-1].body if isinstance(n, ast.AsyncFunctionDef)]  # type: ignore[attr-defined]
-    assert methods == list(tools)
-    assert FALLBACK_MARK not in out
-    assert "*, " in out
+    assert 0 < len(methods) < len(tools) and methods == list(tools)[: len(methods)]
+    assert len(out) <= DESCRIBE_BUDGET and "(TypedDict)" not in out
+    assert out.endswith(
+        f'    # ... and {len(tools) - len(methods)} more methods: find one with codemode.search("...").'
+    )
+    few = dict(list(tools.items())[:4])
+    full = RENDER.connector(name, few)  # a few tools: their types too
+    tree = check(full)
+    methods = [n.name for n in tree.body[-1].body if isinstance(n, ast.AsyncFunctionDef)]  # type: ignore[attr-defined]
+    assert methods == list(few) and len(full) <= DESCRIBE_BUDGET
+    assert FALLBACK_MARK not in full
     if name == "github":  # header parameters such as `X-GitHub-Api-Version` force the dict form somewhere
         assert "args: " in out
 
@@ -689,3 +701,95 @@ def test_real_openapi_methods_are_valid(name: str, step: int) -> None:
         out = RENDER.method(name, tool_name, tool)
         check(out)
         assert FALLBACK_MARK not in out, tool_name
+
+
+# ---------------------------------------------------------------------------
+# The size budget
+# ---------------------------------------------------------------------------
+
+
+def chain(n: int) -> dict[str, Any]:
+    """`T0` uses `T1` ... uses `T{n-1}`, each with a long description."""
+    defs = {f"T{i}": obj(next={"$ref": f"#/$defs/T{i + 1}"}) | {"description": "x" * 300} for i in range(n)}
+    defs[f"T{n - 1}"] = obj(last={"type": "string"})
+    return {**obj(first={"$ref": "#/$defs/T0"}), "$defs": defs}
+
+
+def test_types_beyond_the_budget_are_opaque_with_a_note_and_can_be_described() -> None:
+    small = PythonDeclarations(budget=1500)
+    tool = spec(chain(10), description="Walk.")
+    out = small.method("c", "walk", tool)
+    check(out)
+    assert len(out) <= 1500
+    note = '# Not expanded, to keep this short; for more: codemode.describe("c.walk.<TypeName>").'
+    assert out.startswith(f"{note}\nT1 = dict[str, Any]\n\nclass T0(TypedDict):\n")
+    assert field_types(out, "T0") == {"next": "NotRequired[T1]"}
+    deeper = small.named_type("c", "walk", tool, ["T1"])
+    assert deeper is not None
+    check(deeper + "\n\nclass c:\n    ...")
+    assert 'codemode.describe("c.walk.T1.<TypeName>")' in deeper and "\nclass T1(TypedDict):\n" in deeper
+    assert "class c" not in deeper
+    nested = small.named_type("c", "walk", tool, ["T1", "T2"])
+    assert nested is not None and field_types(nested, "T2") == {"next": "NotRequired[T3]"}
+    assert small.named_type("c", "walk", tool, ["Nope"]) is None
+    assert small.named_type("c", "walk", tool, ["T1", "Nope"]) is None
+    assert small.named_type("c", "walk", tool, ["T0"]) is not None  # an expanded type can be described too
+
+
+def test_long_enums_are_aliases_named_where_they_are_used_and_shared() -> None:
+    values = [f"v{i}" for i in range(40)]
+    out = render(obj(kind={"enum": values}, other={"enum": list(values)}, n=obj(k={"enum": values})), name="make")
+    assert (
+        signature(out, "make")
+        == "async def make(*, kind: MakeKind = ..., other: MakeKind = ..., n: MakeN = ...) -> Any:"
+    )
+    assert out.startswith('MakeKind = Literal["v0", "v1", ') and out.count("MakeKind = Literal") == 1
+    assert field_types(out, "MakeN") == {"k": "NotRequired[MakeKind]"}
+    small = PythonDeclarations(budget=200).method("conn", "make", spec(obj(kind={"enum": values})))
+    check(small)
+    assert "\nMakeKind = str\n" in small  # left out, it is still a string
+
+
+def test_a_nested_typed_dict_that_fails_is_opaque_and_the_tool_keeps_its_signature() -> None:
+    bad = {"type": "object", "properties": {1: {"type": "string"}}}
+    out = render(obj(("a",), a={"type": "string"}, b={"type": "array", "items": obj(c=bad)}))
+    assert signature(out) == "async def tool(*, a: str, b: list[ToolB] = ...) -> Any:"
+    assert "\nToolBC = dict[str, Any]\n" in out and FALLBACK_MARK not in out
+
+
+def test_large_connectors_are_one_line_signatures() -> None:
+    tools = {
+        f"tool_{i}": spec(
+            obj(("id",), id={"type": "string"}, item={"$ref": "#/$defs/Item"}, mode={"enum": list("abcdefghijk")})
+            | {"$defs": {"Item": ITEM}},
+            {"$ref": "#/$defs/Item", "$defs": {"Item": ITEM}},
+            description=f"Tool number {i}.\n\nMore text that is not shown.",
+            requires_approval=i == 0,
+        )
+        for i in range(COMPACT_THRESHOLD + 1)
+    }
+    out = RENDER.connector("items", tools)
+    check(out)
+    head = f"# {len(tools)} methods, shown without their types; see a method's types with codemode.describe"
+    assert out.startswith(
+        head + '("items.<method>").\nclass items:\n'
+        "    async def tool_0(*, id: str, item: dict[str, Any] = ..., mode: str = ...) -> dict[str, Any]:\n"
+        '        """Tool number 0. (Requires approval.)"""\n'
+    )
+    assert "More text" not in out and "TypedDict" not in out
+    short = PythonDeclarations(budget=1000).connector("items", tools)
+    check(short)
+    shown = short.count("async def ")
+    assert len(short) <= 1000 and 0 < shown < len(tools)
+    assert short.endswith(f'    # ... and {len(tools) - shown} more methods: find one with codemode.search("...").')
+    assert RENDER.connector("items", dict(list(tools.items())[:3])).count("class Item(TypedDict)") == 1
+
+
+def test_signatures_too_long_for_the_budget_lose_their_property_docs_first() -> None:
+    params = {f"p{i}": {"type": "string", "description": f"Parameter {i}. " + "d" * 300} for i in range(70)}
+    tool = spec({"type": "object", "properties": params}, description="Many parameters.")
+    out = RENDER.method("conn", "tool", tool)
+    check(out)
+    assert len(out) <= DESCRIBE_BUDGET
+    assert '"""Many parameters."""' in out and "Parameter 0." not in out and "Args:" not in out
+    assert len(PythonDeclarations(budget=100_000).method("conn", "tool", tool)) > DESCRIBE_BUDGET  # the docs, kept

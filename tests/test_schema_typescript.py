@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
+import tree_sitter_typescript
+from tree_sitter import Language
+from tree_sitter import Parser as TreeSitterParser
 
-from codemode.schema.base import DeclarationRenderer
+from codemode.schema.base import COMPACT_THRESHOLD, DeclarationRenderer
 from codemode.schema.typescript import (
     APPROVAL_NOTE,
     TypeScriptDeclarations,
@@ -61,7 +65,10 @@ _BUILTINS = {"string", "number", "boolean", "null", "unknown", "never", "true", 
 
 
 class Parser:
-    """Recursive descent over `type X = T` aliases followed by exactly one `declare const n: {...}` block."""
+    """Recursive descent over `type X = T` aliases followed by exactly one `declare const n: {...}` block.
+
+    An alias may be used before it is declared (named types refer to each other), never without one.
+    """
 
     def __init__(self, src: str) -> None:
         self.tokens: list[str] = []
@@ -76,6 +83,11 @@ class Parser:
             pos = m.end()
         self.i = 0
         self.aliases: list[str] = []
+        self.declared = {
+            self.tokens[i + 1]
+            for i in range(len(self.tokens) - 2)
+            if self.tokens[i] == "type" and self.tokens[i + 2] == "="
+        }
 
     def peek(self) -> str:
         return self.tokens[self.i] if self.i < len(self.tokens) else ""
@@ -113,6 +125,9 @@ class Parser:
         tok = self.take()
         if tok == "{":
             self.members()
+        elif tok == "(":
+            self.type()
+            self.take(")")
         elif tok == "[":
             self.listed("]", self.type)
         elif tok == "-":
@@ -124,7 +139,7 @@ class Parser:
             self.type()
             self.take(">")
         else:
-            assert tok[0] in '"0123456789' or tok in _BUILTINS or tok in self.aliases, f"unknown type {tok!r}"
+            assert tok[0] in '"0123456789' or tok in _BUILTINS or tok in self.declared, f"unknown type {tok!r}"
 
     def listed(self, close: str, item: Any) -> None:
         while self.peek() != close:
@@ -169,14 +184,15 @@ class Parser:
             methods.append(self.ident())
             for tok in (":", "(", "input", ":"):
                 self.take(tok)
-            assert self.ident() in self.aliases
+            assert self.ident() in self.declared
             for tok in (")", "=>", "Promise", "<"):
                 self.take(tok)
-            assert self.ident() in self.aliases
+            assert self.ident() in self.declared
             self.take(">")
             self.take(";")
         self.take("}")
         assert self.i == len(self.tokens), f"trailing tokens after the block: {self.tokens[self.i : self.i + 5]}"
+        assert len(set(self.aliases)) == len(self.aliases), "an alias declared twice"
         return self.aliases, namespace, methods
 
 
@@ -882,18 +898,219 @@ def test_max_depth_is_configurable() -> None:
 
 
 # Stripe's schemas reference each other so densely that inlining them 20 levels deep yields ~60 MB per tool
-# (the reference converter behaves the same); its blocks are checked at a depth that keeps them readable.
+# (the reference converter behaves the same); its spec-style block is checked at a depth that keeps it readable.
 @pytest.mark.parametrize(("name", "step", "depth"), [("github", 1, 20), ("stripe", 1, 6)])
 def test_real_openapi_blocks_parse(name: str, step: int, depth: int) -> None:
-    render = TypeScriptDeclarations(max_depth=depth)
     tools = dict(list(openapi_tools(name).items())[::step])
-    aliases, namespace, methods = parse_block(render.connector(name, tools))
+    aliases, namespace, methods = parse_block(generate_declarations(tools, name, max_depth=depth))
     assert namespace == name and methods == list(tools)
     assert len(aliases) == 2 * len(tools)
     typed_outputs = 0
     for tool_name, tool in list(tools.items())[::3]:
-        out = render.method(name, tool_name, tool)
+        out = RENDER.method(name, tool_name, tool)  # named types, within the budget
         assert parse_block(out)[2] == [tool_name]
         assert "Input = unknown" not in out, tool_name
         typed_outputs += "Output = unknown" not in out
     assert typed_outputs > 0
+
+
+# ---------------------------------------------------------------------------
+# TypeScriptDeclarations: named types and the size budget
+# ---------------------------------------------------------------------------
+
+_TS_GRAMMAR = Language(tree_sitter_typescript.language_typescript())
+
+
+def ts_syntax_errors(src: str) -> list[str]:
+    """The ERROR and MISSING nodes the TypeScript grammar finds in `src` (empty when it is valid)."""
+    found: list[str] = []
+    stack = [TreeSitterParser(_TS_GRAMMAR).parse(src.encode("utf-8")).root_node]
+    while stack:
+        node = stack.pop()
+        if node.is_error or node.is_missing:
+            found.append(f"{node.type} at {node.start_point}: {src.encode()[node.start_byte : node.end_byte][:60]!r}")
+        elif node.has_error:
+            stack.extend(node.children)
+    return found
+
+
+def valid(src: str) -> str:
+    assert ts_syntax_errors(src) == []
+    return src
+
+
+def test_tree_sitter_check_finds_errors() -> None:
+    assert ts_syntax_errors("type A = { a: string; }\ndeclare const c: {}") == []
+    assert ts_syntax_errors("type A = { a: string;") != []
+    assert ts_syntax_errors("type A = | ;") != []
+
+
+USER = obj(("name",), name={"type": "string"}, friends={"type": "array", "items": {"$ref": "#/$defs/User"}})
+
+
+def test_refs_to_definitions_are_named_types_declared_once() -> None:
+    schema = {
+        **obj(("owner",), owner={"$ref": "#/$defs/User"}, reviewer={"$ref": "#/$defs/User", "nullable": True}),
+        "$defs": {"User": USER},
+    }
+    out = valid(RENDER.method("c", "t", spec(schema, {"$ref": "#/$defs/User", "$defs": schema["$defs"]})))
+    assert out.startswith(
+        lines(
+            "type TInput = {",
+            "    owner: User;",
+            "    reviewer?: User | null;",
+            "}",
+            "type TOutput = User",
+            "type User = {",
+            "    name: string;",
+            "    friends?: User[];",  # a cycle is a recursive reference, not `unknown`
+            "}",
+        )
+    )
+    assert out.count("type User =") == 1
+    # The reference renderer still inlines, to the letter.
+    assert "owner: {\n        name: string;" in generate_declarations({"t": spec(schema)})
+
+
+def test_every_usual_definition_container_gives_a_name() -> None:
+    schema = {
+        **obj(a={"$ref": "#/$defs/a-b"}, b={"$ref": "#/definitions/c_d"}, c={"$ref": "#/components/schemas/e.f"}),
+        "$defs": {"a-b": obj(x={"type": "string"})},
+        "definitions": {"c_d": obj(y={"type": "string"})},
+        "components": {"schemas": {"e.f": obj(z={"type": "string"})}},
+    }
+    out = valid(RENDER.method("c", "t", spec(schema)))
+    assert "    a?: AB;\n    b?: CD;\n    c?: EF;\n" in out
+    assert all(f"type {n} = {{" in out for n in ("AB", "CD", "EF"))
+
+
+def test_small_definitions_stay_inline_and_pointers_elsewhere_are_inlined() -> None:
+    schema = {
+        **obj(s={"$ref": "#/$defs/State"}, n={"$ref": "#/$defs/Count"}, p={"$ref": "#/properties/n"}),
+        "$defs": {"State": {"enum": ["open", "closed"]}, "Count": {"type": "integer"}},
+    }
+    out = valid(RENDER.method("c", "t", spec(schema)))
+    assert '    s?: "open" | "closed";\n    n?: number;\n    p?: number;\n' in out
+    assert "type State" not in out and "type Count" not in out
+
+
+def test_a_reference_to_the_root_names_the_tools_own_alias() -> None:
+    out = valid(RENDER.method("c", "t", spec(obj(name={"type": "string"}, child={"$ref": "#"}))))
+    assert "    child?: TInput;\n" in out
+
+
+def test_names_never_clash_with_tool_aliases_or_global_types() -> None:
+    defs = {"t_input": obj(a={"type": "string"}), "Record": obj(b={"type": "string"}), "Promise": obj(c={})}
+    schema = {**obj(x={"$ref": "#/$defs/t_input"}, y={"$ref": "#/$defs/Record"}, z={"$ref": "#/$defs/Promise"})}
+    out = valid(RENDER.method("c", "t", spec({**schema, "$defs": defs})))
+    assert "    x?: TInput2;\n    y?: Record2;\n    z?: Promise2;\n" in out
+    aliases, _, _ = parse_block(out)
+    assert aliases == ["TInput", "TOutput", "TInput2", "Record2", "Promise2"]
+
+
+def test_union_items_and_json_schema_nullable_keep_their_meaning() -> None:
+    union = {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "number"}]}}
+    text = {"type": "array", "items": {"enum": ["a|b", "c&d"]}}
+    assert prop(text) == '"a|b" | "c&d"[]'  # the reference's quirk, kept by generate_declarations
+    assert '    text?: ("a|b" | "c&d")[];\n' in valid(RENDER.method("c", "t", spec(obj(text=text))))
+    one = {"type": "array", "items": {"enum": ["a|b"]}}
+    assert '    one?: "a|b"[];\n' in valid(RENDER.method("c", "t", spec(obj(one=one))))
+    nullable_obj = {"type": ["object", "null"], "properties": {"a": {"type": "string"}}}
+    nullable_arr = {"type": ["array", "null"], "items": {"type": "string"}}
+    out = valid(RENDER.method("c", "t", spec(obj(u=union, o=nullable_obj, r=nullable_arr))))
+    assert "    u?: (string | number)[];\n" in out
+    assert "    o?: {\n        a?: string;\n    } | null;\n" in out
+    assert "    r?: string[] | null;\n" in out
+
+
+def test_long_enums_are_named_where_they_are_used_and_shared() -> None:
+    values = [f"v{i}" for i in range(40)]
+    out = valid(RENDER.method("c", "make", spec(obj(kind={"enum": values}, other={"enum": list(values)}))))
+    assert "    kind?: MakeKind;\n    other?: MakeKind;\n" in out
+    assert out.count('type MakeKind = "v0" | "v1"') == 1
+
+
+def test_identical_definitions_of_separate_tools_are_merged() -> None:
+    def tool() -> Any:
+        return spec({**obj(u={"$ref": "#/$defs/User"}), "$defs": {"User": json_copy(USER)}})
+
+    out = valid(RENDER.connector("c", {"one": tool(), "two": tool()}))
+    assert out.count("type User =") == 1 and "User2" not in out
+
+
+def json_copy(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def chain(n: int) -> dict[str, Any]:
+    """`T0` uses `T1` ... uses `T{n-1}`, each with a long description."""
+    defs = {f"T{i}": obj(next={"$ref": f"#/$defs/T{i + 1}"}) | {"description": "x" * 300} for i in range(n)}
+    defs[f"T{n - 1}"] = obj(last={"type": "string"})
+    return {**obj(first={"$ref": "#/$defs/T0"}), "$defs": defs}
+
+
+def test_types_beyond_the_budget_are_opaque_with_a_note_and_can_be_described() -> None:
+    small = TypeScriptDeclarations(budget=1500)
+    tool = spec(chain(10), description="Walk.")
+    out = valid(small.method("c", "walk", tool))
+    assert len(out) <= 1500
+    assert "type T0 = {\n    next?: T1;\n}" in out  # breadth first: the nearest types are expanded
+    note = '/** Not expanded, to keep this short; for more: codemode.describe("c.walk.<TypeName>"). */'
+    assert note in out
+    omitted = re.findall(r"^type (T\d+) = Record<string, unknown>$", out, re.M)
+    assert omitted and len(omitted) == 1  # only the first type left out is named; what it uses is not reached
+    deeper = valid(small.named_type("c", "walk", tool, [omitted[0]]) or "")
+    assert deeper.startswith(f"/** {'x' * 300} */\ntype {omitted[0]} = {{")
+    assert f'codemode.describe("c.walk.{omitted[0]}.<TypeName>")' in deeper
+    inner = re.findall(r"^type (T\d+) = Record<string, unknown>$", deeper, re.M)
+    nested = small.named_type("c", "walk", tool, [omitted[0], inner[0]])
+    assert nested is not None and f"type {inner[0]} = {{" in valid(nested)
+    assert small.named_type("c", "walk", tool, ["Nope"]) is None
+    assert small.named_type("c", "walk", tool, [omitted[0], "Nope"]) is None
+
+
+def test_a_failing_named_type_is_opaque_and_the_tool_keeps_its_types() -> None:
+    schema = {**obj(("a",), a={"type": "string"}, b={"$ref": "#/$defs/Bad"}), "$defs": {"Bad": {"properties": "x"}}}
+    out = valid(RENDER.method("c", "t", spec(schema)))
+    assert "    a: string;\n    b?: Bad;\n" in out and "type Bad = Record<string, unknown>" in out
+
+
+def test_huge_inline_inputs_hoist_nested_objects_into_named_types() -> None:
+    wide = obj(**{f"field_{i}": {"type": "string", "description": "d" * 80} for i in range(60)})
+    tool = spec(obj(("body",), body=obj(first=wide, second=wide | {"title": "Second"})), description="Big.")
+    small = TypeScriptDeclarations(budget=8000)
+    out = valid(small.method("c", "big", tool))
+    assert len(out) <= 8000
+    assert "type BigInput = {\n    body: BigBody;\n}" in out
+    assert "type BigBody = {\n    first?: BigBodyFirst;\n    second?: Second;\n}" in out
+    assert "type BigBodyFirst = {\n    /** " in out  # the first fits, the second does not
+    assert "type Second = Record<string, unknown>" in out
+    second = valid(small.named_type("c", "big", tool, ["Second"]) or "")
+    assert second.startswith("type Second = {\n") and "    field_59?: string;\n}" in second
+
+
+def test_large_connectors_are_signatures_only() -> None:
+    tools = {
+        f"tool_{i}": spec(
+            {**obj(("id",), id={"type": "string"}, user={"$ref": "#/$defs/User"}), "$defs": {"User": USER}},
+            {"$ref": "#/$defs/User", "$defs": {"User": USER}},
+            f"Tool number {i}.\n\nMore text that is not shown.",
+            requires_approval=i == 0,
+        )
+        for i in range(COMPACT_THRESHOLD + 1)
+    }
+    out = valid(RENDER.connector("c", tools))
+    head = f"/** {len(tools)} methods, shown without their types; see a method's types with codemode.describe"
+    assert out.startswith(
+        head + '("c.<method>"). */'
+        "\ndeclare const c: {\n\t/** Tool number 0. (Requires approval.) */\n"
+        "\ttool_0: (input: { id: string; user?: Record<string, unknown> }) => Promise<Record<string, unknown>>;\n"
+    )
+    assert "More text" not in out and "type User" not in out
+    short = valid(TypeScriptDeclarations(budget=1000).connector("c", tools))
+    assert len(short) <= 1000
+    shown = short.count("=> Promise<")
+    assert 0 < shown < len(tools)
+    assert f'\t/** ... and {len(tools) - shown} more methods: find one with codemode.search("..."). */\n}}' in short
+    few = dict(list(tools.items())[:3])
+    assert RENDER.connector("c", few).count("type User =") == 1  # a small connector shows its types

@@ -53,7 +53,7 @@ __all__ = [
 MAX_SEARCH_RESULTS = 50
 Scoring = Literal["codemode", "baseline"]
 ResultKind = Literal["method", "snippet"]
-DescriptionKind = Literal["connector", "method", "snippet"]
+DescriptionKind = Literal["connector", "method", "snippet", "type"]
 
 # ---------------------------------------------------------------------------
 # Public result types
@@ -92,7 +92,10 @@ class SearchOutput:
 
 @dataclass(frozen=True)
 class Description:
-    """What `describe(target)` returns: declarations in the sandbox language, or a not-found hint."""
+    """What `describe(target)` returns: declarations in the sandbox language, or a not-found hint.
+
+    `kind` is `"type"` for a type named in a method's declarations (`"stripe.GetCharge.Customer"`).
+    """
 
     path: str
     description: str | None
@@ -726,11 +729,18 @@ def describe(
     snippets: Sequence[Snippet],
     renderer: DeclarationRenderer,
 ) -> Description:
-    """Declarations for a snippet, a whole connector, or one method, in the sandbox's language.
+    """Declarations for a snippet, a whole connector, one method, or a type a method uses, in the
+    sandbox's language.
 
     Lookup order follows the spec: a snippet with that exact name; a connector
     (`"github"`); a method (`"github.create_issue"`, or a bare `"create_issue"`
     on any connector). A miss names the closest paths instead of just failing.
+    Beyond the spec, which ignores what follows `connector.method`, further
+    pieces name a type in the method's declarations (`"stripe.GetCharge.Customer"`)
+    and then a type in that type's (`"stripe.GetCharge.Customer.Address"`): the
+    declarations of a large method leave some types out and say so.
+    The renderer keeps every result within its size budget; a connector with
+    many tools is shown as signatures only.
     """
     for snippet in snippets:
         if snippet.name == target:
@@ -741,10 +751,10 @@ def describe(
                 types=f"{snippet.description}\n\n{_fence(renderer.language, snippet.code)}",
                 kind="snippet",
             )
-    # JS `target.split(".", 2)`: only the first two pieces count.
     parts = target.split(".")
     conn_name = parts[0]
     method_name = parts[1] if len(parts) > 1 else None
+    type_path = [part for part in parts[2:] if part]
     by_name = {c.name: c for c in connectors}
     conn = by_name.get(conn_name)
     if conn is not None and not method_name:
@@ -760,14 +770,28 @@ def describe(
     wanted = method_name if method_name is not None else target
     for candidate in candidates:
         spec = candidate.tools.get(wanted)
-        if spec is not None:
-            return Description(
-                path=f"{candidate.name}.{wanted}",
-                description=spec.description or None,
-                requires_approval=bool(spec.requires_approval),
-                types=_fence(renderer.language, renderer.method(candidate.name, wanted, spec)),
-                kind="method",
-            )
+        if spec is None:
+            continue
+        path = f"{candidate.name}.{wanted}"
+        note = ""
+        if type_path:
+            found = renderer.named_type(candidate.name, wanted, spec, type_path)
+            if found is not None:
+                return Description(
+                    path=f"{path}.{'.'.join(type_path)}",
+                    description=None,
+                    requires_approval=False,
+                    types=_fence(renderer.language, found),
+                    kind="type",
+                )
+            note = f'No type "{".".join(type_path)}" is named in the declarations of {path}; here they are.\n\n'
+        return Description(
+            path=path,
+            description=spec.description or None,
+            requires_approval=bool(spec.requires_approval),
+            types=note + _fence(renderer.language, renderer.method(candidate.name, wanted, spec)),
+            kind="method",
+        )
     message = f'"{target}" not found.'
     suggestions = _closest(target, connectors, snippets)
     if suggestions:

@@ -29,22 +29,45 @@ Conventions:
   since Python has no intersection type. `enum`/`const` values that cannot be
   `Literal` members (arrays, objects) are shown by their type.
 - A tool whose schema fails to convert falls back to `(**kwargs: Any) -> Any`
-  without disturbing the rest of the block.
+  without disturbing the rest of the block; a nested TypedDict that fails is
+  shown as an opaque `dict[str, Any]`.
+
+Size: a block stays within a character budget (`DESCRIBE_BUDGET` by default).
+The signatures and the tool's own input/output TypedDicts are always shown;
+the TypedDicts they use are expanded breadth first while they fit, and the rest
+are declared first as `Name = dict[str, Any]` under a comment saying how to see
+them (`codemode.describe("conn.method.Name")`, which `named_type` answers). A
+connector with more than `COMPACT_THRESHOLD` tools, or whose signatures alone
+do not fit, is shown as one-line signatures (top-level parameter types only,
+objects as `dict[str, Any]`) with the first line of each description, as many
+as fit.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import keyword
 import math
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
-from urllib.parse import unquote
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from codemode.connectors.base import ToolSpec
-from codemode.schema.base import resolve_pointer
-from codemode.schema.names import sanitize_identifier, to_pascal_case
+from codemode.schema.base import (
+    COMPACT_THRESHOLD,
+    DESCRIBE_BUDGET,
+    LONG_ENUM,
+    NamedTypes,
+    Slot,
+    nonspace,
+    omitted_note,
+    ref_name,
+    resolve_pointer,
+    type_name,
+)
+from codemode.schema.names import sanitize_identifier
 
 __all__ = ["MAX_DEPTH", "PythonDeclarations"]
 
@@ -57,7 +80,7 @@ _OWN_TYPE_KEYS = frozenset(
 )
 _TYPE_KEYS = _OWN_TYPE_KEYS | {"anyOf", "oneOf", "allOf"}
 _SCALARS = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "null": "None"}
-_DEF_CONTAINERS = ("$defs", "definitions", "schemas")
+_COMPACT_LITERALS = 8  # a longer enum is shown by its type in one-line signatures
 _APPROVAL_NOTE = "Requires approval: the run pauses until a human approves this call."
 _DICT_NOTE = "Takes one dict (positional), because some of its keys are not valid Python parameter names."
 _FALLBACK_NOTE = "The argument types of this tool could not be rendered; pass its arguments as keywords."
@@ -111,6 +134,15 @@ def _enum_member(value: object) -> str:
     return f"Literal[{lit}]" if lit is not None else "Any"
 
 
+def _value_type(value: object) -> str:
+    """The Python type of a JSON value, for enums too long to list."""
+    if value is None:
+        return "None"
+    if isinstance(value, (bool, int, float, str)):
+        return type(value).__name__
+    return "list[Any]" if isinstance(value, list) else "dict[str, Any]"
+
+
 def _is_name(name: object) -> bool:
     """Whether a key can be a parameter or class-syntax field name.
 
@@ -125,12 +157,6 @@ def _is_name(name: object) -> bool:
         and name != "__debug__"
         and not (name.startswith("__") and not name.endswith("__"))
     )
-
-
-def _type_name(*parts: str) -> str:
-    """A PascalCase type name from free text (`"simple-user"` -> `SimpleUser`); "" if nothing is left."""
-    pieces = [to_pascal_case(s) for p in parts if (s := sanitize_identifier(p).strip("_"))]
-    return sanitize_identifier("".join(pieces)) if pieces else ""
 
 
 def _union(parts: Iterable[list[str]]) -> list[str]:
@@ -165,6 +191,7 @@ _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _DOC_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")  # docstrings keep \n and \t
 
 
+@functools.lru_cache(maxsize=16384)
 def _one_line(text: str) -> str:
     return " ".join(_CONTROLS.sub(" ", text).split())
 
@@ -193,29 +220,53 @@ def _docstring(text: str, indent: str) -> list[str]:
 
 
 class _Block:
-    """The TypedDicts of one rendered block, in dependency order and shared by its tools."""
+    """The TypedDicts of one rendered block, shared by its tools; `shallow` blocks have none (objects are
+    `dict[str, Any]`), for one-line signatures, and blocks without `docs` show no property docs (for
+    tools whose signatures would not fit otherwise)."""
 
-    def __init__(self, reserved: Iterable[str], max_depth: int) -> None:
+    def __init__(
+        self, reserved: Iterable[str], max_depth: int, budget: int, *, shallow: bool = False, docs: bool = True
+    ) -> None:
         self.max_depth = max_depth
-        self.defs: dict[str, str] = {}
-        self.used: set[str] = set(reserved)
-        self.by_id: dict[int, tuple[object, str]] = {}  # schema object -> its TypedDict (object kept alive)
-        self.by_body: dict[tuple[str, str], str] = {}  # (base name, definition body) -> name
-        self.forward: dict[str, int] = {}  # forward references made to each name
+        self.shallow = shallow
+        self.docs = docs
+        self.types = NamedTypes(reserved, budget)
 
-    def snapshot(self) -> tuple[Any, ...]:
-        return dict(self.defs), set(self.used), dict(self.by_id), dict(self.by_body), dict(self.forward)
+    def render_forced(self, mark: int) -> None:
+        """Render the tools' own TypedDicts created since `mark` now, so a failure fails its tool."""
+        slots = self.types.slots
+        i = mark
+        while i < len(slots):
+            slot = slots[i]
+            i += 1
+            if slot.forced and slot.state == "pending":
+                slot.body, slot.state = _render_slot(slot), "expanded"
 
-    def restore(self, snap: tuple[Any, ...]) -> None:
-        self.defs, self.used, self.by_id, self.by_body, self.forward = snap
 
-    def reserve(self, base: str) -> str:
-        name, n = base, 1
-        while name in self.used:
-            n += 1
-            name = f"{base}{n}"
-        self.used.add(name)
-        return name
+@dataclass
+class _Pending:
+    """What a TypedDict slot renders: an object schema, in the context of the converter that met it."""
+
+    converter: _Converter
+    schema: Mapping[str, Any]
+    prefix: str  # the start of the names of the TypedDicts its properties need
+    depth: int
+    kind: Literal["typeddict", "alias"] = "typeddict"  # an alias is a long enum: `X = Literal[...]`
+
+
+def _render_slot(slot: Slot) -> str:
+    pending: _Pending = slot.payload
+    if pending.kind == "alias":
+        return f"{slot.label} = {_fmt(_union([_enum_member(v)] for v in pending.schema['enum']))}"
+    return pending.converter.definition(slot)
+
+
+def _opaque(slot: Slot) -> str:
+    """What a type left out stands for: an object, or (for a long enum) the types of its values."""
+    pending: _Pending = slot.payload
+    if pending.kind == "alias":
+        return _fmt(_union([_value_type(v)] for v in pending.schema["enum"]))
+    return "dict[str, Any]"
 
 
 def _typed(schema: object) -> bool:
@@ -233,11 +284,27 @@ def _not_plain_object(schema: Mapping[str, Any]) -> bool:
 class _Converter:
     """Converts one schema of one tool; local `$ref`s resolve against `root`."""
 
-    def __init__(self, block: _Block, root: object, names: Mapping[int, str] | None = None) -> None:
+    def __init__(
+        self,
+        block: _Block,
+        root: object,
+        names: Mapping[int, str] | None = None,
+        forced: Iterable[int] = (),
+        opaque: Iterable[int] = (),
+    ) -> None:
         self.block = block
         self.root = root
         self.names = names or {}  # preferred TypedDict name per schema object (a tool's `<Tool>Input`)
-        self.active: dict[int, str | None] = {}  # schemas being converted -> their TypedDict name, if any
+        self.forced = set(forced)  # schema objects whose TypedDict is always shown (a tool's own)
+        self.opaque = set(opaque)  # schema objects that are `Any` wherever met (a keyword-parameter root)
+        self.active: set[int] = set()  # schemas being converted, to cut cycles that no TypedDict names
+        self.alive: object = None
+
+    def rehome(self, block: _Block) -> _Converter:
+        """The same schema context in another block."""
+        converter = _Converter(block, self.root, self.names, opaque=self.opaque)
+        converter.alive = self.alive
+        return converter
 
     def resolve(self, ref: str) -> object:
         """A local JSON pointer; anything unresolvable or external means "any" (`True`)."""
@@ -265,6 +332,8 @@ class _Converter:
 
     def doc(self, schema: object, with_default: bool) -> str:
         """A property's one-line doc: description plus format, default and deprecation."""
+        if not self.block.docs:
+            return ""
         desc = self.lookup(schema, "description")
         extras = []
         fmt = self.lookup(schema, "format")
@@ -284,17 +353,13 @@ class _Converter:
         if not isinstance(schema, Mapping) or depth > self.block.max_depth:
             return ["Any"]
         key = id(schema)
-        if key in self.active:
-            name = self.active[key]
-            if name is None:
-                return ["Any"]
-            self.block.forward[name] = self.block.forward.get(name, 0) + 1
-            return [f'"{name}"']
-        self.active[key] = None
+        if key in self.active or key in self.opaque:
+            return ["Any"]
+        self.active.add(key)
         try:
             members = self.convert(schema, schema, hint, depth)
         finally:
-            del self.active[key]
+            self.active.discard(key)
         if (schema.get("nullable") is True or schema.get("x-nullable") is True) and members != ["Any"]:
             members = _union([members, ["None"]])
         return members
@@ -303,9 +368,8 @@ class _Converter:
         """`type` without the cycle and nullable handling; `key` is the object a TypedDict is cached under."""
         ref = schema.get("$ref")
         if isinstance(ref, str):
-            parts = ref.split("/")
-            named = len(parts) >= 2 and parts[-2] in _DEF_CONTAINERS
-            name = _type_name(unquote(parts[-1]).replace("~1", "/").replace("~0", "~")) if named else ""
+            target = ref_name(ref)
+            name = type_name(target) if target is not None else ""
             return self.type(self.resolve(ref), name or hint, depth + 1)
 
         own = any(k in schema for k in _OWN_TYPE_KEYS)
@@ -329,7 +393,16 @@ class _Converter:
 
         if "enum" in schema:
             values = schema["enum"]
-            return _union([_enum_member(v)] for v in values) if isinstance(values, list) else ["Any"]
+            if not isinstance(values, list):
+                return ["Any"]
+            if self.block.shallow and len(values) > _COMPACT_LITERALS:
+                return _union([_value_type(v)] for v in values)
+            if len(values) > LONG_ENUM and not self.block.shallow:  # its own alias, which the budget may leave out
+                title = schema.get("title")
+                base = (type_name(title) if isinstance(title, str) else "") or hint or "Values"
+                shared = self.block.types.shared(repr(values), key)  # equal long enums share one alias
+                return [self.block.types.slot(shared, base, _Pending(self, schema, base, depth, "alias")).ref]
+            return _union([_enum_member(v)] for v in values)
         if "const" in schema:
             return [_enum_member(schema["const"])]
 
@@ -384,38 +457,41 @@ class _Converter:
         return merged
 
     def object(self, schema: Mapping[str, Any], key: Mapping[str, Any], hint: str, depth: int) -> list[str]:
+        """An object with properties is a TypedDict (rendered later, if it fits); without, a `dict`."""
         props = schema.get("properties")
         if not isinstance(props, Mapping) or not props:
             extra = schema.get("additionalProperties", True)
             if extra is False:
                 return ["dict[str, Never]"]
             return [f"dict[str, {_fmt(self.type(extra, hint + 'Value', depth + 1))}]"]
-        cached = self.block.by_id.get(id(key))
-        if cached is not None:
-            return [cached[1]]
-
+        if self.block.shallow:
+            return ["dict[str, Any]"]
         title = schema.get("title")
-        titled = _type_name(title) if isinstance(title, str) else ""
+        titled = type_name(title) if isinstance(title, str) else ""
         base = titled or self.names.get(id(key)) or hint or "Object"
-        name = self.block.reserve(base)
-        self.active[id(key)] = name
+        pending = _Pending(self, schema, titled or hint, depth)
+        return [self.block.types.slot(key, base, pending, forced=id(key) in self.forced).ref]
+
+    def definition(self, slot: Slot) -> str:
+        """The TypedDict of an object slot, naming itself and other types by markers."""
+        pending: _Pending = slot.payload
+        schema, prefix, depth = pending.schema, pending.prefix, pending.depth
+        props: Mapping[str, Any] = schema["properties"]
         required = schema.get("required")
         req = {r for r in required if isinstance(r, str)} if isinstance(required, list) else set()
-        prefix = titled or hint
         fields = []
         for prop, sub in props.items():
-            t = _fmt(self.type(sub, prefix + _type_name(prop), depth + 1))
+            t = _fmt(self.type(sub, prefix + type_name(prop), depth + 1))
             fields.append((prop, t if prop in req else f"NotRequired[{t}]", self.doc(sub, with_default=True)))
 
         desc = schema.get("description")
-        desc = inspect.cleandoc(desc) if isinstance(desc, str) else ""
-        functional = not all(_is_name(p) for p, _, _ in fields)
-        if not functional:
+        desc = inspect.cleandoc(desc) if isinstance(desc, str) and self.block.docs else ""
+        if all(_is_name(p) for p, _, _ in fields):
             body = _docstring(desc, "    ") if desc else []
             for prop, t, doc in fields:
                 body.append(f"    {prop}: {t}")
                 body.extend(_docstring(doc, "    ") if doc else ())
-            head = [f"class {name}(TypedDict):"]
+            head = [f"class {slot.label}(TypedDict):"]
         else:  # keys that cannot be attribute names: the functional syntax, docs as comments
             body = ["    {"]
             for prop, t, doc in fields:
@@ -423,22 +499,8 @@ class _Converter:
                 body.append(f"        {_py_str(str(prop))}: {t},")
             body += ["    },", ")"]
             head = [f"# {_one_line(desc)}"] if desc else []
-            head += [f"{name} = TypedDict(", f"    {_py_str(name)},"]
-
-        # The definition without its name, so identical types from different tools are shared; a recursive
-        # type can be shared too when every forward reference to it is its own.
-        self_ref = f'"{name}"'
-        text = ("F" if functional else "C") + desc + "\n" + "\n".join(body).replace(self_ref, '"\0"')
-        shared = self.block.by_body.get((base, text))
-        if shared is not None and self.block.forward.get(name, 0) == sum(line.count(self_ref) for line in body):
-            self.block.used.discard(name)
-            self.block.forward.pop(name, None)
-            name = shared
-        else:
-            self.block.defs[name] = "\n".join([*head, *body])
-            self.block.by_body[(base, text)] = name
-        self.block.by_id[id(key)] = (key, name)
-        return [name]
+            head += [f"{slot.label} = TypedDict(", f'    "{slot.label}",']
+        return "\n".join([*head, *body])
 
     def params(self, pascal: str) -> tuple[list[str], list[str], str | None]:
         """A tool's parameter list, its `Args:` lines and a note on how to call it."""
@@ -448,6 +510,8 @@ class _Converter:
             obj = {}
         if isinstance(obj, Mapping) and isinstance(obj.get("allOf"), list):
             obj = self.merge(obj) or obj
+        self.alive = obj  # `obj` may be a new dict: kept, so its `id` in `forced`/`opaque` stays its own
+        self.forced.update((id(root), id(obj)))
         if not isinstance(obj, Mapping) or _not_plain_object(obj) or "allOf" in obj or "$ref" in obj:
             return [f"args: {_fmt(self.type(root, pascal + 'Input', 0))}", "/"], [], None
         props = obj.get("properties")
@@ -459,14 +523,13 @@ class _Converter:
         if not all(_is_name(p) for p in props):
             return [f"args: {_fmt(self.type(root, pascal, 0))}", "/"], [], _DICT_NOTE
 
-        for schema in (root, obj):  # a reference back to the root has no TypedDict to name: `Any`
-            self.active[id(schema)] = None
+        self.opaque.update((id(root), id(obj)))  # a reference back to the root has no TypedDict to name: `Any`
         required = obj.get("required")
         req = [p for p in props if isinstance(required, list) and p in required]
         required_params, optional_params, docs = [], [], []
         for prop in [*req, *(p for p in props if p not in req)]:
             sub = props[prop]
-            t = _fmt(self.type(sub, pascal + _type_name(prop), 1))
+            t = _fmt(self.type(sub, pascal + type_name(prop), 1))
             if prop in req:
                 required_params.append(f"{prop}: {t}")
             else:
@@ -489,37 +552,110 @@ class _Converter:
 # ---------------------------------------------------------------------------
 
 
-def _signature(name: str, params: list[str], returns: str, doc: str) -> str:
+def _signature(name: str, params: list[str], returns: str, doc: str, *, wrap: bool = True) -> str:
     line = f"    async def {name}({', '.join(params)}) -> {returns}:"
-    if len(line) > _WRAP and params:
+    if wrap and len(line) > _WRAP and params:
         sig = [f"    async def {name}(", *(f"        {p}," for p in params), f"    ) -> {returns}:"]
     else:
         sig = [line]
     return "\n".join([*sig, *(_docstring(doc, "        ") if doc else ["        ..."])])
 
 
+def _summary(description: str) -> str:
+    """The first line of a description: what a one-line signature shows."""
+    return next((line.strip() for line in description.splitlines() if line.strip()), "")
+
+
 def _render_tool(block: _Block, name: str, spec: ToolSpec) -> str:
-    """One method of the connector class; on any conversion error, a permissive fallback."""
+    """One method of the connector class; on any conversion error, a permissive fallback.
+
+    In a shallow block the method is one line and its docstring the first line of its description.
+    """
     method = sanitize_identifier(name)
-    pascal = _type_name(name) or "Tool"
+    pascal = type_name(name) or "Tool"
     description = spec.description if isinstance(spec.description, str) else str(spec.description or "")
     description = inspect.cleandoc(description)
     approval = [_APPROVAL_NOTE] if spec.requires_approval else []
-    snap = block.snapshot()
+    if block.shallow:
+        description = _summary(description)
+        approval = ["(Requires approval.)"] if approval else []
+    snap = block.types.snapshot()
     try:
         root = spec.input_schema
         params, docs, note = _Converter(block, root, {id(root): pascal + "Input"}).params(pascal)
         returns = "Any"
         if spec.output_schema is not None:
             output = spec.output_schema
-            returns = _fmt(_Converter(block, output).type(output, pascal + "Output", 0))
+            returns = _fmt(_Converter(block, output, forced=[id(output)]).type(output, pascal + "Output", 0))
+        block.render_forced(snap)
     except Exception:  # per-tool isolation: one bad schema must not take the whole block down
-        block.restore(snap)
-        doc = "\n\n".join(p for p in [description, *approval, _FALLBACK_NOTE] if p)
+        block.types.restore(snap)
+        fallback = _summary(_FALLBACK_NOTE) if block.shallow else _FALLBACK_NOTE
+        doc = ("\n\n" if not block.shallow else " ").join(p for p in [description, *approval, fallback] if p)
         return _signature(method, ["**kwargs: Any"], "Any", doc)
+    if block.shallow:
+        doc = " ".join(p for p in [description, *approval] if p)
+        return _signature(method, params, returns, doc, wrap=False)
     args = ["Args:\n" + "\n".join(f"    {d}" for d in docs)] if docs else []
     doc = "\n\n".join(p for p in [description, *approval, *([note] if note else []), *args] if p)
     return _signature(method, params, returns, doc)
+
+
+def _opaque_cost(slot: Slot) -> int:
+    return len(slot.base) + 1 + len(" = ") + len(_opaque(slot)) + 1
+
+
+def _floor(slot: Slot) -> int:
+    """A lower bound of a TypedDict's length, from its schema alone: `class X(TypedDict):`, one
+    `name: T` line per property, and the words of the descriptions it shows."""
+    pending: _Pending = slot.payload
+    schema = pending.schema
+    if pending.kind == "alias":
+        return len(slot.base) + 13 + sum(len(str(v)) + 2 for v in schema["enum"])  # X = Literal["a", "b"]
+    total = len(slot.base) + 19 + nonspace(schema.get("description"))
+    for prop, sub in schema["properties"].items():
+        total += len(str(prop)) + 10
+        if isinstance(sub, Mapping) and (words := nonspace(sub.get("description"))):
+            total += words + 11
+    return total
+
+
+def _fixed(block: _Block, roots: list[str], more: str) -> int:
+    """The cost of a block's roots and of the note on types left out."""
+    return sum(block.types.cost(root) + 2 for root in roots) + len(f"# {omitted_note(more)}\n\n")
+
+
+def _settle(block: _Block, roots: list[str], more: str) -> list[Slot]:
+    """Expand the block's TypedDicts within its budget, merge duplicates and name them all."""
+    block.types.expand(_render_slot, _fixed(block, roots, more), _opaque_cost, _floor)
+    block.types.dedupe()
+    return block.types.finish(roots)
+
+
+def _fits(block: _Block, roots: list[str], more: str) -> bool:
+    """Whether a block's signatures and own TypedDicts fit in its budget, the types they use left out."""
+    return block.types.mandatory(_fixed(block, roots, more), _opaque_cost) <= block.types.budget
+
+
+def _text(block: _Block, named: list[Slot], roots: list[str], more: str, *, show_roots: bool = True) -> str:
+    """Opaque TypedDicts first, then the expanded ones in dependency order, then the roots (the class)."""
+    types = block.types
+    omitted = [slot for slot in named if slot.state == "omitted"]
+    parts = []
+    if omitted:
+        note = f"# {_one_line(omitted_note(more))}"
+        parts.append("\n".join([note, *(f"{s.name} = {_opaque(s)}" for s in omitted)]))
+    emitted: set[int] = set()
+
+    def quoted(slot: Slot) -> bool:
+        return slot.state == "expanded" and slot.index not in emitted
+
+    for slot in types.dependency_order(roots):
+        parts.append(types.named(slot.body, quoted))
+        emitted.add(slot.index)
+    if show_roots:
+        parts += [types.named(root) for root in roots]
+    return "\n\n".join(parts)
 
 
 class PythonDeclarations:
@@ -527,17 +663,88 @@ class PythonDeclarations:
 
     language = "python"
 
-    def __init__(self, max_depth: int = MAX_DEPTH) -> None:
+    def __init__(self, max_depth: int = MAX_DEPTH, budget: int = DESCRIBE_BUDGET) -> None:
         self.max_depth = max_depth  # nesting beyond this renders as `Any`; lower it to shorten huge specs
+        self.budget = budget  # characters a block aims to stay within (its signatures are always shown)
+
+    def _block(self, reserved: Iterable[str], *, shallow: bool = False, docs: bool = True) -> _Block:
+        return _Block({*_TYPING_NAMES, *reserved}, self.max_depth, self.budget, shallow=shallow, docs=docs)
+
+    def _tools(
+        self, name: str, tools: Mapping[str, ToolSpec], more: str, *, docs: Sequence[bool]
+    ) -> tuple[_Block, list[str]]:
+        """The tools' own types and the class of their methods, with property docs unless only their
+        absence makes it fit (`docs` lists what to try)."""
+        cls = sanitize_identifier(name)
+        for with_docs in docs:
+            block = self._block([cls], docs=with_docs)
+            methods = [_render_tool(block, tool_name, spec) for tool_name, spec in tools.items()]
+            roots = [f"class {cls}:\n" + ("\n\n".join(methods) if methods else "    ...")]
+            if _fits(block, roots, more):
+                break
+        return block, roots
 
     def connector(self, name: str, tools: Mapping[str, ToolSpec]) -> str:
-        """Every tool's types (shared and de-duplicated) and one class holding every method."""
-        cls = sanitize_identifier(name)
-        block = _Block({*_TYPING_NAMES, cls}, self.max_depth)
-        methods = [_render_tool(block, tool_name, spec) for tool_name, spec in tools.items()]
-        body = "\n\n".join(methods) if methods else "    ..."
-        return "\n\n".join([*block.defs.values(), f"class {cls}:\n{body}"])
+        """Every tool's types (shared and de-duplicated) and one class holding every method; for a large
+        connector, one-line signatures instead."""
+        if len(tools) <= COMPACT_THRESHOLD:
+            more = f"{name}.<method>"
+            block, roots = self._tools(name, tools, more, docs=[True])
+            if _fits(block, roots, more):
+                return _text(block, _settle(block, roots, more), roots, more)
+        return self._compact(name, sanitize_identifier(name), tools)
+
+    def _compact(self, name: str, cls: str, tools: Mapping[str, ToolSpec]) -> str:
+        """One line per method, in order, as many as fit in the budget; the rest are counted."""
+        block = self._block([cls], shallow=True)
+        head = "# " + _one_line(
+            f"{len(tools)} methods, shown without their types; "
+            f'see a method\'s types with codemode.describe("{name}.<method>").'
+        )
+        tail = '    # ... and {n} more methods: find one with codemode.search("...").'
+        used = len(head) + len(f"\nclass {cls}:\n") + len(tail) + 8
+        shown: list[str] = []
+        for tool_name, spec in tools.items():
+            text = _render_tool(block, tool_name, spec)
+            if used + len(text) + 1 > self.budget:
+                break
+            shown.append(text)
+            used += len(text) + 1
+        rest = len(tools) - len(shown)
+        body = "\n".join(shown) if shown else "    ..."
+        if rest:
+            body += "\n" + tail.format(n=rest)
+        return f"{head}\nclass {cls}:\n{body}"
 
     def method(self, connector: str, method: str, spec: ToolSpec) -> str:
         """One tool: only the types it needs, and its method shown inside `class <connector>:`."""
-        return self.connector(connector, {method: spec})
+        more = f"{connector}.{method}.<TypeName>"
+        block, roots = self._tools(connector, {method: spec}, more, docs=[True, False])
+        return _text(block, _settle(block, roots, more), roots, more)
+
+    def named_type(self, connector: str, method: str, spec: ToolSpec, path: Sequence[str]) -> str | None:
+        """A TypedDict named in `method`'s declarations (then in that type's, and so on), expanded within
+        the budget like a method; None when no such type is named there."""
+        where = f"{connector}.{method}"
+        block, roots = self._tools(connector, {method: spec}, f"{where}.<TypeName>", docs=[True, False])
+        named = _settle(block, roots, f"{where}.<TypeName>")
+        for wanted in path:
+            found = next((slot for slot in named if slot.name == wanted), None)
+            if found is None:
+                return None
+            where = f"{where}.{wanted}"
+            pending: _Pending = found.payload
+            for docs in (True, False):
+                block = self._block([], docs=docs)
+                converter = pending.converter.rehome(block)
+                again = _Pending(converter, pending.schema, pending.prefix, 0, pending.kind)
+                slot = block.types.slot(found.key, wanted, again, forced=True)
+                try:
+                    slot.body, slot.state = _render_slot(slot), "expanded"
+                except Exception:  # the type was shown as opaque for the same reason
+                    return f"# {wanted}: its schema could not be rendered; it stands for {_opaque(slot)}."
+                roots = [slot.ref]
+                if _fits(block, roots, f"{where}.<TypeName>"):
+                    break
+            named = _settle(block, roots, f"{where}.<TypeName>")
+        return _text(block, named, roots, f"{where}.<TypeName>", show_roots=False)
