@@ -23,6 +23,7 @@ the queries each scorer gets wrong).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import html
 import json
 import math
@@ -33,24 +34,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from codemode.connectors.base import ConnectorDescription, ToolSpec
+from codemode.connectors.base import ConnectorDescription
+from codemode.connectors.openapi import HttpOpenApiConnector
 from codemode.discovery import Scoring, search
 
 SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
 SPECS_FALLBACK = Path("/work/shared/specs")
 REPEATS = 3
-HTTP_METHODS = ("get", "put", "post", "delete", "patch", "options", "head")
-
-
-def _noop(args: dict[str, Any], ctx: Any) -> None:
-    return None
-
-
-def _identifier(name: str) -> str:
-    out = re.sub(r"[^A-Za-z0-9_]", "_", name)
-    return out if not out[:1].isdigit() else f"_{out}"
 
 
 def _plain(text: str) -> str:
@@ -58,57 +49,27 @@ def _plain(text: str) -> str:
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", text))).strip()
 
 
-def _resolve(doc: Mapping[str, Any], node: Any) -> Any:
-    if isinstance(node, Mapping) and isinstance(node.get("$ref"), str) and node["$ref"].startswith("#/"):
-        target: Any = doc
-        for part in node["$ref"][2:].split("/"):
-            target = target.get(part.replace("~1", "/").replace("~0", "~"), {}) if isinstance(target, Mapping) else {}
-        return target
-    return node
-
-
 @dataclass(frozen=True)
 class Operation:
     tool: str
-    description: str  # what the ToolSpec gets: summary, else description
+    description: str  # what the ToolSpec has
     long_description: str  # the operation's `description`, for generated queries
 
 
 def load_catalog(name: str, path: Path) -> tuple[ConnectorDescription, dict[str, Operation]]:
-    """One ToolSpec per operation: name from operationId, parameters as top-level properties."""
+    """The catalog users get: `HttpOpenApiConnector` over the document, one tool per operation."""
     doc = json.loads(path.read_text())
-    tools: dict[str, ToolSpec] = {}
+    connector = HttpOpenApiConnector(name, doc)
+    description = asyncio.run(connector.describe())
     ops: dict[str, Operation] = {}
-    for route, item in doc["paths"].items():
-        if not isinstance(item, Mapping):
-            continue
-        for method in HTTP_METHODS:
-            op = item.get(method)
-            if not isinstance(op, Mapping):
-                continue
-            op_id = op.get("operationId") or f"{method}_{route}"
-            tool = _identifier(op_id)
-            if tool in tools:
-                continue
-            summary = _plain(op.get("summary") or "")
-            long_description = _plain(op.get("description") or "")
-            properties: dict[str, Any] = {}
-            for raw in op.get("parameters", []):
-                param = _resolve(doc, raw)
-                if not isinstance(param, Mapping) or "name" not in param:
-                    continue
-                schema = dict(_resolve(doc, param.get("schema", {})) or {})
-                if "description" not in schema and param.get("description"):
-                    schema["description"] = _plain(str(param["description"]))
-                properties[str(param["name"])] = schema
-            description = summary or long_description or f"{method.upper()} {route}"
-            tools[tool] = ToolSpec(
-                execute=_noop,
-                description=description,
-                input_schema={"type": "object", "properties": properties},
-            )
-            ops[op_id] = Operation(tool=tool, description=description, long_description=long_description)
-    return ConnectorDescription(name=name, instructions=None, tools=tools), ops
+    for tool, op in connector.operations.items():
+        raw = doc["paths"][op.path][op.method.lower()]
+        ops[op.operation_id or tool] = Operation(
+            tool=tool,
+            description=description.tools[tool].description,
+            long_description=_plain(raw.get("description") or ""),
+        )
+    return description, ops
 
 
 # ---------------------------------------------------------------------------
