@@ -540,3 +540,19 @@ def test_describe_stays_within_the_budget_on_real_catalogs(language: str) -> Non
     typed = describe(f"stripe.GetCustomersCustomer.{name}", connectors, [], renderer)
     assert typed.kind == "type" and typed.path == f"stripe.GetCustomersCustomer.{name}"
     assert (f"class {name}(TypedDict):" if language == "python" else f"type {name} = {{") in typed.types
+
+
+def test_query_words_side_by_side_in_a_description_rank_first() -> None:
+    def tool(description: str) -> ToolSpec:
+        return ToolSpec(execute=lambda args, ctx: None, description=description)
+
+    charges = ConnectorDescription(
+        "charges",
+        None,
+        {
+            "modify": tool("Changes a charge that was created previously; the details given replace the old ones."),
+            "view": tool("Retrieves the details of a charge that has previously been created."),
+        },
+    )
+    out = search("details charge previously created", [charges], [])
+    assert [r.path for r in out.results] == ["charges.view", "charges.modify"]

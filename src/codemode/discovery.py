@@ -219,6 +219,7 @@ _CODEMODE_WEIGHTS = (12.0, 8.0, 10.0, 5.0, 3.0, 1.0, 0.5)  # path, connector, me
 _IDF_FLOOR = 0.3  # a token's weight is FLOOR + (1 - FLOOR) * idf / max_idf
 _MIN_COVERAGE = 0.5  # share of query words an entry must match (unless it contains the whole phrase)
 _PRECISION_WEIGHT = 100.0  # bonus for method names made only of what was asked
+_PAIR_WEIGHT = 12.0  # per pair of adjacent query words found adjacent in the description
 _SOFT_WEIGHT = 0.5  # weight of hinted words ("my" -> "authenticated")
 _FUZZY_PREFIX = 5  # shared-prefix relation: at least this many characters...
 _FUZZY_SHARE = 0.75  # ...and this share of the shorter word
@@ -250,6 +251,16 @@ class _Entry:
     first_tokens: tuple[str, ...]  # first token of the path and of the method (+8 bonus)
     first_canons: tuple[str, ...]  # the same, folded, for the codemode scorer
     method_terms: tuple[str, ...]  # distinct method-name words that carry meaning (codemode precision)
+    word_pairs: frozenset[tuple[str, str]]  # adjacent meaningful words of the description (codemode phrasing)
+
+
+def _folded(tokens: Sequence[str]) -> list[str]:
+    """Meaningful words in order, stemmed and folded to their canonical synonym."""
+    return [_canonical(_stem(t)) for t in tokens if t not in _STOP_WORDS]
+
+
+def _pairs(words: Sequence[str]) -> frozenset[tuple[str, str]]:
+    return frozenset(itertools.pairwise(words))
 
 
 def _method_terms(tokens: Sequence[str]) -> tuple[str, ...]:
@@ -287,6 +298,7 @@ def _entry(
         first_tokens=firsts,
         first_canons=tuple(_canonical(_stem(t)) for t in firsts),
         method_terms=_method_terms(fields[_F_METHOD].tokens),
+        word_pairs=_pairs(_folded(fields[_F_DESCRIPTION].tokens)),
     )
 
 
@@ -637,6 +649,7 @@ def _score_codemode(index: _Index, q: str, qt: list[str], soft: list[str], stats
         if not is_soft:
             matched.update({code >> 3 for code in best})
     first_canon = _canonical(_stem(qt[0]))
+    query_pairs = _pairs(_folded(qt))
     out: list[tuple[float, _Entry]] = []
     for e, count in matched.items():
         coverage = count / len(qt)
@@ -650,6 +663,9 @@ def _score_codemode(index: _Index, q: str, qt: list[str], soft: list[str], stats
         terms = entry.method_terms
         precision = sum(1 for c in terms if related.get(c, 0) >= 2) / len(terms) if terms else 0.0
         score = token_score[e] + phrase + _bonuses(entry, q, qt[0], coverage, first_canon)
+        # Query words that sit side by side in the description, as written: "external account" rather than
+        # "external" somewhere and "account" elsewhere.
+        score += _PAIR_WEIGHT * len(query_pairs & entry.word_pairs)
         out.append((score + _PRECISION_WEIGHT * precision, entry))
     return out
 
