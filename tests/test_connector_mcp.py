@@ -5,6 +5,7 @@ through the `mcp` SDK's `ClientSession` (the ready constructors) and through `fa
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import os
@@ -12,16 +13,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import fastmcp
 import pytest
+from mcp.types import CallToolResult, TextContent
 
+import codemode
 from codemode import ToolContext, ToolSpec
-from codemode.connectors.mcp import McpConnector, McpTool
+from codemode.connectors.mcp import McpConnectionError, McpConnector, McpTool, McpToolError, unwrap_result
 
 from conftest import RuntimeFactory, child_pids, program
 
@@ -56,6 +59,12 @@ def wait_gone(pid: int, timeout: float = 10.0) -> None:
             return
         time.sleep(0.02)
     raise AssertionError(f"process {pid} is still running")
+
+
+async def started(marker: str) -> list[int]:
+    """The server processes matching `marker`, once at least one runs."""
+    await until(lambda: bool(server_pids(marker)), f"a process matching {marker!r} runs", timeout=30)
+    return server_pids(marker)
 
 
 def _ctx() -> ToolContext:
@@ -140,11 +149,29 @@ class CounterServer:
     def count(self) -> int:
         return len(self.state.read_text().splitlines()) if self.state.exists() else 0
 
+    def slow_calls(self, event: str) -> int:
+        return slow_calls(self.state, event)
+
     def stop(self) -> None:
         self.process.kill()
         self.process.wait(timeout=10)
         assert self.process.stdout is not None
         self.process.stdout.close()
+
+
+def slow_calls(state: Path, event: str) -> int:
+    """How many `slow` calls the counter server with this state file saw `started` or `cancelled`."""
+    notes = state.with_suffix(".slow")
+    return notes.read_text().splitlines().count(event) if notes.exists() else 0
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Wait, without blocking the loop, until `condition()` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        await asyncio.sleep(0.02)
 
 
 def start_counter(state: Path, port: int = 0) -> CounterServer:
@@ -185,8 +212,15 @@ class FastMcpConnector(McpConnector):
 CLIENTS = ["mcp-sdk", "fastmcp"]
 COUNTER_TOOLS = [
     *("get_count", "increment", "weather", "json_text", "shout", "split_json"),
-    *("picture", "nothing", "fail", "fail_silently", "slow"),
+    *("picture", "nothing", "fail", "fail_silently", "slow", "busy"),
 ]
+
+
+def counter_stdio(state: Path, **options: Any) -> McpConnector:
+    """`counter.py` over stdio: a server process of the connector's own, which a test can watch or kill."""
+    return McpConnector.stdio(
+        "counter", sys.executable, [str(COUNTER), "--transport", "stdio", "--state", str(state)], **options
+    )
 
 
 def counter_connector(client: str, url: str, **options: Any) -> McpConnector:
@@ -251,6 +285,15 @@ async def test_instructions_of_one_side_only(counter: CounterServer, opened: lis
     opened += [server_only, own_only]
     assert (await server_only.describe()).instructions == "Counts increments; every increment is written to disk."
     assert (await own_only.describe()).instructions == "Times are UTC."  # mcp-server-time sends none
+
+    class Documented(McpConnector):
+        instructions = "Class-level guidance."
+
+    documented = Documented.http("counter", counter.url)
+    opened.append(documented)
+    assert (await documented.describe()).instructions == (
+        "Counts increments; every increment is written to disk.\n\nClass-level guidance."
+    )
 
 
 async def test_colliding_names_are_refused(tmp_path: Path, opened: list[McpConnector]) -> None:
@@ -431,6 +474,16 @@ async def test_an_uncaught_is_error_ends_the_run_with_its_text(
     assert "Error executing tool fail: quota exceeded" in (outcome.error or "")
 
 
+def test_text_that_is_not_strict_json_stays_text() -> None:
+    # A pure function on the SDK's own result type: `NaN` and `Infinity` parse in Python but not as JSON.
+    def text(value: str) -> CallToolResult:
+        return CallToolResult(content=[TextContent(text=value)])
+
+    assert unwrap_result(text("NaN")) == "NaN"
+    assert unwrap_result(text("[1, -Infinity]")) == "[1, -Infinity]"
+    assert unwrap_result(text("[1, 2.5, null]")) == [1, 2.5, None]
+
+
 async def test_everything_server_results(
     everything: Path, make_runtime: RuntimeFactory, opened: list[McpConnector]
 ) -> None:
@@ -535,6 +588,58 @@ async def test_a_killed_stdio_server_gives_a_clear_error_then_restarts(
     assert restarted != pid
 
 
+async def test_a_server_error_answer_is_not_a_lost_connection(tmp_path: Path, opened: list[McpConnector]) -> None:
+    connector = counter_stdio(tmp_path / "state")
+    opened.append(connector)
+    await connector.describe()
+    [pid] = server_pids("--transport stdio")
+    # -32000 is also the code the SDKs give a closed connection; here the server itself answered with it.
+    with pytest.raises(McpToolError) as raised:
+        await connector.execute_tool("busy", {}, _ctx())
+    assert str(raised.value) == "The server is busy: try again in a minute."
+    assert await connector.execute_tool("get_count", {}, _ctx()) == {"result": 0}
+    assert server_pids("--transport stdio") == [pid]  # the same server process: nothing was restarted
+
+
+async def test_calls_in_flight_fail_when_the_server_dies_and_one_restart_serves_the_next(
+    tmp_path: Path, opened: list[McpConnector]
+) -> None:
+    connector = counter_stdio(tmp_path / "state")
+    opened.append(connector)
+    await connector.describe()
+    [pid] = server_pids("--transport stdio")
+    calls = [asyncio.ensure_future(connector.call_mcp_tool("slow", {"seconds": 60})) for _ in range(2)]
+    await until(lambda: slow_calls(tmp_path / "state", "started") == 2, "the server runs both calls")
+    os.kill(pid, signal.SIGKILL)
+    failures = await asyncio.gather(*calls, return_exceptions=True)
+    for failure in failures:
+        assert isinstance(failure, McpConnectionError), failure
+        assert 'The connection to MCP server "counter" was lost during slow' in str(failure)
+    again = await asyncio.gather(*(connector.call_mcp_tool("get-count", {}) for _ in range(3)))
+    assert again == [{"result": 0}] * 3
+    [restarted] = server_pids("--transport stdio")  # one new server for the three calls
+    assert restarted != pid
+
+
+async def test_a_program_stopped_at_its_time_limit_cancels_its_mcp_call(
+    counter: CounterServer, make_runtime: RuntimeFactory, opened: list[McpConnector]
+) -> None:
+    connector = McpConnector.http("counter", counter.url)
+    opened.append(connector)
+    executor = codemode.MontyExecutor(timeout=2)
+    try:
+        runtime = make_runtime(connector, executor=executor)
+        await connector.describe()
+        before = counter.slow_calls("cancelled")
+        outcome = await runtime.execute("return await counter.slow(seconds=60)")
+        assert outcome.status == "error" and "timed out" in (outcome.error or ""), outcome.error
+        # The server was told to stop, and stopped.
+        await until(lambda: counter.slow_calls("cancelled") == before + 1, "the server saw the call cancelled")
+        assert await connector.execute_tool("get_count", {}, _ctx()) == {"result": counter.count()}
+    finally:
+        await executor.aclose()
+
+
 async def test_a_restarted_http_server_is_reconnected(tmp_path: Path, opened: list[McpConnector]) -> None:
     server = start_counter(tmp_path / "state")
     try:
@@ -599,6 +704,81 @@ async def test_aclose_stops_every_server_process(
     await runtime.aclose()
     assert server_pids(*STDIO_MARKERS) == []
     await runtime.aclose()  # idempotent
+
+
+async def test_concurrent_first_calls_open_one_connection(tmp_path: Path, opened: list[McpConnector]) -> None:
+    connector = counter_stdio(tmp_path / "state")
+    opened.append(connector)
+    described, *counts = await asyncio.gather(
+        connector.describe(), *(connector.call_mcp_tool("increment", {}) for _ in range(4))
+    )
+    assert "increment" in described.tools
+    assert all(count["result"] >= 1 for count in counts)
+    assert len((tmp_path / "state").read_text().splitlines()) == 4  # every increment ran once on the server
+    assert len(server_pids("--transport stdio")) == 1
+
+
+async def test_aclose_while_connecting_stops_the_server_at_once() -> None:
+    mute = McpConnector.stdio("mute", sys.executable, ["-c", "import sys; sys.stdin.read()"], connect_timeout=60)
+    describing = asyncio.ensure_future(mute.describe())
+    await started("stdin.read")
+    began = time.monotonic()
+    await mute.aclose()
+    assert server_pids("stdin.read") == []  # stopped by aclose, not left running until the connect timeout
+    with pytest.raises(McpConnectionError, match=r'^MCP connector "mute" was closed while connecting'):
+        await describing
+    assert time.monotonic() - began < 20
+
+
+async def test_a_call_in_flight_during_aclose_is_reported_as_closed(tmp_path: Path) -> None:
+    connector = counter_stdio(tmp_path / "state", call_timeout=30)
+    await connector.describe()
+    call = asyncio.ensure_future(connector.call_mcp_tool("slow", {"seconds": 60}))
+    await until(lambda: slow_calls(tmp_path / "state", "started") == 1, "the server runs the call")
+    await connector.aclose()
+    with pytest.raises(McpConnectionError) as raised:
+        await call
+    assert str(raised.value) == (
+        'MCP connector "counter" was closed while slow was running, so its result is unknown: it may or may not '
+        "have completed on the server. Tell the user before doing it again."
+    )
+    assert server_pids("--transport stdio") == []
+
+
+def test_a_connector_outlives_the_event_loop_it_connected_on() -> None:
+    connector = time_server()
+
+    async def timezone() -> str:
+        return str((await connector.execute_tool("get_current_time", {"timezone": "UTC"}, _ctx()))["timezone"])
+
+    assert asyncio.run(timezone()) == "UTC"
+    assert server_pids("mcp_server_time") == []  # asyncio.run cancelled the connection's task: the server exited
+
+    async def again() -> str:
+        try:
+            return await timezone()
+        finally:
+            await connector.aclose()
+
+    assert asyncio.run(again()) == "UTC"  # a new loop, a new connection
+
+
+async def test_the_blocking_twin_and_the_async_runtime_share_a_connector(
+    make_runtime: RuntimeFactory, opened: list[McpConnector]
+) -> None:
+    connector = time_server()
+    opened.append(connector)
+    runtime = make_runtime(connector)
+    code = 'return (await time.get_current_time(timezone="UTC"))["timezone"]'
+    assert (await runtime.execute(code)).result == "UTC"
+    # `runtime.sync` runs on a loop of its own, in its own thread: the connector opens a connection there too.
+    outcome = await asyncio.to_thread(runtime.sync.execute, code)
+    assert outcome.status == "completed", outcome.error
+    assert outcome.result == "UTC"
+    assert len(server_pids("mcp_server_time")) == 2  # one connection per event loop
+    assert (await runtime.execute(code)).result == "UTC"  # the first loop's connection still serves it
+    await asyncio.to_thread(runtime.sync.close)  # closes every connection, the one of this loop included
+    await until(lambda: not server_pids("mcp_server_time"), "both time servers exited")
 
 
 def test_the_example_runs() -> None:

@@ -611,6 +611,19 @@ async def test_framework_constructors_build_the_subclass(calls: Calls) -> None:
     }
 
 
+async def test_a_subclass_keeps_its_class_level_name_and_instructions(calls: Calls) -> None:
+    class Shop(ToolsetConnector):
+        name = "shop"
+        instructions = "The shop's stock."
+
+    plain = await Shop(tools=plain_tools(calls, [])[:1]).describe()
+    assert (plain.name, plain.instructions, list(plain.tools)) == ("shop", "The shop's stock.", ["add"])
+    framework = await Shop.from_langchain(langchain_tools(calls)[:1]).describe()
+    assert (framework.name, framework.instructions, list(framework.tools)) == ("shop", "The shop's stock.", ["lookup"])
+    renamed = await Shop(name="store", instructions="Another store.").describe()
+    assert (renamed.name, renamed.instructions) == ("store", "Another store.")
+
+
 def test_the_example_runs() -> None:
     example = Path(__file__).resolve().parent.parent / "examples" / "toolset_connector.py"
     done = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=120)

@@ -2,7 +2,8 @@
 
 It serves over streamable HTTP on 127.0.0.1 (printing `PORT <n>` once it listens) or over stdio.
 Every successful `increment` appends a line to the `--state` file, so a test can count, outside
-MCP, how many times the write really ran. Its tool list comes in pages of `--page-size` tools, so
+MCP, how many times the write really ran; `slow` appends `started` to `<state>.slow` when it begins
+and `cancelled` when the client cancels it. Its tool list comes in pages of `--page-size` tools, so
 clients have to follow the cursor.
 
 Run: `python counter.py --state FILE [--transport http|stdio] [--port N] [--page-size N] [--collide]`.
@@ -21,6 +22,7 @@ import anyio
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
 from mcp.types import (
     CallToolResult,
     ImageContent,
@@ -62,6 +64,10 @@ def build(state: Path, collide: bool, page_size: int) -> MCPServer:
 
     def count() -> int:
         return len(state.read_text().splitlines()) if state.exists() else 0
+
+    def note(event: str) -> None:
+        with state.with_suffix(".slow").open("a") as f:
+            f.write(f"{event}\n")
 
     @server.tool(name="get-count", annotations=READ_ONLY)
     def get_count() -> int:
@@ -124,9 +130,19 @@ def build(state: Path, collide: bool, page_size: int) -> MCPServer:
 
     @server.tool(annotations=READ_ONLY)
     async def slow(seconds: float) -> str:
-        """Sleeps, then answers: the hanging tool."""
-        await anyio.sleep(seconds)
+        """Sleeps, then answers: the hanging tool. Its start and its cancellation are written down."""
+        note("started")
+        try:
+            await anyio.sleep(seconds)
+        except anyio.get_cancelled_exc_class():
+            note("cancelled")
+            raise
         return "done"
+
+    @server.tool(annotations=READ_ONLY)
+    def busy() -> str:
+        """Answers with a JSON-RPC error of its own, code -32000 (the range for server-defined errors)."""
+        raise MCPError(code=-32000, message="The server is busy: try again in a minute.")
 
     if collide:
 

@@ -13,8 +13,13 @@ The `mcp` SDK's `ClientSession` (1.x and 2.x) and `fastmcp.Client` both fit with
 initialized `ClientSession`. `list_tools()` may return a `ListToolsResult` (pages are followed) or a
 list of tools; `call_tool()` may return the SDK's `CallToolResult`, fastmcp's result object, or the
 wire-format dict. The server's instructions are read from `connection.instructions`, else
-`connection.initialize_result.instructions`. The connection is cached per instance; a connection
-that dies is replaced on the next call (a crashed stdio server is started again).
+`connection.initialize_result.instructions`.
+
+One connection is kept per event loop (an anyio client belongs to the loop that opened it), so the
+same connector serves `await runtime.execute(...)` and the blocking `runtime.sync` twin, which runs
+on a loop of its own. Calls on one loop share its connection, opened by the first of them; a
+connection that dies is replaced on the next call (a crashed stdio server is started again).
+`aclose()` closes them all.
 
 `McpConnector.stdio(...)` and `McpConnector.http(...)` are ready connections on the `mcp` SDK.
 A call is bounded by `call_timeout`, connecting by `connect_timeout`; a server that cannot be reached
@@ -25,6 +30,7 @@ reference does (spec §8.2), see `unwrap_result`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -33,10 +39,10 @@ import shlex
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO, TypeVar
 
-from codemode.connectors.base import Connector, ConnectorDescription, ToolContext, ToolSpec, maybe_await
+from codemode.connectors.base import Connector, ToolContext, ToolSpec, maybe_await
 from codemode.schema.names import sanitize_identifier
 
 __all__ = [
@@ -151,8 +157,9 @@ class McpConnector(Connector):
             name: The global the program uses (else the class attribute `name`).
             instructions: Guidance of your own, shown after the server's instructions.
             approve_writes: Every tool not annotated `readOnlyHint: true` requires approval.
-            call_timeout: Seconds one call may take before the program gets a `TimeoutError` (None: no limit).
-            connect_timeout: Seconds to start or reach the server and list its tools.
+            call_timeout: Seconds one request (a call, or listing the tools) may take before it fails with a
+                `TimeoutError` (None: no limit).
+            connect_timeout: Seconds to start or reach the server and complete the MCP handshake.
         """
         if name is not None:
             self.name = name
@@ -162,13 +169,12 @@ class McpConnector(Connector):
         self.call_timeout = call_timeout
         self.connect_timeout = connect_timeout
         self.mcp_tools: dict[str, McpTool] = {}  # by sanitized name, filled by describe() before tool() runs
+        self._own_instructions = self.instructions  # the server's are put before these by tools()
         self._opener: Callable[[], AbstractAsyncContextManager[Any]] | None = None
         self._target = "create_connection()"
         self._stderr: _StderrTail | None = None
         self._handshake_instructions: str | None = None
-        self._server_instructions: str | None = None
-        self._link: _Link | None = None
-        self._link_lock: asyncio.Lock | None = None
+        self._links: dict[asyncio.AbstractEventLoop, _Link] = {}
 
     # -- ready connections --------------------------------------------------
 
@@ -231,7 +237,8 @@ class McpConnector(Connector):
             async with AsyncExitStack() as stack:
                 client = getattr(streamable_http, "streamable_http_client", None)
                 if client is not None:
-                    # The SDK's own factory (private, but what its session groups use): MCP-suited timeouts.
+                    # The SDK's own client factory: the SDK picks the HTTP library (httpx in 1.x, httpx2 in
+                    # 2.x) and its MCP-suited timeouts, so a client built here would fit one version only.
                     from mcp.shared._httpx_utils import create_mcp_http_client
 
                     http = await stack.enter_async_context(
@@ -266,9 +273,11 @@ class McpConnector(Connector):
     # -- the connector ------------------------------------------------------
 
     async def tools(self) -> Mapping[str, ToolSpec]:
-        link = await self._live_link()
+        """The server's tools; also puts the server's instructions before the connector's own."""
+        link = await self._connected()
         listed = await self._request(link, "listing its tools", _list_all)
-        self._server_instructions = _instructions(link.connection) or self._handshake_instructions
+        server = _instructions(link.connection) or self._handshake_instructions
+        self.instructions = "\n\n".join(p for p in (server, self._own_instructions) if p) or None
         mcp_tools: dict[str, McpTool] = {}
         specs: dict[str, ToolSpec] = {}
         for raw in listed:
@@ -298,57 +307,56 @@ class McpConnector(Connector):
             requires_approval=self.approve_writes and not mcp_tool.read_only,
         )
 
-    async def _resolve(self) -> ConnectorDescription:
-        description = await super()._resolve()
-        merged = "\n\n".join(p for p in (self._server_instructions, description.instructions) if p)
-        return replace(description, instructions=merged or None)
-
     async def call_mcp_tool(self, name: str, arguments: Mapping[str, Any]) -> Any:
         """Call a tool by its MCP name and unwrap the result; for reverts and subclasses too."""
-        link = await self._live_link()
-
-        def call(connection: Any) -> Awaitable[Any]:
-            request: Awaitable[Any] = connection.call_tool(name, dict(arguments))
-            return request
-
-        return unwrap_result(await self._request(link, name, call))
+        link = await self._connected()
+        result = await self._request(link, name, lambda connection: connection.call_tool(name, dict(arguments)))
+        return unwrap_result(result)
 
     async def aclose(self) -> None:
-        """Close the connection; a stdio server process is stopped. Idempotent."""
-        link, self._link = self._link, None
-        if link is not None:
-            await link.close()
+        """Close every connection (a stdio server process is stopped). Idempotent; a later call reconnects.
+
+        The connection of this event loop is closed before returning; one opened on another loop that still
+        exists is closed by that loop as soon as it runs.
+        """
+        links, self._links = self._links, {}
+        here = asyncio.get_running_loop()
+        for link in links.values():
+            link.shutdown = True
+            if link.loop is here:
+                await link.close()
+            elif not link.loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile, and its connection with it
+                    link.loop.call_soon_threadsafe(link.stop)
 
     # -- the connection -----------------------------------------------------
 
-    async def _live_link(self) -> _Link:
-        """The cached connection, opened (again) when there is none or it died."""
-        if self._link_lock is None:
-            self._link_lock = asyncio.Lock()
-        async with self._link_lock:
-            link = self._link
-            if link is not None and link.loop is not asyncio.get_running_loop() and not link.loop.is_closed():
-                raise RuntimeError(
-                    f'MCP connector "{self.name}" is connected from another event loop; use one connector per loop.'
-                )
-            if link is not None and (link.dead or link.loop.is_closed()):
-                self._link = None
-                await link.close()
-                link = None
-            if link is None:
-                link = await self._connect()
-                self._link = link
-            return link
+    def _link(self) -> _Link:
+        """This loop's connection, opened if there is none or the last one ended. Never awaits: every caller
+        that arrives while it is opening waits for that same connection."""
+        loop = asyncio.get_running_loop()
+        link = self._links.get(loop)
+        if link is None or link.dead:
+            for gone in [other for other in self._links if other.is_closed()]:
+                self._links.pop(gone, None)  # a closed loop ended its connections' tasks (asyncio.run cancels them)
+            link = self._links[loop] = _Link(self.create_connection(), self.name, self.connect_timeout)
+        return link
 
-    async def _connect(self) -> _Link:
-        source = await maybe_await(self.create_connection())
-        link = _Link(source, self.name)
+    async def _connected(self) -> _Link:
+        link = self._link()
         try:
-            await link.ready(self.connect_timeout)
+            await link.ready()
+        except asyncio.CancelledError:
+            raise  # this caller was cancelled; the connection goes on opening for the others
         except BaseException as exc:  # anyio may raise a BaseExceptionGroup
-            await link.close()
-            if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
+            await self._drop(link)
+            if isinstance(exc, _Closed):
+                raise McpConnectionError(
+                    f'MCP connector "{self.name}" was closed while connecting to its server ({self._target}); '
+                    "nothing ran."
+                ) from None
             if isinstance(exc, asyncio.TimeoutError):
                 detail = f"no answer within {self.connect_timeout:g} s"
             else:
@@ -360,24 +368,26 @@ class McpConnector(Connector):
         return link
 
     async def _request(self, link: _Link, what: str, send: Callable[[Any], Awaitable[Any]]) -> Any:
-        """Run one request on `link`, bounded by `call_timeout` and by the connection staying alive."""
-        request = asyncio.ensure_future(send(link.connection))
+        """Run one request on `link`, bounded by `call_timeout` and by the connection staying open."""
+
+        async def run() -> Any:
+            return await send(link.connection)
+
+        request = asyncio.ensure_future(run())
         try:
-            done, _ = await asyncio.wait(
-                {request, link.task}, timeout=self.call_timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            if not request.done():
-                request.cancel()
-        if request in done:
-            try:
+            await asyncio.wait({request, link.task}, timeout=self.call_timeout, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # this caller was cancelled (its program stopped): the server is told to stop too
+            _abandon(request)
+            raise
+        if request.done():
+            error = None if request.cancelled() else request.exception()
+            if error is None and not request.cancelled():
                 return request.result()
-            except Exception as exc:
-                if link.dead or _connection_lost(exc):
-                    raise await self._lost(link, what, exc) from exc
-                raise McpToolError(_tool_error_message(exc, self.name, what)) from exc
+            if error is not None and not (link.dead or link.closing or _connection_lost(error)):
+                raise McpToolError(_tool_error_message(error, self.name, what)) from error
+            raise await self._lost(link, what, error) from error
         await _settle(request)
-        if link.dead:
+        if link.dead or link.closing:
             raise await self._lost(link, what, link.error)
         restarted = not await link.probe(min(_PROBE_TIMEOUT, self.call_timeout or _PROBE_TIMEOUT))
         if restarted:
@@ -390,6 +400,11 @@ class McpConnector(Connector):
         )
 
     async def _lost(self, link: _Link, what: str, cause: BaseException | None) -> McpConnectionError:
+        if link.shutdown:
+            return McpConnectionError(
+                f'MCP connector "{self.name}" was closed while {what} was running, so its result is unknown: it may '
+                "or may not have completed on the server. Tell the user before doing it again."
+            )
         note = self._stderr_note()
         await self._drop(link)
         detail = f": {_describe_error(cause)}" if cause is not None else ""
@@ -400,8 +415,9 @@ class McpConnector(Connector):
         )
 
     async def _drop(self, link: _Link) -> None:
-        if self._link is link:
-            self._link = None
+        """Close `link`; the next call on its loop opens a new connection."""
+        if self._links.get(link.loop) is link:
+            self._links.pop(link.loop, None)
         await link.close()
 
     def _stderr_note(self) -> str:
@@ -409,40 +425,66 @@ class McpConnector(Connector):
         return f"\nThe server's stderr ends with:\n{tail}" if tail else ""
 
 
-class _Link:
-    """One live connection, owned by a task of its own: entered and exited there, used from any task."""
+class _Closed(Exception):
+    """The connection was closed before its handshake completed."""
 
-    def __init__(self, source: Any, label: str) -> None:
+
+class _Link:
+    """One connection on one event loop, owned by a task of its own.
+
+    The anyio-based clients must be entered and exited in the same task, so the owning task enters the
+    connection, waits to be told to stop, and exits it; requests come from any task of the same loop.
+    The task also bounds the handshake by `connect_timeout`, so every caller waiting for it gets one answer.
+    """
+
+    def __init__(self, source: Any, label: str, connect_timeout: float) -> None:
         self.loop = asyncio.get_running_loop()
+        self.label = label
+        self.closing = False
+        self.shutdown = False  # closed by `aclose()`, not because the server failed
         self.error: BaseException | None = None
+        self._source = source
+        self._timed_out = False
         self._stop = asyncio.Event()
         self._ready: asyncio.Future[Any] = self.loop.create_future()
-        self.label = label
-        self.task = asyncio.ensure_future(self._own(source))
+        self._deadline = self.loop.call_later(connect_timeout, self._expire)
+        self.task = self.loop.create_task(self._own())
+        self.task.add_done_callback(self._ended)
 
-    async def _own(self, source: Any) -> None:
-        try:
-            async with AsyncExitStack() as stack:
-                connection = source
-                if hasattr(source, "__aenter__") and hasattr(source, "__aexit__"):
-                    connection = await stack.enter_async_context(source)
-                self._ready.set_result(connection)
-                await self._stop.wait()
-        except asyncio.CancelledError:
-            if not self._ready.done():
-                self._ready.cancel()
-            raise
-        except BaseException as exc:  # kept for the error message: a background task has no one to raise to
-            self.error = exc
-            if not self._ready.done():
-                self._ready.set_exception(exc)
+    async def _own(self) -> None:
+        async with AsyncExitStack() as stack:
+            connection = await maybe_await(self._source)
+            if hasattr(connection, "__aenter__") and hasattr(connection, "__aexit__"):
+                connection = await stack.enter_async_context(connection)
+            self._deadline.cancel()
+            self._ready.set_result(connection)
+            await self._stop.wait()
+
+    def _expire(self) -> None:
+        if not self._ready.done():
+            self._timed_out = True
+            self.task.cancel()
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._deadline.cancel()
+        if inspect.iscoroutine(self._source):
+            self._source.close()  # an async create_connection() the task never got to await
+        self.error = None if task.cancelled() else task.exception()
+        if not self._ready.done():
+            if self._timed_out:
+                failure: BaseException = asyncio.TimeoutError()
+            elif self.closing or self.error is None:
+                failure = _Closed()
             else:
-                log.info("codemode: the MCP connection of %r ended: %r", self.label, exc)
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
+                failure = self.error
+            self._ready.set_exception(failure)
+            self._ready.exception()  # whoever waits still gets it; no one waiting is not worth a warning
+        elif self.error is not None:
+            log.info("codemode: the MCP connection of %r ended: %r", self.label, self.error)
 
-    async def ready(self, timeout: float | None) -> Any:
-        return await asyncio.wait_for(asyncio.shield(self._ready), timeout)
+    async def ready(self) -> Any:
+        """The connection once open; a caller's cancellation leaves the opening to the others."""
+        return await asyncio.shield(self._ready)
 
     @property
     def connection(self) -> Any:
@@ -461,30 +503,33 @@ class _Link:
         request = asyncio.ensure_future(maybe_await(ping()))
         try:
             done, _ = await asyncio.wait({request, self.task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not request.done():
-                request.cancel()
+        except BaseException:
+            _abandon(request)
+            raise
         if request not in done:
             await _settle(request)
             return False
-        error = request.exception()
+        error = None if request.cancelled() else request.exception()
         if error is not None:  # an error answer (some protocol versions have no ping) still means alive
             return not _connection_lost(error) and not self.dead
-        return request.result() is not False
+        return not request.cancelled() and request.result() is not False
 
-    async def close(self) -> None:
-        """Exit the connection's context in its own task (a stdio server process exits). Idempotent."""
+    def stop(self) -> None:
+        """Tell the owning task to exit the connection; a handshake still running is abandoned. Same loop only."""
+        self.closing = True
         self._stop.set()
         if not self._ready.done():
             self.task.cancel()
-        if asyncio.current_task() is self.task:
-            return
+
+    async def close(self) -> None:
+        """Exit the connection's context in its own task (a stdio server process exits). Idempotent."""
+        self.stop()
         await asyncio.wait({self.task}, timeout=_CLOSE_TIMEOUT)
-        if not self.task.done():
+        if not self.task.done():  # the context did not exit in time: cut it short
             self.task.cancel()
             await asyncio.wait({self.task}, timeout=_CLOSE_TIMEOUT)
-        if self._ready.done() and not self._ready.cancelled():
-            self._ready.exception()  # a failure nobody waited for any more is not worth a warning
+        if not self.task.done():
+            log.warning("codemode: the MCP connection of %r did not close within %g s", self.label, 2 * _CLOSE_TIMEOUT)
 
 
 class _StderrTail:
@@ -533,7 +578,8 @@ def unwrap_result(result: Any) -> Any:
     1. A legacy `toolResult` is returned as is.
     2. `isError` raises `McpToolError` with the text parts joined by newlines.
     3. `structuredContent` is returned when present.
-    4. Content made only of text parts: the joined text parsed as JSON, else the text itself.
+    4. Content made only of text parts: the joined text parsed as JSON, else the text itself (`NaN` and
+       `Infinity` are not JSON: they stay text, as the reference's `JSON.parse` leaves them).
     5. Anything else (no content, images, resources, mixed parts): the whole result in wire form,
        JSON-ready (image and audio data stay base64 strings), without `isError` and `resultType`.
     """
@@ -553,10 +599,14 @@ def unwrap_result(result: Any) -> Any:
     if content and all(isinstance(part, Mapping) and part.get("type") == "text" for part in content):
         text = "\n".join(str(part.get("text", "")) for part in content)
         try:
-            return json.loads(text)
+            return json.loads(text, parse_constant=_not_json)
         except ValueError:
             return text
     return {key: value for key, value in data.items() if key not in ("isError", "resultType")}
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _wire(value: Any) -> dict[str, Any]:
@@ -587,12 +637,12 @@ async def _list_all(connection: Any) -> list[Any]:
         if pages >= _MAX_PAGES:
             raise RuntimeError(f"the server kept paginating its tool list past {_MAX_PAGES} pages")
         parameters = inspect.signature(connection.list_tools).parameters
-        if "cursor" in parameters:  # mcp 1.x
-            listing = await connection.list_tools(cursor=cursor)
-        elif "params" in parameters:  # mcp 2.x
+        if "params" in parameters:  # mcp 2.x, and 1.x since `cursor` was deprecated
             from mcp.types import PaginatedRequestParams
 
             listing = await connection.list_tools(params=PaginatedRequestParams(cursor=cursor))
+        elif "cursor" in parameters:  # early mcp 1.x
+            listing = await connection.list_tools(cursor=cursor)
         else:
             raise RuntimeError("the server paginates its tool list, and this client's list_tools() takes no cursor")
         more, cursor = _page(listing)
@@ -624,10 +674,15 @@ def _instructions(connection: Any) -> str | None:
 
 
 async def _settle(request: asyncio.Future[Any]) -> None:
-    """Give a cancelled request a moment to unwind in the client, and consume whatever it ended with."""
+    """Cancel a request and give it a moment to unwind in the client (the server is told to stop)."""
+    _abandon(request)
     await asyncio.wait({request}, timeout=1.0)
-    if request.done() and not request.cancelled():
-        request.exception()
+
+
+def _abandon(request: asyncio.Future[Any]) -> None:
+    """Cancel a request no one waits for any more; whatever it ends with is consumed, not logged as lost."""
+    request.cancel()
+    request.add_done_callback(lambda done: None if done.cancelled() else done.exception())
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -656,7 +711,11 @@ def _error_code(exc: BaseException) -> Any:
 
 def _connection_lost(exc: BaseException) -> bool:
     for leaf in _leaves(exc):
-        if isinstance(leaf, (ConnectionError, EOFError)) or _error_code(leaf) == _CONNECTION_CLOSED:
+        if isinstance(leaf, (ConnectionError, EOFError)):
+            return True
+        # The SDKs' own "Connection closed"; a server may answer -32000 (a JSON-RPC "server error") for its
+        # own failures, which leave the connection as it was.
+        if _error_code(leaf) == _CONNECTION_CLOSED and str(leaf) == "Connection closed":
             return True
         if any(klass.__name__ in _LOST for klass in type(leaf).__mro__):
             return True

@@ -83,11 +83,18 @@ class ToolsetConnector(Connector):
     """
 
     def __init__(
-        self, name: str = "tools", tools: Iterable[Callable[..., Any]] = (), instructions: str | None = None
+        self, name: str | None = None, tools: Iterable[Callable[..., Any]] = (), instructions: str | None = None
     ) -> None:
-        self.name = name
-        self.instructions = instructions
-        self._own_instructions = instructions
+        """
+        Args:
+            name: The global the program uses; else the class attribute `name`, else "tools".
+            tools: Functions, or functions decorated with `@codemode.tool(...)`.
+            instructions: Guidance for the model; else the class attribute `instructions`.
+        """
+        self.name = name or self.name or "tools"
+        if instructions is not None:
+            self.instructions = instructions
+        self._own_instructions = self.instructions  # instructions the tools carry are put before these
         self._source: _Source = _Functions(list(tools))
         self._gate: bool | frozenset[str] = False
 
@@ -97,7 +104,7 @@ class ToolsetConnector(Connector):
     def from_pydantic_ai(
         cls: type[_C],
         toolset_or_tools: Any,
-        name: str = "tools",
+        name: str | None = None,
         instructions: str | None = None,
         *,
         deps: Any = None,
@@ -117,7 +124,7 @@ class ToolsetConnector(Connector):
     def from_langchain(
         cls: type[_C],
         tools: Iterable[Any],
-        name: str = "tools",
+        name: str | None = None,
         instructions: str | None = None,
         *,
         requires_approval: bool | Collection[str] = False,
@@ -134,7 +141,7 @@ class ToolsetConnector(Connector):
     def from_openai_agents(
         cls: type[_C],
         tools: Any,
-        name: str = "tools",
+        name: str | None = None,
         instructions: str | None = None,
         *,
         context: Any = None,
@@ -151,7 +158,11 @@ class ToolsetConnector(Connector):
 
     @classmethod
     def _made(
-        cls: type[_C], source: _Source, name: str, instructions: str | None, requires_approval: bool | Collection[str]
+        cls: type[_C],
+        source: _Source,
+        name: str | None,
+        instructions: str | None,
+        requires_approval: bool | Collection[str],
     ) -> _C:
         connector = cls(name=name, instructions=instructions)
         connector._source = source
