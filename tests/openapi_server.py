@@ -148,11 +148,12 @@ class Seen:
 
 @dataclass
 class Reply:
-    """A scripted answer: status, body bytes and content type."""
+    """A scripted answer: status, body bytes, content type and other headers."""
 
     status: int
     body: bytes = b""
     content_type: str | None = "application/json"
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -204,15 +205,20 @@ def _version_31(doc: Mapping[str, Any]) -> bool:
 
 
 class ValidatingServer:
-    """A threaded HTTP server validating requests against one document; use as a context manager."""
+    """A threaded HTTP server validating requests against one document; use as a context manager.
 
-    def __init__(self, document: Mapping[str, Any]) -> None:
+    The API is served under `prefix` (`/v2`): its URL is `api_url`, and `reply()` paths are relative to it.
+    """
+
+    def __init__(self, document: Mapping[str, Any], prefix: str = "") -> None:
         handler = type("Handler", (_Handler,), {"owner": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
         host, port = self.httpd.server_address[:2]
         self.base_url = f"http://{host!s}:{port}"
-        doc = _with_servers(document, self.base_url)
+        self.prefix = prefix
+        self.api_url = self.base_url + prefix
+        doc = _with_servers(document, self.api_url)
         casters = _casters(_version_31(doc))
         styles = StyleDeserializersFactory(
             casters, style_deserializers={**style_deserializers, "deepObject": _bracket_value}
@@ -253,7 +259,7 @@ class ValidatingServer:
             self._thread.join(timeout=5)
 
     def reply(self, method: str, path: str, reply: Reply) -> None:
-        """Answer `METHOD path` (decoded, without query) with `reply` instead of the echo."""
+        """Answer `METHOD path` (decoded, without query, under the prefix) with `reply` instead of the echo."""
         self.replies[(method.upper(), path)] = reply
 
     def clear(self) -> None:
@@ -326,7 +332,7 @@ class ValidatingServer:
         )
         with self._lock:
             self.seen.append(seen)
-            scripted = self.replies.get((method.upper(), path))
+            scripted = self.replies.get((method.upper(), path.removeprefix(self.prefix)))
         if errors:
             text = json.dumps({"message": "Request failed OpenAPI validation", "errors": errors})
             return Reply(400, text.encode()), seen
@@ -354,6 +360,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(reply.status)
         if reply.content_type is not None:
             self.send_header("Content-Type", reply.content_type)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
         if self.command != "HEAD":

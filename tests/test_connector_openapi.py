@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import json
 import re
+import socket
 import subprocess
 import sys
 import warnings
@@ -39,11 +40,11 @@ from codemode.connectors.openapi import (
     OpenApiHttpError,
     OpenApiRequest,
     Operation,
+    build_request,
     derive_operations,
     query_string,
 )
 from codemode.schema.python import PythonDeclarations
-from codemode.schema.typescript import TypeScriptDeclarations
 from openapi_server import Reply, ValidatingServer
 
 from conftest import RuntimeFactory, program
@@ -281,6 +282,7 @@ def generated_args(spec: ToolSpec) -> dict[str, Any]:
 @needs_specs
 @pytest.mark.parametrize("name", ["github", "stripe", "slack"])
 async def test_every_operation_is_a_typed_tool(name: str) -> None:
+    """Every operation, with a valid input schema; test_schema_large renders each one in both languages."""
     doc = document(name)
     connector = HttpOpenApiConnector(name, doc)
     with warnings.catch_warnings():
@@ -288,23 +290,34 @@ async def test_every_operation_is_a_typed_tool(name: str) -> None:
         tools = (await connector.describe()).tools
     assert len(tools) == count_operations(doc) + 1
     assert next(iter(tools)) == "request"
-    python, typescript = PythonDeclarations(), TypeScriptDeclarations()
-    checked: set[int] = set()
-    for tool_name, spec in tools.items():
-        # check_schema on each tool schema, with every shared `$defs` member checked once: the 2020-12
+    refs: dict[int, set[str]] = {}  # the `$defs` keys each shared definition refers to, found once
+
+    def refs_of(schema: Any) -> set[str]:
+        found = re.findall(r'"\$ref": "#/\$defs/([^"]+)"', json.dumps(schema))
+        return {unquote(r).replace("~1", "/").replace("~0", "~") for r in found}
+
+    for spec in tools.values():
+        # The metaschema check of each tool schema, with every shared `$defs` member checked once: the 2020-12
         # metaschema validates each `$defs` member as a schema of its own, so this is the same verdict.
         defs = spec.input_schema.get("$defs", {})
-        jsonschema.Draft202012Validator.check_schema({**spec.input_schema, "$defs": {}})
+        own = {**spec.input_schema, "$defs": {}}
+        assert_schema(own)
+        needed = refs_of(own)
         for definition in defs.values():
-            if id(definition) not in checked:
-                jsonschema.Draft202012Validator.check_schema(definition)
-                checked.add(id(definition))
-        stub = python.method(name, tool_name, spec)
-        assert f"def {tool_name}(" in stub and "could not be rendered" not in stub  # no per-tool fallback
-        assert f"{tool_name}: (input" in typescript.method(name, tool_name, spec)
-        if tool_name != "request":
-            refs = set(re.findall(r'"\$ref": "#/\$defs/([^"]+)"', json.dumps(spec.input_schema)))
-            assert {unquote(r).replace("~1", "/").replace("~0", "~") for r in refs} <= set(defs)
+            if id(definition) not in refs:
+                assert_schema(definition)
+                refs[id(definition)] = refs_of(definition)
+            needed |= refs[id(definition)]
+        assert needed <= set(defs)  # every reference resolves within the tool's own schema
+
+
+_METASCHEMA = jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)
+
+
+def assert_schema(schema: Any) -> None:
+    """`check_schema`, with one metaschema validator for the whole run (building one per call is most of its cost)."""
+    error = jsonschema.exceptions.best_match(_METASCHEMA.iter_errors(schema))
+    assert error is None, error.message
 
 
 def sample(connector: OpenApiConnector, tools: Mapping[str, ToolSpec], size: int) -> list[str]:
@@ -410,8 +423,6 @@ async def test_github_escape_hatch_uses_the_declared_operation(servers: dict[str
     assert echo["operation"] == "POST /repos/{owner}/{repo}/issues" and echo["body"] == {"title": "bug"}
     with pytest.raises(ValueError, match="path must be a string starting with /"):
         await github.execute_tool("request", {"path": "https://evil.example/x"}, CTX)
-    with pytest.raises(ValueError, match="leaves the API's host"):  # a subclass passing a bad path along
-        await github.request(OpenApiRequest(method="GET", path="@evil.example/x"))
     assert len(server.seen) == before + 1
 
 
@@ -591,6 +602,10 @@ async def test_escape_hatch_passes_through() -> None:
     await api.execute_tool("request", {"path": "/repos/a/b/issues", "method": "POST", "body": {"title": "t"}}, CTX)
     assert api.requests[-1].operation is api.operation("createIssue")
     assert api.requests[-1].content_type == "application/json"
+    headers = {"content-type": "text/csv", "X-A": "1"}
+    await api.execute_tool("request", {"path": "/upload", "method": "PUT", "body": "a,b", "headers": headers}, CTX)
+    req = api.requests[-1]
+    assert (req.content_type, dict(req.headers), req.body) == ("text/csv", {"X-A": "1"}, "a,b")  # the header's type
 
 
 def naming_document() -> dict[str, Any]:
@@ -761,6 +776,106 @@ async def test_openapi_31_schemas_pass_through() -> None:
     assert schema["$defs"]["Age"] == {"type": "number", "exclusiveMinimum": 0}
 
 
+def one_way_document() -> dict[str, Any]:
+    pet = obj(
+        ("id", "name", "password", "owner"),
+        id={"type": "integer", "readOnly": True},
+        name=STR,
+        password={"type": "string", "writeOnly": True},
+        owner=ref("Owner"),
+        kind={"$ref": "#/components/schemas/Kind", "nullable": True},  # 3.0 sibling, as documents use it
+        size={"allOf": [ref("Size")], "nullable": True},
+        color={"type": "string", "enum": ["red", "blue"], "nullable": True},
+    )
+    owner = obj(("uid", "name"), uid=ref("Uid"), name=STR)  # `uid` is read-only through its `$ref`
+    add = {"operationId": "addPet", "requestBody": body(ref("Pet"), required=True), "responses": returns(ref("Pet"))}
+    tag = {"operationId": "getTag", "responses": returns(ref("Tag"))}
+    schemas = {
+        "Pet": pet,
+        "Owner": owner,
+        "Uid": {"type": "string", "readOnly": True},
+        "Kind": {"type": "string", "enum": ["cat", "dog"]},
+        "Size": {"type": "integer", "minimum": 1},
+        "Tag": obj(("label",), label=STR),  # nothing one-way: shared by both directions
+    }
+    return openapi({"/pets": {"post": add}, "/tags": {"get": tag}}, components={"schemas": schemas})
+
+
+async def test_read_only_and_write_only_properties_are_required_one_way_only() -> None:
+    spec = (await Recorder(one_way_document()).describe()).tools["addPet"]
+    request = jsonschema.Draft202012Validator(spec.input_schema)
+    assert spec.input_schema["$defs"]["Pet"]["required"] == ["name", "password", "owner"]
+    assert spec.input_schema["$defs"]["Owner"]["required"] == ["name"]
+    assert request.is_valid({"body": {"name": "Rex", "password": "p", "owner": {"name": "me"}}})
+    assert not request.is_valid({"body": {"name": "Rex", "owner": {"name": "me"}}})  # writeOnly: still required
+    assert spec.output_schema is not None
+    response = jsonschema.Draft202012Validator(spec.output_schema)
+    assert spec.output_schema["$defs"]["Pet"]["required"] == ["id", "name", "owner"]
+    assert response.is_valid({"id": 1, "name": "Rex", "owner": {"uid": "u", "name": "me"}})
+    assert not response.is_valid({"name": "Rex", "owner": {"uid": "u", "name": "me"}})  # readOnly: required here
+    tag = (await Recorder(one_way_document()).describe()).tools["getTag"].output_schema
+    assert tag is not None
+    assert "Tag" in tag["$defs"] and spec.input_schema["$defs"]["Kind"] is spec.output_schema["$defs"]["Kind"]
+    stub = PythonDeclarations().method("api", "addPet", spec)
+    assert "class Pet(TypedDict):\n    id: NotRequired[int]\n    name: str\n" in stub  # what the model reads
+    assert "-> Pet2:" in stub and "class Pet2(TypedDict):\n    id: int\n" in stub  # the response's own Pet
+
+
+async def test_nullable_combines_with_refs_enums_and_all_of() -> None:
+    schema = (await Recorder(one_way_document()).describe()).tools["addPet"].input_schema
+    props = schema["$defs"]["Pet"]["properties"]
+    assert props["kind"] == {"anyOf": [{"$ref": "#/$defs/Kind"}, {"type": "null"}]}
+    assert props["color"] == {"type": ["string", "null"], "enum": ["red", "blue", None]}
+    validator = jsonschema.Draft202012Validator(schema)
+    pet = {"name": "Rex", "password": "p", "owner": {"name": "me"}}
+    for field, ok, bad in (("kind", "cat", "cow"), ("size", 2, 0), ("color", "red", "green")):
+        assert validator.is_valid({"body": {**pet, field: ok}}) and validator.is_valid({"body": {**pet, field: None}})
+        assert not validator.is_valid({"body": {**pet, field: bad}}), field
+
+
+def broken_document() -> dict[str, Any]:
+    ok = {"operationId": "ok", "responses": OK}
+    loop_body = {"operationId": "loop", "requestBody": body(ref("A")), "responses": OK}
+    schemas = {
+        "A": {"allOf": [ref("B"), obj(a=STR)]},
+        "B": {"anyOf": [ref("A"), {"type": "string"}]},  # A and B apply to the same value forever
+        "Tree": obj(children={"type": "array", "items": ref("Tree")}),  # recursion through items: fine
+    }
+    return openapi(
+        {
+            "/ok": {"get": ok},
+            "/gone": {"$ref": "#/components/pathItems/Gone"},
+            "/odd": {"get": "not an operation", "post": {"operationId": "odd", "requestBody": {"$ref": "#/nope"}}},
+            "/loop": {"post": loop_body},
+            "/tree": {"get": {"operationId": "tree", "parameters": [param("t", "query", ref("Tree"))]}},
+            "/dangling": {"get": {"operationId": "dangling", "parameters": [param("d", "query", ref("Missing"))]}},
+            "/undeclared/{x}": {"get": {"operationId": "undeclared", "responses": OK}},
+        },
+        components={"schemas": schemas},
+    )
+
+
+def test_malformed_documents_warn_and_keep_every_other_operation() -> None:
+    with pytest.warns(UserWarning) as caught:
+        ops = {op.tool_name: op for op in derive_operations(broken_document())}
+    assert list(ops) == ["ok", "odd", "loop", "tree", "dangling", "undeclared"]
+    messages = "\n".join(str(w.message) for w in caught)
+    assert "OpenAPI path '/gone' is skipped: its $ref names nothing. The `request` tool can still call it." in messages
+    assert "OpenAPI GET /odd is skipped: the operation is not an object." in messages
+    assert "OpenAPI POST /odd: its requestBody is unusable" in messages and ops["odd"].body is None
+    assert "OpenAPI $ref '#/components/schemas/Missing' names nothing in the document" in messages
+    assert "OpenAPI schema 'A': its $ref '#/components/schemas/B' leads back to it" in messages
+    loop = jsonschema.Draft202012Validator(ops["loop"].input_schema)
+    assert loop.is_valid({"body": {"a": "x"}}) and not loop.is_valid({"body": {"a": 1}})  # no endless recursion
+    tree = jsonschema.Draft202012Validator(ops["tree"].input_schema)
+    assert tree.is_valid({"t": {"children": [{"children": []}]}}) and not tree.is_valid({"t": {"children": [1]}})
+    assert jsonschema.Draft202012Validator(ops["dangling"].input_schema).is_valid({"d": {"any": "thing"}})
+    assert "OpenAPI GET /undeclared/{x}: the path parameter 'x' is not declared; it is taken as a string." in messages
+    assert build_request(ops["undeclared"], {"x": "a b"}).path == "/undeclared/a%20b"
+    with pytest.warns(UserWarning, match=r"The OpenAPI document has no `paths`: only the `request` tool"):
+        assert derive_operations({"openapi": "3.0.3", "info": {}}) == ()
+
+
 def test_documents_that_are_not_openapi_3_are_refused() -> None:
     with pytest.raises(ValueError, match=r"Swagger 2\.0 documents are not supported"):
         derive_operations({"swagger": "2.0", "paths": {}})
@@ -781,7 +896,7 @@ async def test_memoized_across_instances_and_per_instance() -> None:
 
 
 # ---------------------------------------------------------------------------
-# HTTP against a small validating server
+# HTTP against a small validating server, under a base URL with a path prefix
 # ---------------------------------------------------------------------------
 
 
@@ -800,6 +915,7 @@ def http_document() -> dict[str, Any]:
         param("colors", "query", array),
         param("filter", "query", filter_, style="deepObject", explode=True),
         param("q", "query"),
+        param("all", "query", {"type": "boolean"}),
     ]
     lines = {"type": "array", "items": obj(sku=STR, qty=INT)}
     form = obj(
@@ -816,7 +932,8 @@ def http_document() -> dict[str, Any]:
         "required": True,
         "content": {"application/x-www-form-urlencoded": {"schema": form, "encoding": {"meta": deep, "lines": deep}}},
     }
-    upload = obj(file={"type": "string", "format": "binary"}, note=STR, meta=obj(a=INT))
+    binary = {"type": "string", "format": "binary"}
+    upload = obj(file=binary, note=STR, meta=obj(a=INT), tags=array, parts={"type": "array", "items": binary})
     servers = [
         {"url": "https://{region}.example.com/v{n}", "variables": {"region": {"default": "eu"}, "n": {"default": "2"}}}
     ]
@@ -826,6 +943,9 @@ def http_document() -> dict[str, Any]:
                 "parameters": [param("id", "path", INT, required=True)],
                 "get": {"parameters": get_item, "responses": returns(item)},
                 "delete": {"operationId": "deleteItem", "responses": {"204": {"description": "gone"}}},
+            },
+            "/names/{name}": {
+                "get": {"operationId": "byName", "parameters": [param("name", "path", required=True)], "responses": OK}
             },
             "/search": {"get": {"operationId": "search", "parameters": search, "responses": returns(item)}},
             "/forms": {
@@ -838,6 +958,13 @@ def http_document() -> dict[str, Any]:
                     "responses": returns(item),
                 }
             },
+            "/raw": {
+                "put": {
+                    "operationId": "putRaw",
+                    "requestBody": body(binary, "application/octet-stream", required=True),
+                    "responses": OK,
+                }
+            },
             "/text": {"get": {"operationId": "text", "responses": returns(STR, media="text/plain")}},
             "/blob": {"get": {"operationId": "blob", "responses": returns(STR, media="application/octet-stream")}},
         },
@@ -847,14 +974,15 @@ def http_document() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def http_server() -> Iterator[ValidatingServer]:
-    with ValidatingServer(http_document()) as server:
+    with ValidatingServer(http_document(), prefix="/v2") as server:
         yield server
 
 
 @pytest.fixture
 async def http_api(http_server: ValidatingServer) -> Any:
     http_server.clear()
-    api = HttpOpenApiConnector("items", http_document(), http_server.base_url, {"Authorization": "Bearer t"})
+    base_url = http_server.api_url + "/"  # a trailing slash, and operation paths that start with one
+    api = HttpOpenApiConnector("items", http_document(), base_url, {"Authorization": "Bearer t"})
     await api.describe()
     yield api
     await api.aclose()
@@ -865,11 +993,66 @@ async def test_path_header_and_cookie_parameters(http_api: HttpOpenApiConnector,
     echo = await http_api.execute_tool("get_items_id", args, CTX)
     accepted(http_server, 0, 1)
     seen = http_server.seen[0]
-    assert seen.raw_path == "/items/5"
+    assert seen.raw_path == "/v2/items/5"
     assert seen.headers["X-Request-Id"] == args["X-Request-Id"] and seen.headers["X-Flags"] == "a,b"
     assert seen.headers["Authorization"] == "Bearer t"
     assert echo["parameters"]["cookie"] == {"session": "s1"}
     assert echo["parameters"]["header"]["X-Flags"] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("..", "%2E%2E"),  # not a dot segment, which would leave /names/ (`DELETE /items/..` deletes /items)
+        (".", "%2E"),
+        ("a/b?c#d", "a%2Fb%3Fc%23d"),
+        ("née 100%", "n%C3%A9e%20100%25"),
+        ("a,b;c=d", "a%2Cb%3Bc%3Dd"),
+    ],
+)
+async def test_path_values_are_percent_encoded(
+    http_api: HttpOpenApiConnector, http_server: ValidatingServer, name: str, raw: str
+) -> None:
+    echo = await http_api.execute_tool("byName", {"name": name}, CTX)
+    accepted(http_server, 0, 1)
+    assert http_server.seen[0].raw_path == f"/v2/names/{raw}"
+    assert echo["parameters"]["path"] == {"name": name}
+
+
+async def test_an_empty_path_value_is_refused_before_any_request(
+    http_api: HttpOpenApiConnector, http_server: ValidatingServer
+) -> None:
+    with pytest.raises(ValueError, match=r'the path parameter "name" is empty; give it a value'):
+        await http_api.execute_tool("byName", {"name": ""}, CTX)
+    assert http_server.seen == []
+
+
+async def test_header_values_that_http_cannot_carry_are_refused(
+    http_api: HttpOpenApiConnector, http_server: ValidatingServer
+) -> None:
+    uuid = "123e4567-e89b-12d3-a456-426614174000"
+    for bad in ("a\r\nX-Injected: 1", "née"):
+        with pytest.raises(ValueError, match=r"the value of header 'X-Flags' must be printable ASCII on one line"):
+            await http_api.execute_tool("get_items_id", {"id": 1, "X-Request-Id": uuid, "X-Flags": [bad]}, CTX)
+    with pytest.raises(ValueError, match=r"'X Bad' is not a valid header name"):
+        await http_api.execute_tool("request", {"path": "/text", "headers": {"X Bad": "1"}}, CTX)
+    injected = {"path": "/raw", "method": "PUT", "body": "x", "content_type": "text/plain\r\nX-Injected: 1"}
+    with pytest.raises(ValueError, match=r"the value of header 'Content-Type' must be printable ASCII"):
+        await http_api.execute_tool("request", injected, CTX)
+    with pytest.raises(ValueError, match=r"GET /a\nb: not a usable URL"):
+        await http_api.execute_tool("request", {"path": "/a\nb"}, CTX)
+    assert http_server.seen == []
+
+
+async def test_cookie_parameters_join_a_configured_cookie(http_server: ValidatingServer) -> None:
+    http_server.clear()
+    api = HttpOpenApiConnector("items", http_document(), http_server.api_url, {"cookie": "auth=k"})
+    args = {"id": 2, "X-Request-Id": "123e4567-e89b-12d3-a456-426614174000", "session": "s 1"}
+    echo = await api.execute_tool("get_items_id", args, CTX)
+    await api.aclose()
+    accepted(http_server, 0, 1)
+    assert http_server.seen[0].headers["Cookie"] == "auth=k; session=s%201"
+    assert echo["parameters"]["cookie"] == {"session": "s%201"}  # the declared one; a space cannot be in a cookie
 
 
 async def test_query_styles(http_api: HttpOpenApiConnector, http_server: ValidatingServer) -> None:
@@ -879,61 +1062,138 @@ async def test_query_styles(http_api: HttpOpenApiConnector, http_server: Validat
         "colors": ["red", "blue"],
         "filter": {"size": 3, "range": {"gte": 2}},
         "q": "x&y=z/ü",
+        "all": False,
     }
     echo = await http_api.execute_tool("search", args, CTX)
     accepted(http_server, 0, 1)
     assert http_server.seen[0].query == (
-        "tags=a%2Cb%20c&ids=1%7C2&colors=red&colors=blue&filter%5Bsize%5D=3&filter%5Brange%5D%5Bgte%5D=2"
-        "&q=x%26y%3Dz%2F%C3%BC"
+        "tags=a,b%20c&ids=1%7C2&colors=red&colors=blue&filter%5Bsize%5D=3&filter%5Brange%5D%5Bgte%5D=2"
+        "&q=x%26y%3Dz%2F%C3%BC&all=false"
     )
     assert echo["parameters"]["query"] == args
 
 
-def test_query_serialization_per_style() -> None:
-    """The styles the validating server cannot parse back (openapi-core splits spaceDelimited on a literal %20)."""
-    params = [
-        param("s", "query", {"type": "array"}, style="spaceDelimited", explode=False),
-        param("o", "query", {"type": "object"}, style="form", explode=True),
-        param("f", "query", {"type": "object"}, style="form", explode=False),
-        param("r", "query", allowReserved=True),
-        {"name": "j", "in": "query", "content": {"application/json": {"schema": {"type": "object"}}}},
-    ]
-    doc = openapi({"/q": {"get": {"operationId": "q", "parameters": params}}})
-    op = derive_operations(doc)[0]
-    req = OpenApiRequest(
-        "GET",
-        "/q",
-        {"s": ["a", "b"], "o": {"x": 1, "y": True}, "f": {"x": 1}, "r": "a/b:c?d", "j": {"k": [1]}},
-        operation=op,
+def one_query(schema: Any, value: Any, **extra: Any) -> str:
+    """The query string of one parameter declared with `schema` and `extra` (style, explode, ...)."""
+    doc = openapi({"/q": {"get": {"operationId": "q", "parameters": [param("p", "query", schema, **extra)]}}})
+    return query_string(OpenApiRequest("GET", "/q", {"p": value}, operation=derive_operations(doc)[0]))
+
+
+ARRAY: dict[str, Any] = {"type": "array", "items": STR}
+OBJECT: dict[str, Any] = {"type": "object"}
+
+
+@pytest.mark.parametrize(
+    ("schema", "value", "extra", "expected"),
+    [
+        # form (the query default): exploded, then not
+        (ARRAY, ["a", "b,c"], {}, "p=a&p=b%2Cc"),
+        (ARRAY, ["a", "b,c"], {"explode": False}, "p=a,b%2Cc"),  # a `,` in a value is not a delimiter
+        (OBJECT, {"x": 1, "y": True}, {}, "x=1&y=true"),
+        (OBJECT, {"x": 1, "y": False}, {"explode": False}, "p=x,1,y,false"),
+        # spaceDelimited and pipeDelimited
+        (ARRAY, ["a", "b"], {"style": "spaceDelimited", "explode": False}, "p=a%20b"),
+        (ARRAY, ["a", "b"], {"style": "spaceDelimited", "explode": True}, "p=a&p=b"),
+        (ARRAY, ["a", "b"], {"style": "spaceDelimited"}, "p=a%20b"),  # explode is false by default but for form
+        (ARRAY, ["a", "b"], {"style": "pipeDelimited", "explode": False}, "p=a%7Cb"),
+        (OBJECT, {"x": 1}, {"style": "pipeDelimited", "explode": False}, "p=x%7C1"),
+        # deepObject, nested as Stripe reads it
+        (
+            OBJECT,
+            {"a": {"b": [1, 2]}},
+            {"style": "deepObject", "explode": True},
+            "p%5Ba%5D%5Bb%5D%5B0%5D=1&p%5Ba%5D%5Bb%5D%5B1%5D=2",
+        ),
+        # booleans as JSON spells them; None is absent, also inside objects and arrays (indexes stay dense)
+        ({"type": "boolean"}, False, {}, "p=false"),
+        ({"type": "boolean"}, None, {}, ""),
+        (OBJECT, {"x": None, "y": 2}, {}, "y=2"),
+        (ARRAY, [None, "a"], {"explode": False}, "p=a"),
+        (OBJECT, {"l": [None, {"k": "v"}]}, {"style": "deepObject", "explode": True}, "p%5Bl%5D%5B0%5D%5Bk%5D=v"),
+        # allowReserved, and a parameter described by `content`
+        (STR, "a/b:c?d&e", {"allowReserved": True}, "p=a/b:c?d%26e"),
+    ],
+)
+def test_query_serialization_per_style(schema: Any, value: Any, extra: dict[str, Any], expected: str) -> None:
+    assert one_query(schema, value, **extra) == expected
+
+
+def test_query_parameter_described_by_content_is_json() -> None:
+    doc = openapi(
+        {
+            "/q": {
+                "get": {
+                    "operationId": "q",
+                    "parameters": [{"name": "j", "in": "query", "content": {"application/json": {"schema": OBJECT}}}],
+                }
+            }
+        }
     )
-    assert query_string(req) == "s=a%20b&x=1&y=true&f=x%2C1&r=a/b:c?d&j=%7B%22k%22%3A%5B1%5D%7D"
+    req = OpenApiRequest("GET", "/q", {"j": {"k": [1]}}, operation=derive_operations(doc)[0])
+    assert query_string(req) == "j=%7B%22k%22%3A%5B1%5D%7D"
+
+
+def test_path_styles() -> None:
+    """`simple`, `label` and `matrix`, with arrays and objects: delimiters as they are, values escaped."""
+
+    def path(schema: Any, value: Any, **extra: Any) -> str:
+        p = param("p", "path", schema, required=True, **extra)
+        doc = openapi({"/x/{p}": {"get": {"operationId": "x", "parameters": [p]}}})
+        return build_request(derive_operations(doc)[0], {"p": value}).path
+
+    assert path(ARRAY, ["a,b", "c"]) == "/x/a%2Cb,c"
+    assert path(OBJECT, {"k": "v w", "n": 1}) == "/x/k,v%20w,n,1"
+    assert path(OBJECT, {"k": "v", "n": 1}, explode=True) == "/x/k=v,n=1"
+    assert path(ARRAY, ["a", "b"], style="label") == "/x/.a,b"
+    assert path(ARRAY, ["a", "b"], style="label", explode=True) == "/x/.a.b"
+    assert path(STR, "5", style="matrix") == "/x/;p=5"
+    assert path(ARRAY, ["a", "b"], style="matrix") == "/x/;p=a,b"
+    assert path(ARRAY, ["a", "b"], style="matrix", explode=True) == "/x/;p=a;p=b"
+    assert path(OBJECT, {"k": "v"}, style="matrix", explode=True) == "/x/;k=v"
+    assert path(STR, "docs/../read me", allowReserved=True) == "/x/docs/%2E%2E/read%20me"  # `/` kept, no dot segment
+    with pytest.raises(ValueError, match='the path parameter "p" is empty'):
+        path(ARRAY, [])
 
 
 async def test_form_body_with_encoding(http_api: HttpOpenApiConnector, http_server: ValidatingServer) -> None:
     body = {
         "name": "n",
         "count": 2,
-        "agree": True,
+        "agree": False,
         "tags": ["x", "y"],
-        "meta": {"k": "v w"},
+        "meta": {"k": "v w", "gone": None},
         "lines": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}],
     }
     echo = await http_api.execute_tool("submitForm", {"body": body}, CTX)
     accepted(http_server, 0, 1)
     assert http_server.seen[0].body == (
-        b"name=n&count=2&agree=true&tags=x&tags=y&meta%5Bk%5D=v%20w"
+        b"name=n&count=2&agree=false&tags=x&tags=y&meta%5Bk%5D=v%20w"
         b"&lines%5B0%5D%5Bsku%5D=a&lines%5B0%5D%5Bqty%5D=1&lines%5B1%5D%5Bsku%5D=b&lines%5B1%5D%5Bqty%5D=2"
     )
-    assert echo["body"] == body
+    assert echo["body"] == {**body, "meta": {"k": "v w"}}
 
 
 async def test_multipart_body(http_api: HttpOpenApiConnector, http_server: ValidatingServer) -> None:
-    echo = await http_api.execute_tool(
-        "upload", {"body": {"file": b"\x00\x01raw", "note": "hi", "meta": {"a": 1}}}, CTX
-    )
+    body = {"file": b"\x00\x01raw", "note": "hi", "meta": {"a": 1}, "tags": ["x", "y"], "parts": [b"p1", b"p2"]}
+    echo = await http_api.execute_tool("upload", {"body": body}, CTX)
     accepted(http_server, 0, 1)
-    assert http_server.seen[0].headers["Content-Type"].startswith("multipart/form-data; boundary=")
-    assert echo["body"]["note"] == "hi" and echo["body"]["meta"] == {"a": 1}
+    seen = http_server.seen[0]
+    assert seen.headers["Content-Type"].startswith("multipart/form-data; boundary=")
+    assert echo["body"]["note"] == "hi" and echo["body"]["meta"] == {"a": 1} and echo["body"]["tags"] == ["x", "y"]
+    assert seen.body.count(b'name="parts"; filename="parts"') == 2 and seen.body.count(b'name="tags"\r\n') == 2
+    assert b"\x00\x01raw" in seen.body
+
+
+async def test_binary_body_sent_by_a_program_through_the_runtime(
+    make_runtime: RuntimeFactory, http_api: HttpOpenApiConnector, http_server: ValidatingServer
+) -> None:
+    """`format: binary` accepts the bytes a program has (validated as the runtime sees them) and sends them raw."""
+    runtime = make_runtime(http_api)
+    done = await runtime.execute('return await items.putRaw(body=b"\\x89PNG\\x00")')
+    assert done.status == "completed", done.error
+    accepted(http_server, 0, 1)
+    seen = http_server.seen[0]
+    assert seen.body == b"\x89PNG\x00" and seen.headers["Content-Type"] == "application/octet-stream"
 
 
 async def test_responses_json_text_binary_and_no_content(
@@ -945,20 +1205,28 @@ async def test_responses_json_text_binary_and_no_content(
     assert await http_api.execute_tool("blob", {}, CTX) == b"\x89PNG\x00"
     assert await http_api.execute_tool("deleteItem", {"id": 1}, CTX) is None
     assert http_server.seen[-1].method == "DELETE"
-    accepted(http_server, 0, 3)
+    latin = '{"name": "café"}'.encode("latin-1")  # the declared charset, not UTF-8
+    http_server.reply("GET", "/search", Reply(200, latin, "application/json; charset=iso-8859-1"))
+    assert await http_api.execute_tool("search", {}, CTX) == {"name": "café"}
+    http_server.reply("GET", "/search", Reply(200, b'{"ok": true}', "application/vnd.api+json"))
+    assert await http_api.execute_tool("search", {}, CTX) == {"ok": True}
+    http_server.reply("GET", "/search", Reply(200, b"", "application/json"))  # an empty 200 body
+    assert await http_api.execute_tool("search", {}, CTX) is None
+    accepted(http_server, 0, 6)
 
 
 async def test_non_2xx_is_a_tool_error_the_model_can_act_on(
     http_api: HttpOpenApiConnector, http_server: ValidatingServer
 ) -> None:
-    http_server.reply("GET", "/search", Reply(404, json.dumps({"message": "Not Found", "pad": "x" * 5000}).encode()))
+    problem = json.dumps({"title": "Not Found", "detail": "no such item", "pad": "x" * 5000}).encode()
+    http_server.reply("GET", "/search", Reply(404, problem, "application/problem+json"))
     with pytest.raises(OpenApiHttpError) as raised:
         await http_api.execute_tool("search", {"q": "a"}, CTX)
     error = raised.value
     assert (error.method, error.path, error.status) == ("GET", "/search", 404)
     message = str(error)
-    assert message.startswith('GET /search failed with HTTP 404 Not Found: {"message": "Not Found"')
-    assert len(message) < 800 and "…" in message  # the body excerpt is bounded
+    assert message.startswith('GET /search failed with HTTP 404 Not Found: {"title": "Not Found", "detail": "no such')
+    assert len(message) < 800 and len(error.body) == 501 and error.body.endswith("…")  # a bounded excerpt
     assert "check the identifiers in the path" in message
     http_server.reply("GET", "/search", Reply(422, b'{"message": "Validation Failed"}'))
     with pytest.raises(OpenApiHttpError, match=r'codemode.describe\("items.search"\) shows the expected arguments'):
@@ -968,13 +1236,56 @@ async def test_non_2xx_is_a_tool_error_the_model_can_act_on(
         await http_api.execute_tool("search", {}, CTX)
 
 
+async def test_a_redirect_is_reported_with_its_location(
+    http_api: HttpOpenApiConnector, http_server: ValidatingServer
+) -> None:
+    """Redirects are not followed (they could take the credentials elsewhere): the model learns where it points."""
+    where = {"Location": "https://downloads.example.com/archive.tar.gz"}
+    http_server.reply("GET", "/text", Reply(302, content_type=None, headers=where))
+    with pytest.raises(OpenApiHttpError, match=r"HTTP 302 Found \(Location: https://downloads\.example\.com/archive"):
+        await http_api.execute_tool("text", {}, CTX)
+    accepted(http_server, 0, 1)
+
+
+async def test_timeouts_and_unreachable_apis_are_clear_errors() -> None:
+    with socket.socket() as silent:  # accepts connections (the backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        api = HttpOpenApiConnector("items", http_document(), url, timeout=0.2)
+        with pytest.raises(TimeoutError, match=r"GET /text: no answer in time.*may still have taken effect"):
+            await api.execute_tool("text", {}, CTX)
+        await api.aclose()
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        api = HttpOpenApiConnector("items", http_document(), url)
+        with pytest.raises(ConnectionError, match=rf"GET /text: could not reach {url} .*The API may be down"):
+            await api.execute_tool("text", {}, CTX)
+        await api.aclose()
+
+
+async def test_the_escape_hatch_stays_under_the_base_url(
+    http_api: HttpOpenApiConnector, http_server: ValidatingServer
+) -> None:
+    echo = await http_api.execute_tool("request", {"path": "/names/x", "params": {"all": True}}, CTX)
+    assert echo["operation"] == "GET /names/{name}"
+    assert (http_server.seen[0].raw_path, http_server.seen[0].query) == ("/v2/names/x", "all=true")
+    for path in ("/../items/1", "/names/../../x", "/%2e%2E/x", "/names/x#frag"):
+        with pytest.raises(ValueError, match=r"path must be a string starting with /|leaves the API"):
+            await http_api.execute_tool("request", {"path": path}, CTX)
+    with pytest.raises(ValueError, match=r"leaves the API; give a path under http://127\.0\.0\.1:\d+/v2\."):
+        await http_api.request(OpenApiRequest(method="GET", path="@evil.example/x"))  # a subclass passing it along
+    assert len(http_server.seen) == 1
+
+
 async def test_base_url_from_servers_and_the_client_lifecycle(http_server: ValidatingServer) -> None:
     api = HttpOpenApiConnector("items", http_document())
     await api.describe()
     assert api._base(None) == "https://eu.example.com/v2"  # the first server, variables filled with defaults
-    relative = {**http_document(), "servers": [{"url": "/api"}]}
-    with pytest.raises(ValueError, match="pass base_url"):
-        await HttpOpenApiConnector("items", relative).describe()
+    for servers in ([{"url": "/api"}], [{"url": "https://{tenant}.example.com"}]):  # relative; a variable unset
+        with pytest.raises(ValueError, match=r"gives no absolute server URL .* pass base_url"):
+            await HttpOpenApiConnector("items", {**http_document(), "servers": servers}).describe()
     async with httpx.AsyncClient() as client:
         given = HttpOpenApiConnector("items", http_document(), http_server.base_url, client=client)
         assert given.client is client
@@ -991,9 +1302,9 @@ async def test_spec_from_json_and_yaml_files(tmp_path: Path, http_server: Valida
 
     (tmp_path / "api.json").write_text(json.dumps(http_document()))
     (tmp_path / "api.yaml").write_text(yaml.safe_dump(http_document(), sort_keys=False))
-    from_json = HttpOpenApiConnector("items", tmp_path / "api.json", http_server.base_url)
-    from_yaml = HttpOpenApiConnector("items", str(tmp_path / "api.yaml"), http_server.base_url)
-    again = HttpOpenApiConnector("items", tmp_path / "api.json", http_server.base_url)
+    from_json = HttpOpenApiConnector("items", tmp_path / "api.json", http_server.api_url)
+    from_yaml = HttpOpenApiConnector("items", str(tmp_path / "api.yaml"), http_server.api_url)
+    again = HttpOpenApiConnector("items", tmp_path / "api.json", http_server.api_url)
     tools = (await from_json.describe()).tools
     assert list((await from_yaml.describe()).tools) == list(tools)
     assert (await again.describe()).tools["search"].input_schema is tools["search"].input_schema  # file read once
@@ -1002,6 +1313,21 @@ async def test_spec_from_json_and_yaml_files(tmp_path: Path, http_server: Valida
     accepted(http_server, 0, 1)
     for api in (from_json, from_yaml, again):
         await api.aclose()
+
+
+async def test_document_files_that_are_unusual_or_broken(tmp_path: Path) -> None:
+    unquoted = "openapi: 3.1\ninfo: {title: t, version: '1'}\npaths:\n  /x: {get: {operationId: getX}}\n"
+    (tmp_path / "numeric.yml").write_text(unquoted)  # YAML reads `3.1` as a number
+    assert list((await HttpOpenApiConnector("api", tmp_path / "numeric.yml", "http://x").describe()).tools) == [
+        "request",
+        "getX",
+    ]
+    (tmp_path / "bad.json").write_text('{"openapi": "3.0.3",')
+    with pytest.raises(ValueError, match=r"bad\.json is not valid JSON"):
+        HttpOpenApiConnector("api", tmp_path / "bad.json").spec()
+    (tmp_path / "bad.yaml").write_text("openapi: [3.0")
+    with pytest.raises(ValueError, match=r"bad\.yaml is neither valid JSON nor valid YAML"):
+        HttpOpenApiConnector("api", tmp_path / "bad.yaml").spec()
 
 
 # ---------------------------------------------------------------------------

@@ -1,31 +1,29 @@
 """Declarations of whole real catalogs (GitHub, Stripe, Slack): every operation, both languages, two schema forms.
 
 The tools come from `catalog.openapi_tools` (refs into `components` carried at each schema's root) and from
-the same tools rewritten to the `$defs` form an OpenAPI connector produces (`#/$defs/<Name>`, each tool
-carrying the definitions it reaches, shared between tools; `nullable` as JSON Schema says it). Every
-`describe` result must stay within the budget and be valid code: Python that compiles,
-TypeScript in which the tree-sitter grammar finds no error.
+the OpenAPI connector's own derivation (`#/$defs/<Name>`, each tool carrying the definitions it reaches,
+shared between tools; `nullable` as JSON Schema says it). Every `describe` result must stay within the
+budget and be valid code: Python that compiles, TypeScript in which the tree-sitter grammar finds no error.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
 from functools import cache
-from typing import Any
-from urllib.parse import unquote
 
 import pytest
 
 from codemode.connectors.base import ToolSpec
-from codemode.schema.base import DESCRIBE_BUDGET, DeclarationRenderer, resolve_pointer
+from codemode.connectors.openapi import derive_operations
+from codemode.schema.base import DESCRIBE_BUDGET, DeclarationRenderer
 from codemode.schema.python import PythonDeclarations
 from codemode.schema.typescript import TypeScriptDeclarations
 from test_schema_typescript import ts_syntax_errors
 
-from catalog import openapi_tools, spec
+from catalog import SPECS, openapi_tools, spec
 
-SPECS = ("github", "stripe", "slack")
+CATALOGS = ("github", "stripe", "slack")
 # A named type other than a tool's own `<Tool>Input`/`<Tool>Output`.
 _NAMED = re.compile(r"^(?:class|type) (?!\w*(?:Input|Output)\b)[A-Z]\w*(?:\(TypedDict\):| = \{)", re.M)
 _OMITTED = {
@@ -62,77 +60,21 @@ def syntax_errors(language: str, src: str) -> list[str]:
 # ---------------------------------------------------------------------------
 
 
-class DefsForm:
-    """Rewrites one catalog's tool schemas: `#/components/schemas/X` -> `#/$defs/X` (converted once, shared),
-    any other local pointer (`#/components/responses/...`) inlined, `nullable: true` -> `type: [T, "null"]`
-    or `anyOf: [..., {"type": "null"}]`."""
-
-    def __init__(self, components: Mapping[str, Any]) -> None:
-        self.root = {"components": components}
-        self.schemas: Mapping[str, Any] = components.get("schemas", {})
-        self.defs: dict[str, dict[str, Any]] = {}
-        self.uses: dict[str, set[str]] = {}
-
-    def definition(self, key: str) -> None:
-        if key not in self.defs:
-            self.defs[key] = {}
-            refs: set[str] = set()
-            self.defs[key].update(self.convert(self.schemas[key], refs))
-            self.uses[key] = refs
-
-    def convert(self, node: Any, refs: set[str]) -> Any:
-        if isinstance(node, list):
-            return [self.convert(v, refs) for v in node]
-        if not isinstance(node, Mapping):
-            return node
-        ref = node.get("$ref")
-        if isinstance(ref, str):
-            parts = ref[2:].split("/")
-            if parts[:2] == ["components", "schemas"] and len(parts) == 3:
-                key = unquote(parts[2]).replace("~1", "/").replace("~0", "~")
-                self.definition(key)
-                refs.add(key)
-                return {"$ref": f"#/$defs/{parts[2]}", **{k: node[k] for k in ("description",) if k in node}}
-            return self.convert(resolve_pointer(self.root, ref), refs)
-        out = {k: self.convert(v, refs) for k, v in node.items() if k not in ("components", "nullable")}
-        if node.get("nullable") is True:
-            if isinstance(out.get("type"), str):
-                out["type"] = [out["type"], "null"]
-            else:
-                notes = {k: out.pop(k) for k in ("description", "title") if k in out}
-                out = {"anyOf": [out, {"type": "null"}], **notes}
-        return out
-
-    def tool_schema(self, schema: Any) -> Any:
-        if schema is None:
-            return None
-        refs: set[str] = set()
-        out = self.convert(schema, refs)
-        reach: list[str] = []
-        todo = sorted(refs)
-        while todo:
-            key = todo.pop()
-            if key not in reach:
-                reach.append(key)
-                todo.extend(sorted(self.uses[key] - set(reach)))
-        return {**out, "$defs": {key: self.defs[key] for key in sorted(reach)}} if reach else out
-
-
 @cache
 def defs_tools(name: str) -> dict[str, ToolSpec]:
-    tools = openapi_tools(name)
-    form = DefsForm(next(iter(tools.values())).input_schema["components"])
-    return {
-        tool_name: spec(form.tool_schema(t.input_schema), form.tool_schema(t.output_schema), t.description)
-        for tool_name, t in tools.items()
-    }
+    """The tools `HttpOpenApiConnector` derives from the document: each schema carries the `$defs` it reaches."""
+    path = SPECS / f"{name}.json"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    ops = derive_operations(json.loads(path.read_text()))
+    return {op.tool_name: spec(op.input_schema, op.output_schema, op.description) for op in ops}
 
 
 def catalog(name: str, form: str) -> dict[str, ToolSpec]:
     return openapi_tools(name) if form == "components" else defs_tools(name)
 
 
-def test_the_defs_form_keeps_no_components_and_shares_definitions() -> None:
+def test_the_connector_form_keeps_no_components_and_shares_definitions() -> None:
     tools = defs_tools("stripe")
     customer = tools["GetCustomersCustomer"]
     assert "components" not in repr(customer.input_schema) and "#/components" not in repr(customer.output_schema)
@@ -151,13 +93,14 @@ def test_the_defs_form_keeps_no_components_and_shares_definitions() -> None:
 
 @pytest.mark.parametrize("form", ["components", "defs"])
 @pytest.mark.parametrize("language", ["python", "typescript"])
-@pytest.mark.parametrize("name", SPECS)
+@pytest.mark.parametrize("name", CATALOGS)
 def test_every_operation_renders_valid_and_within_budget(name: str, language: str, form: str) -> None:
     render = renderer(language)
     named = 0
     for tool_name, tool in catalog(name, form).items():
         out = render.method(name, tool_name, tool)
         assert_valid(language, out, tool_name)
+        assert (f"async def {tool_name}(" if language == "python" else f"\t{tool_name}: (input: ") in out
         named += bool(_NAMED.search(out))
     assert named > 0  # `$ref`s are named types, not inlined
 
@@ -202,7 +145,7 @@ def test_types_left_out_can_be_described(language: str, form: str) -> None:
 
 @pytest.mark.parametrize("form", ["components", "defs"])
 @pytest.mark.parametrize("language", ["python", "typescript"])
-@pytest.mark.parametrize("name", SPECS)
+@pytest.mark.parametrize("name", CATALOGS)
 def test_whole_connectors_are_signatures_within_budget(name: str, language: str, form: str) -> None:
     tools = catalog(name, form)
     out = renderer(language).connector(name, tools)

@@ -426,6 +426,26 @@ def test_name_collisions_are_numbered_and_never_shadow_typing_names() -> None:
     assert field_types(out, "Item2") == {"y": "str"}
 
 
+def test_type_names_never_shadow_builtins_typing_names_or_methods() -> None:
+    """A TypedDict named `Exception` would shadow the builtin; one named like a method would be shadowed by the
+    method inside the class body, for the methods after it."""
+    titled = {name: obj(("x",), x={"type": "string"}) | {"title": name} for name in ("Exception", "Optional", "Event")}
+    tools = {
+        "Event": spec(obj(("e",), e=titled["Event"])),
+        "other": spec(obj(("a", "b"), **titled) | {"required": ["Exception", "Optional"]}),
+    }
+    out = RENDER.connector("conn", tools)
+    check(out)
+    assert signature(out, "Event") == "async def Event(*, e: Event2) -> Any:"
+    assert (
+        signature(out, "other")
+        == "async def other(*, Exception: Exception2, Optional: Optional2, Event: Event2 = ...) -> Any:"
+    )
+    assert "class Event(" not in out and "class Exception(" not in out and "class Optional(" not in out
+    method = RENDER.method("conn", "Event", tools["Event"])
+    assert "class Event2(TypedDict):" in method and RENDER.named_type("conn", "Event", tools["Event"], ["Event2"])
+
+
 def test_allof_objects_are_merged() -> None:
     root = {
         **obj(("pet",), pet={"allOf": [{"$ref": "#/$defs/Base"}, obj(("age",), age={"type": "integer"})]}),

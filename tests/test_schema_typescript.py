@@ -19,6 +19,7 @@ from codemode.schema.typescript import (
     generate_declarations,
     json_schema_to_type,
 )
+from test_schema_python import chain
 
 from catalog import openapi_tools, spec
 
@@ -995,17 +996,22 @@ def test_small_definitions_stay_inline_and_pointers_elsewhere_are_inlined() -> N
 
 
 def test_a_reference_to_the_root_names_the_tools_own_alias() -> None:
-    out = valid(RENDER.method("c", "t", spec(obj(name={"type": "string"}, child={"$ref": "#"}))))
+    tool = spec(obj(name={"type": "string"}, child={"$ref": "#"}))
+    out = valid(RENDER.method("c", "t", tool))
     assert "    child?: TInput;\n" in out
+    described = RENDER.named_type("c", "t", tool, ["TInput"])  # the alias described on its own: still itself
+    assert described == "type TInput = {\n    name?: string;\n    child?: TInput;\n}"
 
 
 def test_names_never_clash_with_tool_aliases_or_global_types() -> None:
-    defs = {"t_input": obj(a={"type": "string"}), "Record": obj(b={"type": "string"}), "Promise": obj(c={})}
-    schema = {**obj(x={"$ref": "#/$defs/t_input"}, y={"$ref": "#/$defs/Record"}, z={"$ref": "#/$defs/Promise"})}
+    names = ("t_input", "Record", "Promise", "File", "Event", "Partial")
+    defs = {name: obj(**{f"p{i}": {"type": "string"}}) for i, name in enumerate(names)}
+    schema = obj(**{f"x{i}": {"$ref": f"#/$defs/{name}"} for i, name in enumerate(names)})
     out = valid(RENDER.method("c", "t", spec({**schema, "$defs": defs})))
-    assert "    x?: TInput2;\n    y?: Record2;\n    z?: Promise2;\n" in out
+    renamed = ["TInput2", "Record2", "Promise2", "File2", "Event2", "Partial2"]
+    assert "".join(f"    x{i}?: {name};\n" for i, name in enumerate(renamed)) in out
     aliases, _, _ = parse_block(out)
-    assert aliases == ["TInput", "TOutput", "TInput2", "Record2", "Promise2"]
+    assert aliases == ["TInput", "TOutput", *renamed]
 
 
 def test_union_items_and_json_schema_nullable_keep_their_meaning() -> None:
@@ -1040,13 +1046,6 @@ def test_identical_definitions_of_separate_tools_are_merged() -> None:
 
 def json_copy(value: Any) -> Any:
     return json.loads(json.dumps(value))
-
-
-def chain(n: int) -> dict[str, Any]:
-    """`T0` uses `T1` ... uses `T{n-1}`, each with a long description."""
-    defs = {f"T{i}": obj(next={"$ref": f"#/$defs/T{i + 1}"}) | {"description": "x" * 300} for i in range(n)}
-    defs[f"T{n - 1}"] = obj(last={"type": "string"})
-    return {**obj(first={"$ref": "#/$defs/T0"}), "$defs": defs}
 
 
 def test_types_beyond_the_budget_are_opaque_with_a_note_and_can_be_described() -> None:

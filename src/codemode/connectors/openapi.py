@@ -7,8 +7,10 @@ the ready subclass that speaks HTTP with `httpx`.
 Derivation rules (beyond the reference, spec §7):
 
 - Operations come in document order: paths in key order, then `get, put,
-  post, delete, patch, options, head, trace`. None is ever dropped: the tool
-  count is the operation count, plus `request` (and `spec` when exposed).
+  post, delete, patch, options, head, trace`. None is dropped silently: the
+  tool count is the operation count, plus `request` (and `spec` when exposed);
+  a path item or operation that is not an object (or a `$ref` naming nothing)
+  is skipped with a warning, as is anything else the document gets wrong.
 - Names: the `operationId` with every run of characters other than letters,
   digits and `_` turned into one `_` (`repos/get` -> `repos_get`), then
   `sanitize_identifier`; without one, `<method>_<path>` the same way
@@ -32,6 +34,11 @@ Derivation rules (beyond the reference, spec §7):
   of being dropped. (Called directly, `execute` drops undeclared arguments.)
 - Output schemas come from the first 2xx response with JSON content; None
   when there is none.
+- Requests: path parameters in their style (`simple`, `label`, `matrix`),
+  every reserved character of a value percent-encoded, an empty value refused
+  and a `.` or `..` one escaped (either would address another resource); query
+  parameters and form fields in their `style`/`explode`, objects nested in
+  bracket notation (`items[0][price]=x`); `None` anywhere means absent.
 - Descriptions: the summary, plus the description's first paragraph (HTML
   and link targets stripped, at most ~300 characters) when it says more; else
   `METHOD path`.
@@ -48,11 +55,12 @@ import importlib
 import importlib.util
 import json
 import os
+import posixpath
 import re
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -60,6 +68,7 @@ from urllib.parse import quote
 
 from codemode.connectors.base import Connector, ToolContext, ToolSpec, maybe_await
 from codemode.connectors.openapi_schema import SchemaSet
+from codemode.schema.base import unique_name
 from codemode.schema.names import sanitize_identifier
 
 if TYPE_CHECKING:
@@ -76,7 +85,7 @@ __all__ = [
     "RequestBody",
     "build_request",
     "derive_operations",
-    "form_pairs",
+    "form_body",
     "query_string",
 ]
 
@@ -156,7 +165,7 @@ class Operation:
 class OpenApiRequest:
     """One call to perform: the path filled in, everything else still raw for the subclass to serialize.
 
-    `path` has its parameters substituted and percent-encoded (`simple` style);
+    `path` has its parameters substituted and percent-encoded in their style;
     `query` holds the raw argument values by wire name (serialize them with the
     parameter's `style`/`explode`, from `operation`); `headers` are strings;
     `body` is sent when `content_type` is set. `operation` is None for the
@@ -231,11 +240,18 @@ def _check_document(doc: object) -> Mapping[str, Any]:
     if "swagger" in doc and "openapi" not in doc:
         raise ValueError("Swagger 2.0 documents are not supported: convert the document to OpenAPI 3 first.")
     version = doc.get("openapi")
+    if isinstance(version, (int, float)) and not isinstance(version, bool):
+        version = str(version)  # YAML reads an unquoted `openapi: 3.1` as a number
     if not isinstance(version, str) or not version.startswith("3."):
         raise ValueError(f"Not an OpenAPI 3.x document (openapi: {version!r}).")
     if not isinstance(doc.get("paths", {}), Mapping):
         raise ValueError("The OpenAPI document's `paths` must be an object.")
     return doc
+
+
+def _warn(message: str) -> None:
+    """A problem of the document, said once, when it is derived."""
+    warnings.warn(message, stacklevel=3)
 
 
 def _tool_base_name(operation_id: object, method: str, path: str) -> str:
@@ -292,18 +308,23 @@ def _server_url(servers: object) -> str | None:
     return url
 
 
+def _essence(media_type: str) -> str:
+    """A media type without its parameters, lower case: `application/json; charset=utf-8` -> `application/json`."""
+    return media_type.split(";", 1)[0].strip().lower()
+
+
 def _is_json(media_type: str) -> bool:
-    essence = media_type.split(";", 1)[0].strip().lower()
-    return essence == "application/json" or essence.endswith("+json") or essence.endswith("/json")
+    essence = _essence(media_type)
+    return essence == "application/json" or essence.endswith(("+json", "/json"))
 
 
 def _pick_media_type(content: Mapping[str, Any]) -> str | None:
     types = [t for t in content if isinstance(t, str)]
     for test in (
-        lambda t: t.split(";", 1)[0].strip().lower() == "application/json",
+        lambda t: _essence(t) == "application/json",
         _is_json,
-        lambda t: t.lower().startswith("application/x-www-form-urlencoded"),
-        lambda t: t.lower().startswith("multipart/"),
+        lambda t: _essence(t) == "application/x-www-form-urlencoded",
+        lambda t: _essence(t).startswith("multipart/"),
     ):
         for t in types:
             if test(t):
@@ -326,57 +347,69 @@ class _Deriver:
 
     def run(self) -> _Derivation:
         operations: list[Operation] = []
-        for path, item in self.doc.get("paths", {}).items():
-            item = self.schemas.resolve(item)
+        paths = self.doc.get("paths")
+        if paths is None:
+            _warn("The OpenAPI document has no `paths`: only the `request` tool is derived.")
+        for path, raw in (paths or {}).items():
+            item = self.schemas.resolve(raw)
             if not isinstance(path, str) or not isinstance(item, Mapping):
+                why = "it is not an object"
+                if not isinstance(path, str):
+                    why = "its key is not a string"
+                elif item is None and isinstance(raw, Mapping):
+                    why = "its $ref names nothing"
+                _warn(f"OpenAPI path {path!r} is skipped: {why}. The `request` tool can still call it.")
                 continue
             for method in HTTP_METHODS:
                 op = item.get(method)
                 if isinstance(op, Mapping):
                     operations.append(self.operation(path, method, item, op))
+                elif op is not None:
+                    _warn(f"OpenAPI {method.upper()} {path} is skipped: the operation is not an object.")
         return _Derivation(tuple(operations))
 
     def name(self, op: Mapping[str, Any], method: str, path: str) -> str:
         base = _tool_base_name(op.get("operationId"), method, path)
-        name, n = base, 1
-        while name in self.used:
-            n += 1
-            name = f"{base}_{n}"
+        name = unique_name(base, self.used, "_")
         if name != base:
             why = "is reserved" if base in RESERVED_TOOLS else "is already used"
-            warnings.warn(
+            _warn(
                 f'OpenAPI operation {method.upper()} {path} maps to tool name "{base}", which {why}; '
-                f'it is exposed as "{name}". Set a unique operationId to choose its name.',
-                stacklevel=4,
+                f'it is exposed as "{name}". Set a unique operationId to choose its name.'
             )
         self.used.add(name)
         return name
 
-    def parameters(self, item: Mapping[str, Any], op: Mapping[str, Any], where: str) -> list[Mapping[str, Any]]:
+    def parameters(
+        self, path: str, item: Mapping[str, Any], op: Mapping[str, Any], where: str
+    ) -> list[Mapping[str, Any]]:
+        """The operation's parameters (overriding the path item's), and any the path template uses undeclared."""
         merged: dict[tuple[str, str], Mapping[str, Any]] = {}
         for source in (item.get("parameters"), op.get("parameters")):
             for raw in source if isinstance(source, list) else ():
                 param = self.schemas.resolve(raw)
                 if not (isinstance(param, Mapping) and isinstance(param.get("name"), str)):
-                    warnings.warn(f"OpenAPI {where}: ignoring a parameter that names nothing: {raw!r}", stacklevel=5)
+                    _warn(f"OpenAPI {where}: ignoring a parameter that names nothing: {raw!r}")
                     continue
                 location = param.get("in")
                 if location not in _LOCATIONS:
-                    warnings.warn(
-                        f"OpenAPI {where}: ignoring parameter {param['name']!r} in {location!r}", stacklevel=5
-                    )
+                    _warn(f"OpenAPI {where}: ignoring parameter {param['name']!r} in {location!r}")
                     continue
                 if location == "header" and param["name"].lower() in _IGNORED_HEADERS:
                     continue
                 merged[(param["name"], location)] = param
+        for name in re.findall(r"\{([^}/]+)\}", path):
+            if (name, "path") not in merged:
+                _warn(f"OpenAPI {where}: the path parameter {name!r} is not declared; it is taken as a string.")
+                merged[(name, "path")] = {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         return list(merged.values())
 
     def operation(self, path: str, method: str, item: Mapping[str, Any], op: Mapping[str, Any]) -> Operation:
         verb = method.upper()
         tool_name = self.name(op, method, path)
-        params = self.parameters(item, op, f"{verb} {path}")
+        params = self.parameters(path, item, op, f"{verb} {path}")
         refs: set[str] = set()
-        body, body_schema = self.request_body(op, refs)
+        body, body_schema = self.request_body(op, refs, f"{verb} {path}")
         arguments = _argument_names(params, body is not None)
 
         properties: dict[str, Any] = {}
@@ -397,7 +430,7 @@ class _Deriver:
         if required:
             input_schema["required"] = required
         input_schema["additionalProperties"] = False
-        defs = self.schemas.defs_for(refs)
+        defs = self.schemas.defs_for(refs, "request")
         if defs:
             input_schema["$defs"] = defs
 
@@ -427,7 +460,7 @@ class _Deriver:
             content_type = _pick_media_type(param["content"])
             media = self.schemas.resolve(param["content"].get(content_type)) if content_type else None
             schema = media.get("schema") if isinstance(media, Mapping) else None
-        converted, param_refs = self.schemas.convert(schema if schema is not None else {})
+        converted, param_refs = self.schemas.convert(schema if schema is not None else {}, "request")
         refs |= param_refs
         style = param.get("style")
         if not isinstance(style, str):
@@ -445,10 +478,15 @@ class _Deriver:
         )
         return parameter, _with_docs(converted, param)
 
-    def request_body(self, op: Mapping[str, Any], refs: set[str]) -> tuple[RequestBody | None, Any]:
+    def request_body(self, op: Mapping[str, Any], refs: set[str], where: str) -> tuple[RequestBody | None, Any]:
         """The body an operation takes (its chosen media type) and the `body` argument's schema."""
         request_body = self.schemas.resolve(op.get("requestBody"))
         if not (isinstance(request_body, Mapping) and isinstance(request_body.get("content"), Mapping)):
+            if op.get("requestBody") is not None:
+                _warn(
+                    f"OpenAPI {where}: its requestBody is unusable (no `content`, or a $ref naming nothing), so "
+                    "its tool takes no body; the `request` tool can still send one."
+                )
             return None, None
         content = request_body["content"]
         media_type = _pick_media_type(content)
@@ -459,7 +497,7 @@ class _Deriver:
         schema = media.get("schema")
         if schema is None:
             schema = {} if _is_json(media_type) or "form" in media_type else {"type": "string"}
-        converted, body_refs = self.schemas.convert(schema)
+        converted, body_refs = self.schemas.convert(schema, "request")
         refs |= body_refs
         body = RequestBody(
             content_type=media_type,
@@ -482,9 +520,9 @@ class _Deriver:
             media = self.schemas.resolve(content[media_type]) if media_type else None
             if not isinstance(media, Mapping) or "schema" not in media:
                 continue
-            converted, refs = self.schemas.convert(media["schema"])
+            converted, refs = self.schemas.convert(media["schema"], "response")
             schema = dict(converted) if isinstance(converted, Mapping) else {}
-            defs = self.schemas.defs_for(refs)
+            defs = self.schemas.defs_for(refs, "response")
             if defs:
                 schema["$defs"] = defs
             return schema
@@ -499,13 +537,9 @@ def _argument_names(params: list[Mapping[str, Any]], has_body: bool) -> list[str
         for i, param in enumerate(params):
             if param["in"] != location:
                 continue
-            name = candidate = param["name"]
-            n = 1
+            candidate = param["name"]
             if candidate in taken:
-                candidate = f"{name}_{location}"
-            while candidate in taken:
-                n += 1
-                candidate = f"{name}_{location}_{n}"
+                candidate = unique_name(f"{candidate}_{location}", taken, "_")
             taken.add(candidate)
             names[i] = candidate
     return [names[i] for i in range(len(params))]
@@ -544,38 +578,154 @@ def _encodings(raw: object) -> dict[str, PropertyEncoding]:
 
 
 # ---------------------------------------------------------------------------
-# Building a request from a tool's arguments
+# Serialization: OpenAPI parameter styles (RFC 6570 expansions underneath)
 # ---------------------------------------------------------------------------
 
 
-def scalar_text(value: Any) -> str:
-    """A scalar as it appears in a URL or a form: JSON's spelling for booleans and null."""
+def _scalar_text(value: Any) -> str:
+    """A scalar as it appears in a URL or a form: JSON's spelling for booleans and numbers."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if value is None:
-        return ""
     if isinstance(value, str):
         return value
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8", errors="replace")
-    if isinstance(value, (int, float)):
-        return json.dumps(value)
+    return _json_text(value)
+
+
+def _json_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def simple_style(value: Any, explode: bool) -> str:
-    """The `simple` style (path and header parameters): `a,b,c`, `k,v,k2,v2` or, exploded, `k=v,k2=v2`."""
+def _nested(value: Any) -> bool:
+    """Whether an object or array holds objects or arrays: only bracket notation can say that in a URL."""
+    members = value.values() if isinstance(value, Mapping) else value if isinstance(value, (list, tuple)) else ()
+    return any(isinstance(v, (Mapping, list, tuple)) for v in members)
+
+
+def _atoms(value: Any, explode: bool, escape: Callable[[str], str]) -> list[str]:
+    """The escaped pieces a value expands to: an array's members, an object's keys and values (`k=v` pairs
+    when exploded), or the scalar itself. `None` members are left out, as absent."""
     if isinstance(value, Mapping):
-        if explode:
-            return ",".join(f"{k}={scalar_text(v)}" for k, v in value.items())
-        return ",".join(f"{k},{scalar_text(v)}" for k, v in value.items())
+        items = [(escape(str(k)), escape(_scalar_text(v))) for k, v in value.items() if v is not None]
+        return [f"{k}={v}" for k, v in items] if explode else [x for item in items for x in item]
     if isinstance(value, (list, tuple)):
-        return ",".join(scalar_text(v) for v in value)
-    return scalar_text(value)
+        return [escape(_scalar_text(v)) for v in value if v is not None]
+    return [escape(_scalar_text(value))]
+
+
+_Piece = tuple[str, list[str], str]
+"""A field of a query or form: its name, its value's pieces, and the delimiter that joins them."""
+
+
+def _deep_object_pairs(prefix: str, value: Any) -> list[tuple[str, str]]:
+    """Bracket notation for nested values, as Stripe (and Rails, PHP) read it.
+
+    `{"metadata": {"k": "v"}}` -> `metadata[k]=v`; `{"items": [{"price": "x"}]}`
+    -> `items[0][price]=x`. Empty objects and lists, and `None`, send nothing.
+    """
+    if isinstance(value, Mapping):
+        return [pair for k, v in value.items() for pair in _deep_object_pairs(f"{prefix}[{k}]", v)]
+    if isinstance(value, (list, tuple)):
+        present = [v for v in value if v is not None]
+        return [pair for i, v in enumerate(present) for pair in _deep_object_pairs(f"{prefix}[{i}]", v)]
+    if value is None:
+        return []
+    return [(prefix, _scalar_text(value))]
+
+
+_DELIMITERS = {"spaceDelimited": " ", "pipeDelimited": "|"}
+
+
+def _styled(name: str, value: Any, style: str, explode: bool) -> list[_Piece]:
+    """One query parameter (or form field) as pieces, per its OpenAPI `style` and `explode`; unescaped."""
+    if value is None:
+        return []
+    if style == "deepObject" or _nested(value):
+        return [(k, [v], "") for k, v in _deep_object_pairs(name, value)]
+    if isinstance(value, (Mapping, list, tuple)):
+        spread = explode and (style == "form" or not isinstance(value, Mapping))
+        if spread and isinstance(value, Mapping):
+            return [(str(k), [_scalar_text(v)], "") for k, v in value.items() if v is not None]
+        if spread:
+            return [(name, [atom], "") for atom in _atoms(value, False, str)]
+        return [(name, _atoms(value, False, str), _DELIMITERS.get(style, ","))]
+    return [(name, [_scalar_text(value)], "")]
+
+
+_QUERY_SAFE = "-._~"
+_RESERVED_SAFE = "-._~:/?[]@!$'()*,;"
+
+
+def _urlencoded(pieces: Iterable[_Piece], allow_reserved: bool = False) -> list[str]:
+    """`name=value` with everything but unreserved characters percent-encoded (spaces as %20), except
+    that a `,` delimiter stays as it is, so a comma inside a value (%2C) is not one."""
+    safe = _RESERVED_SAFE if allow_reserved else _QUERY_SAFE
+    return [
+        f"{quote(name, safe=_QUERY_SAFE)}={quote(delimiter, safe=',').join(quote(a, safe=safe) for a in atoms)}"
+        for name, atoms, delimiter in pieces
+    ]
+
+
+def query_string(req: OpenApiRequest) -> str:
+    """The request's query string, each parameter serialized with its declared style."""
+    fields: list[str] = []
+    for name, value in req.query.items():
+        p = req.operation.parameter(name, "query") if req.operation else None
+        if p is None:
+            fields += _urlencoded(_styled(name, value, "form", True))
+        elif p.content_type is not None:
+            fields += _urlencoded([(name, [_json_text(value)], "")] if value is not None else [], p.allow_reserved)
+        else:
+            fields += _urlencoded(_styled(name, value, p.style, p.explode), p.allow_reserved)
+    return "&".join(fields)
+
+
+def _form_field(prop: str, value: Any, enc: PropertyEncoding) -> list[_Piece]:
+    """One property of a form body, per its `encoding` (objects in bracket notation unless it says otherwise)."""
+    if enc.content_type is not None and enc.style is None and _is_json(enc.content_type):
+        return [(prop, [_json_text(value)], "")] if value is not None else []
+    style = enc.style or ("deepObject" if isinstance(value, Mapping) else "form")
+    explode = enc.explode if enc.explode is not None else style in ("form", "deepObject")
+    return _styled(prop, value, style, explode)
+
+
+def form_body(body: Mapping[str, Any], encoding: Mapping[str, PropertyEncoding]) -> str:
+    """An `application/x-www-form-urlencoded` body: the spec's `encoding`, bracket notation for nested values."""
+    fields: list[str] = []
+    for prop, value in body.items():
+        enc = encoding.get(prop, PropertyEncoding())
+        fields += _urlencoded(_form_field(prop, value, enc), enc.allow_reserved)
+    return "&".join(fields)
+
+
+def _path_value(p: Parameter, value: Any) -> str:
+    """A path parameter, percent-encoded in its style: `simple` (`a,b`), `label` (`.a.b`) or `matrix` (`;id=a,b`).
+    Every reserved character of a value is escaped (but `/` with `allowReserved`), delimiters are not."""
+
+    def escape(text: str) -> str:
+        return quote(text, safe="/" if p.allow_reserved else "")
+
+    if p.content_type is not None:
+        return escape(_json_text(value))
+    atoms = _atoms(value, p.explode, escape)
+    if p.style == "label":
+        return "." + ("." if p.explode else ",").join(atoms)
+    if p.style == "matrix":
+        if p.explode and isinstance(value, Mapping):
+            return "".join(f";{a}" for a in atoms)
+        if p.explode and isinstance(value, (list, tuple)):
+            return "".join(f";{escape(p.name)}={a}" for a in atoms)
+        return f";{escape(p.name)}=" + ",".join(atoms)
+    return ",".join(atoms)
+
+
+# A path segment that is only dots would be removed by URL normalization (`/items/..` is `/`).
+_DOT_SEGMENTS = {".": "%2E", "..": "%2E%2E"}
 
 
 def build_request(op: Operation, args: Mapping[str, Any]) -> OpenApiRequest:
-    """The request an operation's tool makes for `args` (spec §7.5, with `simple` path serialization)."""
+    """The request an operation's tool makes for `args` (spec §7.5, with each parameter's style)."""
     if not isinstance(args, Mapping):
         args = {}
     path = op.path
@@ -586,22 +736,24 @@ def build_request(op: Operation, args: Mapping[str, Any]) -> OpenApiRequest:
         value = args.get(p.argument)
         if value is None:
             continue
-        if p.content_type is not None and p.location != "query":
-            text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-        else:
-            text = simple_style(value, p.explode)
         if p.location == "path":
-            path = path.replace("{" + p.name + "}", quote(text, safe="/" if p.allow_reserved else ""))
+            text = _path_value(p, value)
+            if not text:
+                raise ValueError(
+                    f'{op.method} {op.path}: the path parameter "{p.argument}" is empty; give it a value '
+                    "(an empty one would address another resource)."
+                )
+            path = path.replace("{" + p.name + "}", text)
         elif p.location == "query":
             query[p.name] = value
-        elif p.location == "header":
-            headers[p.name] = text
         else:
-            cookies[p.name] = text
+            text = _json_text(value) if p.content_type is not None else ",".join(_atoms(value, p.explode, str))
+            (headers if p.location == "header" else cookies)[p.name] = text
     missing = [p.argument for p in op.parameters if p.location == "path" and "{" + p.name + "}" in path]
     if missing:
         names = ", ".join(f'"{m}"' for m in missing)
         raise ValueError(f"{op.method} {op.path} needs the path parameter(s) {names}.")
+    path = "/".join(_DOT_SEGMENTS.get(segment, segment) for segment in path.split("/"))
     body = args.get("body") if op.body is not None else None
     return OpenApiRequest(
         method=op.method,
@@ -710,21 +862,26 @@ class OpenApiConnector(Connector):
 
     async def _escape_hatch(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         path = args.get("path")
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise ValueError(f"request: path must be a string starting with / (relative to the API), not {path!r}.")
+        if not isinstance(path, str) or not path.startswith("/") or "#" in path:
+            raise ValueError(
+                f"request: path must be a string starting with / (relative to the API), without #, not {path!r}."
+            )
         method = str(args.get("method") or "GET").upper()
         op = self._derivation.match(method, path) if self._derivation else None
         body = args.get("body")
+        raw = args.get("headers")
+        headers = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
         content_type = args.get("content_type")
-        if body is not None and not isinstance(content_type, str):
-            content_type = op.body.content_type if op is not None and op.body is not None else "application/json"
+        if not isinstance(content_type, str):  # else a Content-Type header, the operation's, or JSON
+            given = [v for k, v in headers.items() if k.lower() == "content-type"]
+            declared = op.body.content_type if op is not None and op.body is not None else None
+            content_type = given[0] if given else declared or "application/json"
         params = args.get("params")
-        headers = args.get("headers")
         req = OpenApiRequest(
             method=method,
             path=path,
             query=dict(params) if isinstance(params, Mapping) else {},
-            headers={str(k): str(v) for k, v in headers.items()} if isinstance(headers, Mapping) else {},
+            headers={k: v for k, v in headers.items() if k.lower() != "content-type"},  # said by content_type
             body=body,
             content_type=content_type if body is not None else None,
             operation=op,
@@ -749,6 +906,10 @@ class OpenApiHttpError(RuntimeError):
 
 
 _EXCERPT = 500
+# Headers the transport sets; a program's own would corrupt or misroute the request.
+_TRANSPORT_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
 _ADVICE = {
     400: "The API rejected the arguments: fix what it complains about and call again.",
     401: "The credentials were refused: this is a configuration problem the program cannot fix; report it.",
@@ -763,6 +924,8 @@ _ADVICE = {
 def _advice(status: int, tool: str) -> str:
     if status in _ADVICE:
         text = _ADVICE[status]
+    elif 300 <= status < 400:
+        text = "The API redirects this call, and redirects are not followed: report where it points if that helps."
     elif status >= 500:
         text = "The API failed on its side: retrying later may work; do not assume the call had no effect."
     else:
@@ -772,101 +935,24 @@ def _advice(status: int, tool: str) -> str:
     return text
 
 
-_QUERY_SAFE = "-._~"
-_RESERVED_SAFE = "-._~:/?[]@!$'()*,;"
-
-
-def _encode_pairs(pairs: Iterable[tuple[str, str, bool]]) -> str:
-    """`k=v&...` with everything but unreserved characters percent-encoded (spaces as %20)."""
-    return "&".join(
-        f"{quote(k, safe=_QUERY_SAFE)}={quote(v, safe=_RESERVED_SAFE if reserved else _QUERY_SAFE)}"
-        for k, v, reserved in pairs
-    )
-
-
-def deep_object_pairs(prefix: str, value: Any) -> list[tuple[str, str]]:
-    """Bracket notation for nested values, as Stripe (and Rails, PHP) read it.
-
-    `{"metadata": {"k": "v"}}` -> `metadata[k]=v`; `{"items": [{"price": "x"}]}`
-    -> `items[0][price]=x`. Empty objects and lists send nothing.
-    """
-    if isinstance(value, Mapping):
-        return [pair for k, v in value.items() for pair in deep_object_pairs(f"{prefix}[{k}]", v)]
-    if isinstance(value, (list, tuple)):
-        return [pair for i, v in enumerate(value) for pair in deep_object_pairs(f"{prefix}[{i}]", v)]
-    if value is None:
-        return []
-    return [(prefix, scalar_text(value))]
-
-
-def styled_pairs(name: str, value: Any, style: str, explode: bool) -> list[tuple[str, str]]:
-    """One query parameter (or form property) as `name=value` pairs, per its OpenAPI style."""
-    if value is None:
-        return []
-    nested = isinstance(value, (Mapping, list, tuple)) and any(
-        isinstance(v, (Mapping, list, tuple)) for v in (value.values() if isinstance(value, Mapping) else value)
-    )
-    if style == "deepObject" or nested:
-        return deep_object_pairs(name, value)
-    if isinstance(value, Mapping):
-        if explode and style == "form":
-            return [(str(k), scalar_text(v)) for k, v in value.items()]
-        delimiter = {"spaceDelimited": " ", "pipeDelimited": "|"}.get(style, ",")
-        return [(name, delimiter.join(f"{k}{delimiter}{scalar_text(v)}" for k, v in value.items()))]
-    if isinstance(value, (list, tuple)):
-        if explode:
-            return [(name, scalar_text(v)) for v in value]
-        delimiter = {"spaceDelimited": " ", "pipeDelimited": "|"}.get(style, ",")
-        return [(name, delimiter.join(scalar_text(v) for v in value))]
-    return [(name, scalar_text(value))]
-
-
-def query_string(req: OpenApiRequest) -> str:
-    """The request's query string, each parameter serialized with its declared style."""
-    triples: list[tuple[str, str, bool]] = []
-    for name, value in req.query.items():
-        p = req.operation.parameter(name, "query") if req.operation else None
-        if p is not None and p.content_type is not None:
-            triples.append((name, json.dumps(value, separators=(",", ":"), ensure_ascii=False), p.allow_reserved))
-            continue
-        style, explode = (p.style, p.explode) if p is not None else ("form", True)
-        reserved = p.allow_reserved if p is not None else False
-        triples.extend((k, v, reserved) for k, v in styled_pairs(name, value, style, explode))
-    return _encode_pairs(triples)
-
-
-def form_pairs(body: Mapping[str, Any], encoding: Mapping[str, PropertyEncoding]) -> list[tuple[str, str]]:
-    """An `application/x-www-form-urlencoded` body: the spec's `encoding`, bracket notation for nested values."""
-    pairs: list[tuple[str, str]] = []
-    for prop, value in body.items():
-        enc = encoding.get(prop, PropertyEncoding())
-        if enc.content_type is not None and enc.style is None and _is_json(enc.content_type):
-            pairs.append((prop, json.dumps(value, separators=(",", ":"), ensure_ascii=False)))
-            continue
-        style = enc.style or "form"
-        explode = enc.explode if enc.explode is not None else style == "form"
-        if isinstance(value, Mapping) and style == "form" and enc.style is None:
-            style = "deepObject"  # an object needs its name kept; plain `form` would spread its keys
-        pairs.extend(styled_pairs(prop, value, style, explode))
-    return pairs
-
-
 def _load_document(path: Path) -> Mapping[str, Any]:
+    """A JSON or YAML file (JSON is tried first unless the name says YAML)."""
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() not in (".yaml", ".yml"):
         try:
-            loaded = json.loads(text)
-        except json.JSONDecodeError:
+            return _check_document(json.loads(text))
+        except json.JSONDecodeError as exc:
             if path.suffix.lower() == ".json":
-                raise
-        else:
-            return _check_document(loaded)
+                raise ValueError(f"{path} is not valid JSON: {exc}.") from None
     try:
         yaml: Any = importlib.import_module("yaml")  # optional dependency
     except ImportError:
         raise ValueError(f"{path} is YAML: install PyYAML to load it, or convert it to JSON.") from None
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return _check_document(yaml.load(text, Loader=loader))
+    try:
+        loaded = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is neither valid JSON nor valid YAML: {exc}") from None
+    return _check_document(loaded)
 
 
 _FILES: OrderedDict[tuple[str, int, int], Mapping[str, Any]] = OrderedDict()
@@ -897,9 +983,11 @@ class HttpOpenApiConnector(OpenApiConnector):
     The base URL is `base_url`, else the document's first server with its
     variables' defaults; an operation's own `servers` apply unless `base_url`
     is given. `headers` (authentication) go with every call and win over
-    headers the program passes. Responses: JSON is parsed, text is a `str`,
-    anything else `bytes`, no content `None`; a non-2xx status raises
-    `OpenApiHttpError` with advice for the model.
+    headers the program passes; they never leave the API: the escape hatch
+    only reaches paths under the base URL, and redirects are not followed.
+    Responses: JSON is parsed (in its declared charset), text is a `str`,
+    anything else `bytes`, no content `None`; any other status (a redirect
+    too, with its location) raises `OpenApiHttpError` with advice for the model.
     """
 
     def __init__(
@@ -917,8 +1005,7 @@ class HttpOpenApiConnector(OpenApiConnector):
             raise ImportError("HttpOpenApiConnector needs httpx: install codemode[openapi] (or httpx).")
         self.name = name
         self.instructions = instructions
-        self._spec_source = spec
-        self._loaded: Mapping[str, Any] | None = spec if isinstance(spec, Mapping) else None
+        self._document_source: Mapping[str, Any] | Path = spec if isinstance(spec, Mapping) else Path(spec)
         self.base_url = base_url
         self.headers = dict(headers or {})
         self.timeout = timeout
@@ -926,9 +1013,9 @@ class HttpOpenApiConnector(OpenApiConnector):
         self._owns_client = client is None
 
     def spec(self) -> Mapping[str, Any]:
-        if self._loaded is None:
-            self._loaded = _read_document(Path(os.fspath(self._spec_source)))  # type: ignore[arg-type]
-        return self._loaded
+        if isinstance(self._document_source, Path):
+            self._document_source = _read_document(self._document_source)
+        return self._document_source
 
     async def tools(self) -> Mapping[str, ToolSpec]:
         tools = await super().tools()
@@ -939,10 +1026,10 @@ class HttpOpenApiConnector(OpenApiConnector):
         if self.base_url is not None:
             return self.base_url.rstrip("/")
         url = (op.server_url if op is not None else None) or _server_url(self.spec().get("servers"))
-        if url is None or not re.match(r"^https?://", url, re.IGNORECASE):
+        if url is None or not re.match(r"^https?://", url, re.IGNORECASE) or "{" in url:
             raise ValueError(
                 f"HttpOpenApiConnector {self.name!r}: the document gives no absolute server URL "
-                f"(servers[0].url is {url!r}); pass base_url."
+                f"(servers[0].url is {url!r}, variables filled with their defaults); pass base_url."
             )
         return url.rstrip("/")
 
@@ -968,21 +1055,34 @@ class HttpOpenApiConnector(OpenApiConnector):
         url = base + req.path
         if req.query:
             url += ("&" if "?" in req.path else "?") + query_string(req)
-        if httpx.URL(url).netloc != httpx.URL(base).netloc:
-            raise ValueError(f"request: {req.path!r} leaves the API's host; give a path under {base}.")
-        headers = {k: v for k, v in req.headers.items() if k.lower() not in {h.lower() for h in self.headers}}
+        try:
+            target = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"{req.method} {req.path}: not a usable URL ({exc}).") from None
+        if not _within(target, httpx.URL(base + "/")):
+            raise ValueError(f"request: {req.path!r} leaves the API; give a path under {base}.")
+        own = {h.lower() for h in self.headers}
+        headers = {k: v for k, v in req.headers.items() if k.lower() not in own | _TRANSPORT_HEADERS}
         headers.update(self.headers)
         if req.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={quote(v, safe='')}" for k, v in req.cookies.items())
-        content, files, data = self._body(req, headers)
+            cookies = [f"{k}={quote(v, safe='')}" for k, v in req.cookies.items()]
+            configured = [headers.pop(k) for k in list(headers) if k.lower() == "cookie"]  # an auth cookie stays
+            headers["Cookie"] = "; ".join([*configured, *cookies])
+        content, files = self._body(req, headers)
+        for name, value in headers.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{req.method} {req.path}: {name!r} is not a valid header name.")
+            if not _HEADER_VALUE.fullmatch(value):
+                raise ValueError(
+                    f"{req.method} {req.path}: the value of header {name!r} must be printable ASCII on one line "
+                    "(percent-encode other characters if the API expects them)."
+                )
         try:
-            response = await self.client.request(
-                req.method, url, headers=headers, content=content, files=files, data=data
-            )
+            response = await self.client.request(req.method, url, headers=headers, content=content, files=files)
         except httpx.TimeoutException:
             raise TimeoutError(
-                f"{req.method} {req.path}: no answer within {self.timeout} s. The API may be slow or down; "
-                "try again later."
+                f"{req.method} {req.path}: no answer in time; the API may be slow or down. The call may still "
+                "have taken effect: check before repeating a call that changes something."
             ) from None
         except httpx.HTTPError as exc:
             raise ConnectionError(
@@ -991,49 +1091,31 @@ class HttpOpenApiConnector(OpenApiConnector):
             ) from None
         return self._result(req, response)
 
-    def _body(self, req: OpenApiRequest, headers: dict[str, str]) -> tuple[bytes | None, Any, Any]:
-        """(content, files, data) for httpx: JSON, form, multipart or raw bytes."""
+    @staticmethod
+    def _body(req: OpenApiRequest, headers: dict[str, str]) -> tuple[bytes | None, Any]:
+        """(content, files) for httpx: JSON, form, multipart or raw bytes."""
         if not req.has_body:
-            return None, None, None
+            return None, None
         content_type = req.content_type or "application/json"
-        essence = content_type.split(";", 1)[0].strip().lower()
+        essence = _essence(content_type)
         encoding = req.operation.body.encoding if req.operation and req.operation.body else {}
-        if essence.startswith("multipart/"):
+        if essence.startswith("multipart/"):  # httpx writes the Content-Type, with the boundary
             if not isinstance(req.body, Mapping):
                 raise TypeError(f"{req.method} {req.path}: a multipart body must be an object of fields.")
-            return None, self._multipart(req.body, encoding), None
+            return None, _multipart(req.body, encoding)
         headers["Content-Type"] = content_type
         body = req.body
         if _is_json(essence):
-            return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(), None, None
+            return _json_text(body).encode(), None
         if essence == "application/x-www-form-urlencoded":
             if not isinstance(body, Mapping):
                 raise TypeError(f"{req.method} {req.path}: a form body must be an object of fields.")
-            return _encode_pairs((k, v, False) for k, v in form_pairs(body, encoding)).encode(), None, None
+            return form_body(body, encoding).encode(), None
         if isinstance(body, (bytes, bytearray)):
-            return bytes(body), None, None
+            return bytes(body), None
         if isinstance(body, str):
-            return body.encode(), None, None
-        return json.dumps(body, ensure_ascii=False).encode(), None, None
-
-    @staticmethod
-    def _multipart(body: Mapping[str, Any], encoding: Mapping[str, PropertyEncoding]) -> list[tuple[str, Any]]:
-        """multipart/form-data parts: bytes as files, objects as JSON parts (or bracket fields if so encoded)."""
-        parts: list[tuple[str, Any]] = []
-        for prop, value in body.items():
-            enc = encoding.get(prop, PropertyEncoding())
-            if value is None:
-                continue
-            if isinstance(value, (bytes, bytearray)):
-                parts.append((prop, (prop, bytes(value), enc.content_type or "application/octet-stream")))
-            elif isinstance(value, (Mapping, list, tuple)) and enc.style is not None:
-                parts.extend((k, (None, v)) for k, v in styled_pairs(prop, value, enc.style, enc.explode is not False))
-            elif isinstance(value, (Mapping, list, tuple)):
-                text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-                parts.append((prop, (None, text.encode(), enc.content_type or "application/json")))
-            else:
-                parts.append((prop, (None, scalar_text(value))))
-        return parts
+            return body.encode(), None
+        return _json_text(body).encode(), None
 
     def _result(self, req: OpenApiRequest, response: httpx.Response) -> Any:
         if not 200 <= response.status_code < 300:
@@ -1042,20 +1124,22 @@ class HttpOpenApiConnector(OpenApiConnector):
             if len(excerpt) > _EXCERPT:
                 excerpt = excerpt[:_EXCERPT] + "…"
             reason = f" {response.reason_phrase}" if response.reason_phrase else ""
+            location = response.headers.get("location") if 300 <= response.status_code < 400 else None
             message = (
                 f"{req.method} {req.path} failed with HTTP {response.status_code}{reason}"
-                f"{': ' + excerpt if excerpt else ''}. {_advice(response.status_code, tool)}"
+                f"{f' (Location: {location})' if location else ''}{': ' + excerpt if excerpt else ''}. "
+                f"{_advice(response.status_code, tool)}"
             )
             raise OpenApiHttpError(message, method=req.method, path=req.path, status=response.status_code, body=excerpt)
         if response.status_code == 204 or not response.content:
             return None
         content_type = response.headers.get("content-type", "")
         if _is_json(content_type):
-            try:
-                return response.json()
+            try:  # httpx's `json()` ignores a declared charset (it guesses among the UTF encodings)
+                return json.loads(response.text) if response.charset_encoding else response.json()
             except ValueError:
                 return response.text
-        essence = content_type.split(";", 1)[0].strip().lower()
+        essence = _essence(content_type)
         if essence.startswith("text/") or essence.endswith(("+xml", "/xml")) or essence == "application/javascript":
             return response.text
         if not content_type:
@@ -1064,3 +1148,32 @@ class HttpOpenApiConnector(OpenApiConnector):
             except UnicodeDecodeError:
                 return response.content
         return response.content
+
+
+def _within(url: httpx.URL, base: httpx.URL) -> bool:
+    """Whether `url` is on the API's host and under its base path, once decoded and normalized as a server
+    may (`/v2/%2e%2e/admin` is `/admin`)."""
+    path = posixpath.normpath(url.path).rstrip("/") + "/"
+    return (url.scheme, url.netloc) == (base.scheme, base.netloc) and path.startswith(base.path)
+
+
+def _multipart(body: Mapping[str, Any], encoding: Mapping[str, PropertyEncoding]) -> list[tuple[str, Any]]:
+    """multipart/form-data parts: bytes as files, an array as one part per member, objects as JSON parts
+    (or as fields in their `encoding`'s style)."""
+    parts: list[tuple[str, Any]] = []
+    for prop, value in body.items():
+        enc = encoding.get(prop, PropertyEncoding())
+        if isinstance(value, (Mapping, list, tuple)) and enc.style is not None:
+            pieces = _styled(prop, value, enc.style, enc.explode is not False)
+            parts += [(name, (None, delimiter.join(atoms))) for name, atoms, delimiter in pieces]
+            continue
+        for member in value if isinstance(value, (list, tuple)) and not _nested(value) else [value]:
+            if member is None:
+                continue
+            if isinstance(member, (bytes, bytearray)):
+                parts.append((prop, (prop, bytes(member), enc.content_type or "application/octet-stream")))
+            elif isinstance(member, (Mapping, list, tuple)):
+                parts.append((prop, (None, _json_text(member).encode(), enc.content_type or "application/json")))
+            else:
+                parts.append((prop, (None, _scalar_text(member))))
+    return parts

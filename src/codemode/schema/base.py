@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from urllib.parse import unquote
@@ -32,6 +32,7 @@ __all__ = [
     "ref_name",
     "resolve_pointer",
     "type_name",
+    "unique_name",
 ]
 
 # About 5,000 tokens: several describe results fit in a prompt next to the task, and one method's
@@ -93,6 +94,15 @@ def ref_name(ref: str) -> str | None:
     if not named and parts[-3:-1] != ["components", "schemas"]:
         return None
     return unquote(parts[-1]).replace("~1", "/").replace("~0", "~")
+
+
+def unique_name(base: str, taken: Container[str], separator: str = "") -> str:
+    """`base`, or the first of `base2`, `base3`, ... (with `separator` before the number) not taken."""
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}{separator}{n}"
+    return name
 
 
 @functools.lru_cache(maxsize=4096)
@@ -293,12 +303,8 @@ class NamedTypes:
         used = set(self.reserved)
 
         def take(slot: Slot) -> None:
-            name, n = slot.base, 1
-            while name in used:
-                n += 1
-                name = f"{slot.base}{n}"
-            used.add(name)
-            slot.name = name
+            slot.name = unique_name(slot.base, used)
+            used.add(slot.name)
             order.append(slot)
 
         order: list[Slot] = []

@@ -17,8 +17,9 @@ Conventions:
   `async def m(args: MInput, /)`. So does a tool whose input is not an object.
 - TypedDict names come from the schema `title`, else the `$defs`/`definitions`/
   `components/schemas` name, else the path (`<Tool>Input`, `<Tool><Prop>`,
-  `<Tool>Output`), in PascalCase. Clashes get a number; identical definitions
-  are shared across the tools of one block.
+  `<Tool>Output`), in PascalCase. A name already taken, or one that is a
+  builtin, a typing name or a method of the block's class, gets a number
+  (`Exception2`); identical definitions are shared across the tools of one block.
 - Property docs (description, `format`, `default`, deprecated) are attribute
   docstrings; the functional `TypedDict("X", {...})` form, used when a key is not
   an identifier, carries them as comments.
@@ -45,11 +46,13 @@ as fit.
 
 from __future__ import annotations
 
+import builtins
 import functools
 import inspect
 import keyword
 import math
 import re
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -73,7 +76,9 @@ __all__ = ["MAX_DEPTH", "PythonDeclarations"]
 
 MAX_DEPTH = 20
 _WRAP = 100  # wrap a signature one parameter per line beyond this width
-_TYPING_NAMES = ("Any", "Literal", "Never", "NotRequired", "TypedDict")
+# Names a reader takes for what Python means by them, so no TypedDict is given one: the typing names the
+# stubs use, every other typing name (`Optional`, `List`), and the builtins (`Exception`, `TimeoutError`).
+_RESERVED_NAMES = frozenset({"Any", "Literal", "Never", "NotRequired", "TypedDict", *typing.__all__, *dir(builtins)})
 # Keywords that say what a schema is (as opposed to constraints and docs), with and without combinators.
 _OWN_TYPE_KEYS = frozenset(
     {"$ref", "type", "properties", "additionalProperties", "items", "prefixItems", "enum", "const"}
@@ -668,7 +673,7 @@ class PythonDeclarations:
         self.budget = budget  # characters a block aims to stay within (its signatures are always shown)
 
     def _block(self, reserved: Iterable[str], *, shallow: bool = False, docs: bool = True) -> _Block:
-        return _Block({*_TYPING_NAMES, *reserved}, self.max_depth, self.budget, shallow=shallow, docs=docs)
+        return _Block(_RESERVED_NAMES | set(reserved), self.max_depth, self.budget, shallow=shallow, docs=docs)
 
     def _tools(
         self, name: str, tools: Mapping[str, ToolSpec], more: str, *, docs: Sequence[bool]
@@ -676,8 +681,10 @@ class PythonDeclarations:
         """The tools' own types and the class of their methods, with property docs unless only their
         absence makes it fit (`docs` lists what to try)."""
         cls = sanitize_identifier(name)
+        # A TypedDict named like a method would be shadowed by it inside the class body.
+        reserved = [cls, *(sanitize_identifier(tool_name) for tool_name in tools)]
         for with_docs in docs:
-            block = self._block([cls], docs=with_docs)
+            block = self._block(reserved, docs=with_docs)
             methods = [_render_tool(block, tool_name, spec) for tool_name, spec in tools.items()]
             roots = [f"class {cls}:\n" + ("\n\n".join(methods) if methods else "    ...")]
             if _fits(block, roots, more):

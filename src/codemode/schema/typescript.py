@@ -26,6 +26,8 @@ misleading text:
 block, so recursive schemas read as recursive types and a schema used in many
 places is written once (a definition that is only a scalar or a short enum stays
 inline). A reference to the root (`#`) names the tool's `<Tool>Input`/`Output`.
+A name already taken, or one of a JavaScript, TypeScript or Deno global type
+(`Record`, `Partial`, `File`), gets a number (`File2`).
 The block keeps within a character budget (`DESCRIBE_BUDGET`): the tools' own
 aliases are always shown, named types breadth first while they fit, and the rest
 as `Record<string, unknown>` (`unknown` for a non-object) under a note saying how
@@ -377,8 +379,26 @@ _STRUCTURE_KEYS = frozenset(
 _INLINE_ENUM = 8
 _COMPACT_ENUM = 8  # a longer enum is shown by its type in one-line signatures
 _OBJECT = "Record<string, unknown>"
-# Globals the declarations use or a model expects to mean what they always do.
-_GLOBAL_TYPES = frozenset({"Record", "Promise", "Array", "Object", "String", "Number", "Boolean", "Date", "Error"})
+# Global types the declarations use or a model expects to mean what they always do: the JavaScript
+# built-ins, TypeScript's utility types, and the web APIs Deno provides. A named type never takes one.
+_GLOBAL_TYPES = frozenset(
+    """
+    Array ArrayBuffer ArrayLike AsyncGenerator AsyncIterable AsyncIterator Atomics BigInt BigInt64Array
+    BigUint64Array Boolean DataView Date Error EvalError Float32Array Float64Array Function Generator
+    Int16Array Int32Array Int8Array Intl Iterable IterableIterator Iterator JSON Map Math NaN Number Object
+    Promise PromiseLike Proxy RangeError ReadonlyArray ReadonlyMap ReadonlySet ReferenceError Reflect RegExp
+    Set SharedArrayBuffer String Symbol SyntaxError TypeError URIError Uint16Array Uint32Array Uint8Array
+    Uint8ClampedArray WeakMap WeakRef WeakSet Infinity
+    Awaited Capitalize ConstructorParameters Exclude Extract InstanceType Lowercase NonNullable Omit
+    OmitThisParameter Parameters Partial Pick Readonly Record Required ReturnType ThisParameterType ThisType
+    Uncapitalize Uppercase
+    AbortController AbortSignal Blob BroadcastChannel Cache CacheStorage Console Crypto CryptoKey
+    CustomEvent Deno DOMException Event EventTarget File FileReader FormData Headers Location
+    MessageChannel MessageEvent MessagePort Navigator Performance ReadableStream Request Response Storage
+    TextDecoder TextEncoder TransformStream URL URLPattern URLSearchParams WebAssembly WebSocket Window
+    Worker WritableStream
+    """.split()  # noqa: SIM905
+)
 
 
 @functools.lru_cache(maxsize=16384)
@@ -790,6 +810,8 @@ class TypeScriptDeclarations:
                 types = NamedTypes(_GLOBAL_TYPES, self.budget)
                 payload = _Named(old.schema, old.root, None, old.root_name, old.hint, detail)
                 slot = types.slot(found.key, wanted, payload, forced=True)
+                if old.root_type is found:  # a tool's own alias: `#` inside it still means itself
+                    payload.root_type = slot
                 try:
                     slot.body, slot.state = self._render(types, slot), "expanded"
                 except Exception:
