@@ -532,6 +532,16 @@ async def test_derives_tools_from_the_document() -> None:
     assert not any(spec.requires_approval for spec in tools.values())
 
 
+async def test_instructions_default_to_the_apis_title_and_description() -> None:
+    doc = issues_document()
+    doc["info"] = {"title": "Issues API", "version": "1", "description": "<p>Track bugs.</p><p>More.</p>"}
+    assert (await Recorder(doc).describe()).instructions == "Issues API: Track bugs."
+    mine = Recorder(doc)
+    mine.instructions = "Use owner=acme."
+    assert (await mine.describe()).instructions == "Use owner=acme."
+    assert (await Recorder(issues_document()).describe()).instructions == "test"
+
+
 async def test_combined_input_schema() -> None:
     """Spec §9.4 case 8, with the body's `$ref` kept as a reference into the tool's own `$defs`."""
     schema = (await Recorder(issues_document()).describe()).tools["createIssue"].input_schema

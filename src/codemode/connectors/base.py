@@ -368,7 +368,11 @@ class Connector:
     _describe_lock: asyncio.Lock | None = None
 
     def tools(self) -> Mapping[str, ToolSpec] | Awaitable[Mapping[str, ToolSpec]]:
-        """The connector's tools by name. The default collects `@tool` methods."""
+        """The connector's tools by name. The default collects `@tool` methods.
+
+        Derived connectors may set `self.instructions` here (from a server or a document):
+        `describe()` reads it after `tools()` returns.
+        """
         found: dict[str, ToolSpec] = {}
         for klass in reversed(type(self).__mro__):
             for value in vars(klass).values():

@@ -267,6 +267,19 @@ _PARAGRAPH_END = re.compile(r"</p\s*>|<br\s*/?>|</li\s*>|</h\d\s*>", re.IGNORECA
 _MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 
 
+def _api_summary(doc: Mapping[str, Any]) -> str | None:
+    """Default instructions: the API's title and the first paragraph of its description, so the
+    model's one-line hint for the connector says which API it is."""
+    info = doc.get("info")
+    if not isinstance(info, Mapping):
+        return None
+    title = _first_paragraph(info.get("title"))
+    about = _first_paragraph(info.get("description"))
+    if about.rstrip(".").lower() == title.rstrip(".").lower():
+        about = ""
+    return ": ".join(part for part in (title, about) if part) or None
+
+
 def _first_paragraph(text: object) -> str:
     """The first paragraph of a (Markdown or HTML) description, as plain one-line text."""
     if not isinstance(text, str):
@@ -834,6 +847,8 @@ class OpenApiConnector(Connector):
             self._derivation = _derive(doc)
             self._operations = {op.tool_name: op for op in self._derivation.operations}
         derivation = self._derivation
+        if not self.instructions:
+            self.instructions = _api_summary(doc)
         tools: dict[str, ToolSpec] = {}
         if self.expose_spec:
             tools["spec"] = ToolSpec(
