@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from codemode import Connector, ToolContext, ToolSpec, tool
+from codemode import Connector, ConnectorDescription, ToolContext, ToolSpec, tool
 
 from conftest import Items
 
@@ -169,3 +169,16 @@ async def test_bytes_and_dates_pass_argument_validation(make_runtime: Any) -> No
     assert outcome.result == "3 bytes on Tuesday"
     bad = await runtime.execute("return await blobs.size(data=3, day='2026-11-24')")
     assert bad.status == "error" and "Invalid arguments for blobs.size" in (bad.error or "")
+
+
+async def test_reprs_stay_small_whatever_the_schemas() -> None:
+    # Python 3.11's asyncio.run formats the main task (and so its result) when it restores SIGINT,
+    # so a describe() result's repr must not walk megabytes of schema.
+    huge = {
+        "type": "object",
+        "properties": {f"p{i}": {"type": "string", "description": "x" * 1000} for i in range(500)},
+    }
+    spec = ToolSpec(execute=lambda args, ctx: None, description="Big.", input_schema=huge, output_schema=huge)
+    description = ConnectorDescription(name="big", instructions=None, tools={"t": spec})
+    assert len(repr(spec)) < 500
+    assert repr(description) == "ConnectorDescription(name='big', tools=1)"

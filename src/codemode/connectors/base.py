@@ -73,8 +73,9 @@ class ToolSpec:
 
     execute: ExecuteFn
     description: str = ""
-    input_schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
-    output_schema: Mapping[str, Any] | None = None
+    # Schemas stay out of repr(): derived ones can be megabytes, and a repr must stay cheap.
+    input_schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}}, repr=False)
+    output_schema: Mapping[str, Any] | None = field(default=None, repr=False)
     requires_approval: bool = False
     replay: ReplayPolicy = "log"
     revert: RevertFn | None = None
@@ -87,6 +88,9 @@ class ConnectorDescription:
     name: str
     instructions: str | None
     tools: Mapping[str, ToolSpec]
+
+    def __repr__(self) -> str:
+        return f"ConnectorDescription(name={self.name!r}, tools={len(self.tools)})"
 
 
 def validate_namespace_name(name: object, what: str = "Connector") -> str:
