@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Mapping
 from datetime import date
@@ -182,3 +183,22 @@ async def test_reprs_stay_small_whatever_the_schemas() -> None:
     description = ConnectorDescription(name="big", instructions=None, tools={"t": spec})
     assert len(repr(spec)) < 500
     assert repr(description) == "ConnectorDescription(name='big', tools=1)"
+
+
+def test_describe_contended_on_two_event_loops() -> None:
+    class Slow(Connector):
+        name = "slow"
+
+        async def tools(self) -> Mapping[str, ToolSpec]:
+            await asyncio.sleep(0.05)
+            return {"ping": ToolSpec(execute=lambda args, ctx: "pong")}
+
+    async def twice(connector: Connector) -> int:
+        first, second = await asyncio.gather(connector.describe(), connector.describe())
+        assert first is second
+        return len(first.tools)
+
+    connector = Slow()
+    assert asyncio.run(twice(connector)) == 1
+    connector._description = None  # force a second contended resolution, on a new loop
+    assert asyncio.run(twice(connector)) == 1

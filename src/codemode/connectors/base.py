@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import keyword
 import re
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar, cast, get_type_hints, overload
@@ -369,7 +370,7 @@ class Connector:
     instructions: str | None = None
 
     _description: ConnectorDescription | None = None
-    _describe_lock: asyncio.Lock | None = None
+    _describe_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
     def tools(self) -> Mapping[str, ToolSpec] | Awaitable[Mapping[str, ToolSpec]]:
         """The connector's tools by name. The default collects `@tool` methods.
@@ -401,9 +402,11 @@ class Connector:
         """Resolve, decorate and check every tool; memoized per instance."""
         if self._description is not None:
             return self._description
-        if self._describe_lock is None:
-            self._describe_lock = asyncio.Lock()
-        async with self._describe_lock:
+        # One lock per event loop: a connector may serve the async runtime and its blocking twin's loop.
+        if self._describe_locks is None:
+            self._describe_locks = weakref.WeakKeyDictionary()
+        lock = self._describe_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with lock:
             if self._description is None:
                 self._description = await self._resolve()
         return self._description
