@@ -683,9 +683,9 @@ async def test_a_server_that_never_answers_times_out_on_connect(make_runtime: Ru
 
 
 async def test_a_connector_without_a_connection_says_what_to_do(make_runtime: RuntimeFactory) -> None:
-    outcome = await make_runtime(McpConnector("bare")).execute("return 1")
-    assert outcome.status == "error"
-    assert "override create_connection(), or build it with McpConnector.stdio(...)" in (outcome.error or "")
+    # A developer's mistake, not an outage: it is raised to the developer, not reported to the model.
+    with pytest.raises(NotImplementedError, match=r"override create_connection\(\), or build it with McpConnector"):
+        await make_runtime(McpConnector("bare")).execute("return 1")
 
 
 async def test_aclose_stops_every_server_process(

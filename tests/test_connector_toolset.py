@@ -634,3 +634,13 @@ def test_the_example_runs() -> None:
         "approve -> completed: {'low': ['pears'], 'orders': [{'id': 1, 'item': 'pears', 'quantity': 10}]}",
         "orders placed on the host: [{'id': 1, 'item': 'pears', 'quantity': 10}]",
     ]
+
+
+async def test_instructions_set_after_construction_are_kept() -> None:
+    def ping() -> str:
+        """Ping."""
+        return "pong"
+
+    connector = ToolsetConnector(tools=[ping])
+    connector.instructions = "Use metric units."
+    assert (await connector.describe()).instructions == "Use metric units."

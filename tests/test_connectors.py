@@ -202,3 +202,28 @@ def test_describe_contended_on_two_event_loops() -> None:
     assert asyncio.run(twice(connector)) == 1
     connector._description = None  # force a second contended resolution, on a new loop
     assert asyncio.run(twice(connector)) == 1
+
+
+async def test_a_connector_mistake_reaches_the_developer_not_the_model(make_runtime: Any) -> None:
+    class Misnamed(Connector):
+        name = "misnamed"
+
+        def tools(self) -> Mapping[str, ToolSpec]:
+            return {"get-thing": ToolSpec(execute=lambda args, ctx: None)}
+
+    runtime = make_runtime(Misnamed())
+    with pytest.raises(ValueError, match="sanitize_identifier"):
+        await runtime.execute("return 1")
+
+
+async def test_instructions_set_after_construction_follow_the_sources_own() -> None:
+    class Derived(Connector):
+        name = "derived"
+
+        def tools(self) -> Mapping[str, ToolSpec]:
+            self._source_instructions = "From the server."
+            return {}
+
+    connector = Derived()
+    connector.instructions = "Use metric units."
+    assert (await connector.describe()).instructions == "From the server.\n\nUse metric units."

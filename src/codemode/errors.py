@@ -23,7 +23,7 @@ class ConnectorUnavailableError(CodemodeError):
 
     def __init__(self, connector: str, cause: BaseException) -> None:
         super().__init__(
-            f'Connector "{connector}" is unavailable: {type(cause).__name__}: {cause}. '
+            f'Connector "{connector}" is unavailable: {type(cause).__name__}: {str(cause).rstrip(".")}. '
             "Nothing ran. Retry later, or tell the user this service is down."
         )
         self.connector = connector

@@ -369,14 +369,18 @@ class Connector:
     name: str = ""
     instructions: str | None = None
 
+    # Instructions the tools' source carries (an MCP server's, a toolset's, an API document's): derived
+    # connectors set this in `tools()`, and `describe()` puts it before `instructions`.
+    _source_instructions: str | None = None
+
     _description: ConnectorDescription | None = None
     _describe_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
     def tools(self) -> Mapping[str, ToolSpec] | Awaitable[Mapping[str, ToolSpec]]:
         """The connector's tools by name. The default collects `@tool` methods.
 
-        Derived connectors may set `self.instructions` here (from a server or a document):
-        `describe()` reads it after `tools()` returns.
+        Derived connectors may set `self._source_instructions` here (from a server or a document):
+        `describe()` reads it after `tools()` returns and puts it before `instructions`.
         """
         found: dict[str, ToolSpec] = {}
         for klass in reversed(type(self).__mro__):
@@ -432,7 +436,8 @@ class Connector:
                     'replay="reexecute": an approved action must run exactly once, so its result is logged.'
                 )
             resolved[tool_name] = spec
-        return ConnectorDescription(name=name, instructions=self.instructions or None, tools=resolved)
+        instructions = "\n\n".join(p for p in (self._source_instructions, self.instructions) if p) or None
+        return ConnectorDescription(name=name, instructions=instructions, tools=resolved)
 
     async def execute_tool(self, method: str, args: dict[str, Any], ctx: ToolContext) -> Any:
         """Run one tool for real."""

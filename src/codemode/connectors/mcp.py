@@ -169,7 +169,6 @@ class McpConnector(Connector):
         self.call_timeout = call_timeout
         self.connect_timeout = connect_timeout
         self.mcp_tools: dict[str, McpTool] = {}  # by sanitized name, filled by describe() before tool() runs
-        self._own_instructions = self.instructions  # the server's are put before these by tools()
         self._opener: Callable[[], AbstractAsyncContextManager[Any]] | None = None
         self._target = "create_connection()"
         self._stderr: _StderrTail | None = None
@@ -277,7 +276,7 @@ class McpConnector(Connector):
         link = await self._connected()
         listed = await self._request(link, "listing its tools", _list_all)
         server = _instructions(link.connection) or self._handshake_instructions
-        self.instructions = "\n\n".join(p for p in (server, self._own_instructions) if p) or None
+        self._source_instructions = server
         mcp_tools: dict[str, McpTool] = {}
         specs: dict[str, ToolSpec] = {}
         for raw in listed:

@@ -847,8 +847,8 @@ class OpenApiConnector(Connector):
             self._derivation = _derive(doc)
             self._operations = {op.tool_name: op for op in self._derivation.operations}
         derivation = self._derivation
-        if not self.instructions:
-            self.instructions = _api_summary(doc)
+        # The API's own summary, unless the connector has instructions of its own.
+        self._source_instructions = None if self.instructions else _api_summary(doc)
         tools: dict[str, ToolSpec] = {}
         if self.expose_spec:
             tools["spec"] = ToolSpec(

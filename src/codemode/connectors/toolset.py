@@ -94,7 +94,6 @@ class ToolsetConnector(Connector):
         self.name = name or self.name or "tools"
         if instructions is not None:
             self.instructions = instructions
-        self._own_instructions = self.instructions  # instructions the tools carry are put before these
         self._source: _Source = _Functions(list(tools))
         self._gate: bool | frozenset[str] = False
 
@@ -176,8 +175,7 @@ class ToolsetConnector(Connector):
     async def tools(self) -> Mapping[str, ToolSpec]:
         """Name, gate and guard every runnable tool; warn once about the ones left out."""
         candidates, carried = await self._source.load(self.name)
-        # The tools' own instructions come first; `Connector._resolve` reads this after `tools()`.
-        self.instructions = "\n\n".join(t for t in (carried, self._own_instructions) if t) or None
+        self._source_instructions = carried
         originals: dict[str, str] = {}
         resolved: dict[str, ToolSpec] = {}
         for candidate in candidates:

@@ -233,7 +233,7 @@ class Pass:
             return {"error": f'Snippet "{name}" requires connector(s) {names} that are not configured on this runtime.'}
         if snippet.input_schema is not None:
             try:
-                jsonschema.validate(codec.encode(input), snippet.input_schema)
+                jsonschema.validate(codec.schema_view(input), snippet.input_schema)
             except jsonschema.ValidationError as exc:
                 where = "".join(f"[{p!r}]" for p in exc.absolute_path) or "input"
                 raise ToolError(f'Invalid input for snippet "{name}": {where}: {exc.message}', "TypeError") from None

@@ -155,6 +155,13 @@ class Runtime:
                     )
         return self._setup
 
+    async def _setup_or_refusal(self, execution_id: str) -> Setup | Outcome:
+        """The setup, or an error outcome when a connector is unavailable (nothing changes: retry later)."""
+        try:
+            return await self.setup()
+        except ConnectorUnavailableError as exc:
+            return Outcome(status="error", execution_id=execution_id, error=str(exc))
+
     # -- running ------------------------------------------------------------
 
     async def execute(self, code: str) -> Outcome:
@@ -164,19 +171,17 @@ class Runtime:
         size = len(code.encode("utf-8"))
         if size > MAX_DURABLE_VALUE_BYTES:
             return Outcome(status="error", execution_id="", error=codec.too_large_message("The execution code", size))
-        try:
-            setup = await self.setup()
-        except ConnectorUnavailableError as exc:
-            return Outcome(status="error", execution_id="", error=str(exc))
+        setup = await self._setup_or_refusal("")
+        if isinstance(setup, Outcome):
+            return setup
         execution_id = await self.store.begin(self.name, code, list(setup.connectors), self.max_executions)
         return await self._run_pass(execution_id, code, setup)
 
     async def approve(self, execution_id: str) -> Outcome:
         """Resume a paused run: replay the log, run the approved action once, continue."""
-        try:
-            setup = await self.setup()
-        except ConnectorUnavailableError as exc:
-            return Outcome(status="error", execution_id=execution_id, error=str(exc))  # still paused: retry later
+        setup = await self._setup_or_refusal(execution_id)
+        if isinstance(setup, Outcome):
+            return setup
         refusal = await self._check_resumable(execution_id, setup)
         if refusal is not None:
             return refusal
@@ -200,10 +205,9 @@ class Runtime:
                 f"stale_after must be at least 1 second and longer than the heartbeat interval "
                 f"({self.heartbeat_interval:g} s), or a live pass could be taken over."
             )
-        try:
-            setup = await self.setup()
-        except ConnectorUnavailableError as exc:
-            return Outcome(status="error", execution_id=execution_id, error=str(exc))  # still paused: retry later
+        setup = await self._setup_or_refusal(execution_id)
+        if isinstance(setup, Outcome):
+            return setup
         refusal = await self._check_resumable(execution_id, setup)
         if refusal is not None:
             return refusal
@@ -455,11 +459,18 @@ class Runtime:
         return describe_target(target, list(setup.descriptions.values()), await self.snippets(), self.renderer)
 
 
+# What a connector's describe() raises for a developer's mistake (a name collision, a bad schema or
+# document): it must reach the developer, not be reported to the model as a service outage.
+_SETUP_MISTAKES = (ValueError, TypeError, LookupError, AttributeError, NotImplementedError)
+
+
 async def _describe(connector: Connector) -> ConnectorDescription:
     try:
         return await connector.describe()
-    except Exception as exc:
-        raise ConnectorUnavailableError(connector.name or type(connector).__name__, exc) from exc
+    except (ConnectorUnavailableError, *_SETUP_MISTAKES):
+        raise
+    except Exception as exc:  # the service behind the connector: a dead server, a refused connection
+        raise ConnectorUnavailableError(connector.name, exc) from exc
 
 
 _AT_LINE = re.compile(r"\bat line (\d+)")
