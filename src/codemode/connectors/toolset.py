@@ -35,6 +35,7 @@ import pydantic
 from jsonschema.exceptions import best_match
 
 from codemode.connectors.base import Connector, ToolContext, ToolMethod, ToolSpec, maybe_await
+from codemode.runtime.codec import schema_view
 from codemode.schema.names import sanitize_identifier
 
 __all__ = ["ExcludedToolsWarning", "ToolArgumentsError", "ToolsetConnector"]
@@ -277,7 +278,7 @@ def _schema_check(schema: Mapping[str, Any]) -> Callable[[dict[str, Any]], dict[
     validator = cls(schema)
 
     def check(args: dict[str, Any]) -> dict[str, Any]:
-        error = best_match(validator.iter_errors(args))
+        error = best_match(validator.iter_errors(schema_view(args)))  # as the runtime sees them: bytes are text
         if error is not None:
             raise error
         return args
