@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from codemode.schema.base import pointer_parts, ref_name, resolve_pointer
 from codemode.schema.names import RESERVED_WORDS, sanitize_identifier, to_pascal_case
 
 
@@ -88,3 +89,13 @@ def test_result_is_always_an_identifier_in_both_languages() -> None:
 )
 def test_pascal_case(name: str, expected: str) -> None:
     assert to_pascal_case(name) == expected
+
+
+def test_pointer_tokens_decode_percent_escapes_before_splitting() -> None:
+    root = {"components": {"schemas": {"a~b": {"type": "string"}, "a": {"b": {"type": "integer"}}}}}
+    assert pointer_parts("#/components/schemas/a~0b") == ["components", "schemas", "a~b"]
+    assert pointer_parts("#/components/schemas/a%2Fb") == ["components", "schemas", "a", "b"]  # RFC 6901 §6
+    assert resolve_pointer(root, "#/components/schemas/a%2Fb") == {"type": "integer"}
+    assert ref_name("#/components/schemas/a~0b") == "a~b"
+    assert ref_name("#/components/schemas/a%2Fb") is None  # it names schemas/a/b, not a component
+    assert pointer_parts("other.json#/x") is None

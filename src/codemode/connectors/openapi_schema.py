@@ -40,9 +40,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
-from codemode.schema.base import resolve_pointer, unique_name
+from codemode.schema.base import pointer_parts, resolve_pointer, unique_name
 
 __all__ = ["Direction", "SchemaSet", "is_openapi_30"]
 
@@ -164,7 +164,7 @@ class SchemaSet:
             what = "names nothing in the document" if ref.startswith("#") else "is external (not supported)"
             warnings.warn(f"OpenAPI $ref {ref!r} {what}: it accepts any value.", stacklevel=2)
             return None
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in unquote(ref[2:]).split("/")]
+        parts = pointer_parts(ref) or []
         if len(parts) == 3 and parts[:2] == ["components", "schemas"]:
             base = parts[2]
         else:  # a schema elsewhere in the document: a key with a "/", so it never takes a component's name

@@ -65,16 +65,24 @@ class DeclarationRenderer(Protocol):
         ...
 
 
+def pointer_parts(ref: str) -> list[str] | None:
+    """The tokens of a local JSON pointer in URI-fragment form (`#/components/schemas/Item`): percent-decoded
+    first, then split, then `~1`/`~0` unescaped (RFC 6901 §6); None for anything but a local pointer."""
+    if not ref.startswith("#/"):
+        return None
+    return [raw.replace("~1", "/").replace("~0", "~") for raw in unquote(ref[2:]).split("/")]
+
+
 def resolve_pointer(root: object, ref: str) -> object | None:
     """The node a local JSON pointer names (`#`, `#/$defs/Item`, with `~0`/`~1` and percent escapes);
     None for an external reference or one that names nothing."""
     if ref == "#":
         return root
-    if not ref.startswith("#/"):
+    parts = pointer_parts(ref)
+    if parts is None:
         return None
     node = root
-    for raw in unquote(ref[2:]).split("/"):
-        part = raw.replace("~1", "/").replace("~0", "~")
+    for part in parts:
         if isinstance(node, Mapping) and part in node:
             node = node[part]
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
@@ -87,13 +95,13 @@ def resolve_pointer(root: object, ref: str) -> object | None:
 def ref_name(ref: str) -> str | None:
     """The definition name a local `$ref` points at (`#/$defs/X`, `#/definitions/X`,
     `#/components/schemas/X`, unescaped), or None for any other pointer."""
-    if not ref.startswith("#/"):
+    parts = pointer_parts(ref)
+    if parts is None:
         return None
-    parts = ref[2:].split("/")
     named = len(parts) >= 2 and parts[-2] in ("$defs", "definitions")
     if not named and parts[-3:-1] != ["components", "schemas"]:
         return None
-    return unquote(parts[-1]).replace("~1", "/").replace("~0", "~")
+    return parts[-1]
 
 
 def unique_name(base: str, taken: Container[str], separator: str = "") -> str:
