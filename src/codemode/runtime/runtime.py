@@ -179,12 +179,9 @@ class Runtime:
 
     async def approve(self, execution_id: str) -> Outcome:
         """Resume a paused run: replay the log, run the approved action once, continue."""
-        setup = await self._setup_or_refusal(execution_id)
+        setup = await self._resumable_setup(execution_id)
         if isinstance(setup, Outcome):
             return setup
-        refusal = await self._check_resumable(execution_id, setup)
-        if refusal is not None:
-            return refusal
         resumed = await self.store.resume(self.name, execution_id)
         if resumed is None:
             return _refused(
@@ -205,12 +202,9 @@ class Runtime:
                 f"stale_after must be at least 1 second and longer than the heartbeat interval "
                 f"({self.heartbeat_interval:g} s), or a live pass could be taken over."
             )
-        setup = await self._setup_or_refusal(execution_id)
+        setup = await self._resumable_setup(execution_id)
         if isinstance(setup, Outcome):
             return setup
-        refusal = await self._check_resumable(execution_id, setup)
-        if refusal is not None:
-            return refusal
         claimed = await self.store.claim_stale(self.name, execution_id, stale_after)
         if claimed is None:
             return _refused(
@@ -220,8 +214,12 @@ class Runtime:
             )
         return await self._run_pass(execution_id, claimed.code, setup, claimed.log)
 
-    async def _check_resumable(self, execution_id: str, setup: Setup) -> Outcome | None:
-        """An error outcome when the run does not exist or needs connectors this runtime lacks."""
+    async def _resumable_setup(self, execution_id: str) -> Setup | Outcome:
+        """The setup, or an error outcome when a connector is unavailable, the run does not exist, or it
+        needs connectors this runtime lacks."""
+        setup = await self._setup_or_refusal(execution_id)
+        if isinstance(setup, Outcome):
+            return setup
         existing = await self.store.get_execution(self.name, execution_id)
         if existing is None:
             return _refused(execution_id, f'No execution "{execution_id}" to resume.')
@@ -232,7 +230,7 @@ class Runtime:
                 execution_id,
                 f'Execution "{execution_id}" requires connector(s) {names} that are not configured on this runtime.',
             )
-        return None
+        return setup
 
     async def _status(self, execution_id: str) -> str:
         current = await self.store.get_execution(self.name, execution_id)
