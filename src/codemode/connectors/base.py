@@ -27,6 +27,7 @@ __all__ = [
     "ReplayPolicy",
     "ToolContext",
     "ToolSpec",
+    "idempotency_key",
     "tool",
     "validate_namespace_name",
 ]
@@ -55,9 +56,22 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 @dataclass(frozen=True)
 class ToolContext:
-    """What a tool learns about the run calling it; stable across passes."""
+    """What a tool learns about the call it is serving; every field is stable across passes.
+
+    `idempotency_key` names this one call of this one run: a crash between a call and its record
+    re-executes the call once on recovery, with the same key, so a tool (or the API behind it) can
+    drop the repeat. `seq` is the call's place in the run's log (`-1` outside a run, as in rollback
+    hooks that serve no single call).
+    """
 
     execution_id: str
+    seq: int = -1
+    idempotency_key: str = ""
+
+
+def idempotency_key(execution_id: str, seq: int) -> str:
+    """The key of call `seq` of a run: the same on every pass, host and recovery."""
+    return f"{execution_id}:{seq}"
 
 
 ExecuteFn = Callable[[dict[str, Any], ToolContext], Any]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 from jsonschema.exceptions import best_match
 
-from codemode.connectors.base import Connector, ConnectorDescription, ToolContext, ToolSpec
+from codemode.connectors.base import Connector, ConnectorDescription, ToolContext, ToolSpec, idempotency_key
 from codemode.runtime import codec
 from codemode.runtime.codec import DurableValueError
 from codemode.runtime.outcome import STEP_CONNECTOR, LogEntry
@@ -69,7 +69,6 @@ class Pass:
         self.runtime = runtime
         self.setup = setup
         self.execution_id = execution_id
-        self.ctx = ToolContext(execution_id=execution_id)
         self._seq = 0
         self._decide_lock = asyncio.Lock()
         self._step_names: dict[int, str] = {}
@@ -148,7 +147,8 @@ class Pass:
             raise StopExecution()
         connector = self.setup.connectors[namespace]
         try:
-            result = await connector.execute_tool(method, args, self.ctx)
+            ctx = ToolContext(self.execution_id, seq, idempotency_key(self.execution_id, seq))
+            result = await connector.execute_tool(method, args, ctx)
         except Exception as exc:
             log.info("codemode: %s.%s failed (execution %s): %r", namespace, method, self.execution_id, exc)
             message = str(exc) or type(exc).__name__
