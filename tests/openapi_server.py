@@ -5,7 +5,8 @@ with the standard library and werkzeug, then validated and unmarshalled by
 openapi-core. Each request is recorded (`seen`) with the validator's verdict.
 A valid request gets the status of the operation's first 2xx response and a
 JSON echo of what the server understood (or no body for 204); an invalid one
-gets 400 with the validator's messages. `reply()` scripts other answers.
+gets 400 with the validator's messages. `reply()` scripts other answers, and can
+hold one back (a call in flight, while a test kills the client's host).
 
 openapi-core reads `deepObject` only one level deep and only for objects, so
 Stripe's real encoding (`items[0][price]=x`, `expand[0]=a`) is parsed here with
@@ -148,12 +149,14 @@ class Seen:
 
 @dataclass
 class Reply:
-    """A scripted answer: status, body bytes, content type and other headers."""
+    """A scripted answer: status, body bytes, content type and other headers; sent once `hold` is set, if given
+    (the request is recorded in `seen` before)."""
 
     status: int
     body: bytes = b""
     content_type: str | None = "application/json"
     headers: Mapping[str, str] = field(default_factory=dict)
+    hold: threading.Event | None = None
 
 
 @dataclass
@@ -357,15 +360,20 @@ class _Handler(BaseHTTPRequestHandler):
             reply, _ = self.owner.handle(self.command, self.path, headers, body)
         except Exception as exc:  # a server bug must show up in the test, not hang the client
             reply = Reply(500, json.dumps({"message": f"test server error: {exc!r}"}).encode())
-        self.send_response(reply.status)
-        if reply.content_type is not None:
-            self.send_header("Content-Type", reply.content_type)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(reply.body)
+        if reply.hold is not None:
+            reply.hold.wait(timeout=60)
+        try:
+            self.send_response(reply.status)
+            if reply.content_type is not None:
+                self.send_header("Content-Type", reply.content_type)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(reply.body)
+        except (BrokenPipeError, ConnectionResetError):  # a held request's client is gone
+            self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_TRACE = _any
 

@@ -24,7 +24,15 @@ from mcp.types import CallToolResult, TextContent
 
 import codemode
 from codemode import ToolContext, ToolSpec
-from codemode.connectors.mcp import McpConnectionError, McpConnector, McpTool, McpToolError, unwrap_result
+from codemode.connectors.mcp import (
+    EXECUTION_ID_META,
+    IDEMPOTENCY_KEY_META,
+    McpConnectionError,
+    McpConnector,
+    McpTool,
+    McpToolError,
+    unwrap_result,
+)
 
 from conftest import RuntimeFactory, child_pids, program
 
@@ -212,7 +220,7 @@ class FastMcpConnector(McpConnector):
 CLIENTS = ["mcp-sdk", "fastmcp"]
 COUNTER_TOOLS = [
     *("get_count", "increment", "weather", "json_text", "shout", "split_json"),
-    *("picture", "nothing", "fail", "fail_silently", "slow", "busy"),
+    *("picture", "nothing", "fail", "fail_silently", "slow", "request_meta", "busy"),
 ]
 
 
@@ -536,6 +544,30 @@ async def test_a_legacy_tool_result_is_returned_as_is(make_runtime: RuntimeFacto
     outcome = await make_runtime(connector).execute("return await legacy.old_style()")
     assert outcome.status == "completed", outcome.error
     assert outcome.result == {"called": "old-style", "with": {}}
+
+
+# -- idempotency keys ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("client", ["stdio", *CLIENTS])
+async def test_the_server_gets_each_calls_idempotency_key_in_meta(
+    client: str, counter: CounterServer, make_runtime: RuntimeFactory, opened: list[McpConnector], tmp_path: Path
+) -> None:
+    connector = counter_stdio(tmp_path / "state") if client == "stdio" else counter_connector(client, counter.url)
+    opened.append(connector)
+    outcome = await make_runtime(connector).execute(
+        "return [await counter.request_meta(), await counter.get_count(), await counter.request_meta()]"
+    )
+    assert outcome.status == "completed", outcome.error
+    first, _, last = outcome.result
+    assert [c.seq for c in outcome.calls] == [0, 1, 2]
+    assert IDEMPOTENCY_KEY_META == "codemode/idempotency_key" and EXECUTION_ID_META == "codemode/execution_id"
+    assert first["codemode/idempotency_key"] == f"{outcome.execution_id}:0"
+    assert last["codemode/idempotency_key"] == f"{outcome.execution_id}:2"
+    assert first["codemode/execution_id"] == last["codemode/execution_id"] == outcome.execution_id
+    # Outside a run there is no key to send: only what the context has.
+    alone = await connector.execute_tool("request_meta", {}, _ctx())
+    assert alone["codemode/execution_id"] == "test" and "codemode/idempotency_key" not in alone
 
 
 # -- failures -----------------------------------------------------------------

@@ -8,15 +8,21 @@ pass that schema first.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import warnings
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -952,7 +958,11 @@ def http_document() -> dict[str, Any]:
             "/items/{id}": {
                 "parameters": [param("id", "path", INT, required=True)],
                 "get": {"parameters": get_item, "responses": returns(item)},
-                "delete": {"operationId": "deleteItem", "responses": {"204": {"description": "gone"}}},
+                "delete": {
+                    "operationId": "deleteItem",
+                    "parameters": [param("Idempotency-Key", "header")],  # an API that declares the header
+                    "responses": {"204": {"description": "gone"}},
+                },
             },
             "/names/{name}": {
                 "get": {"operationId": "byName", "parameters": [param("name", "path", required=True)], "responses": OK}
@@ -1338,6 +1348,120 @@ async def test_document_files_that_are_unusual_or_broken(tmp_path: Path) -> None
     (tmp_path / "bad.yaml").write_text("openapi: [3.0")
     with pytest.raises(ValueError, match=r"bad\.yaml is neither valid JSON nor valid YAML"):
         HttpOpenApiConnector("api", tmp_path / "bad.yaml").spec()
+
+
+# ---------------------------------------------------------------------------
+# Idempotency keys
+# ---------------------------------------------------------------------------
+
+
+def idempotency_keys(seen: Any) -> list[str]:
+    """Every `Idempotency-Key` header of one request the server saw, whatever its case."""
+    return [value for name, value in seen.headers.items() if name.lower() == "idempotency-key"]
+
+
+async def test_calls_that_change_something_send_their_idempotency_key(
+    make_runtime: RuntimeFactory, http_api: HttpOpenApiConnector, http_server: ValidatingServer
+) -> None:
+    runtime = make_runtime(http_api)
+    done = await runtime.execute(
+        """
+await items.search(q="a")
+await items.submitForm(body={"name": "x"})
+await items.deleteItem(id=3)
+await items.request(path="/forms", method="POST", body={"name": "y"}, content_type="application/x-www-form-urlencoded")
+await items.request(path="/text")
+return "done"
+"""
+    )
+    assert done.status == "completed", done.error
+    accepted(http_server, 0, 5)
+    assert [c.seq for c in done.calls] == [0, 1, 2, 3, 4]
+    assert [(s.method, idempotency_keys(s)) for s in http_server.seen] == [
+        ("GET", []),  # a read changes nothing: it carries no key
+        ("POST", [f"{done.execution_id}:1"]),
+        ("DELETE", [f"{done.execution_id}:2"]),
+        ("POST", [f"{done.execution_id}:3"]),  # the escape hatch too
+        ("GET", []),
+    ]
+
+
+async def test_an_idempotency_key_set_explicitly_wins(
+    http_api: HttpOpenApiConnector, http_server: ValidatingServer
+) -> None:
+    ctx = ToolContext("run", 4, "run:4")
+    form = {
+        "path": "/forms",
+        "method": "POST",
+        "body": {"name": "x"},
+        "content_type": "application/x-www-form-urlencoded",
+    }
+    await http_api.execute_tool("request", {**form, "headers": {"idempotency-key": "mine"}}, ctx)  # the program's
+    await http_api.execute_tool("deleteItem", {"id": 1, "Idempotency-Key": "declared"}, ctx)  # a declared parameter
+    await http_api.execute_tool("deleteItem", {"id": 1}, ctx)
+    await http_api.execute_tool("deleteItem", {"id": 1}, CTX)  # outside a run: no key to send
+    configured = HttpOpenApiConnector("items", http_document(), http_server.api_url, {"Idempotency-Key": "conf"})
+    await configured.execute_tool("submitForm", {"body": {"name": "x"}}, ctx)  # the connector's own headers
+    await configured.aclose()
+    accepted(http_server, 0, 5)
+    assert [idempotency_keys(s) for s in http_server.seen] == [["mine"], ["declared"], ["run:4"], [], ["conf"]]
+
+
+# The host the crash test kills mid-call: one run of one POST, on the SQLite file and API it is given.
+HOST = """
+import asyncio, sys
+import codemode
+
+async def main(db, url):
+    api = codemode.HttpOpenApiConnector("items", sys.argv[3], url)
+    async with codemode.Runtime([api], store=codemode.SqliteStore(db), heartbeat_interval=0.2) as runtime:
+        await runtime.execute('return await items.submitForm(body={"name": "x"})')
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_a_call_performed_again_after_a_crash_sends_the_same_key(
+    make_runtime: RuntimeFactory, http_server: ValidatingServer, tmp_path: Path
+) -> None:
+    http_server.clear()
+    db, doc = tmp_path / "x.db", tmp_path / "api.json"
+    doc.write_text(json.dumps(http_document()))
+    hold = threading.Event()
+    http_server.reply("POST", "/forms", Reply(201, b'{"created": 1}', hold=hold))
+    host = subprocess.Popen(
+        [sys.executable, "-c", HOST, str(db), http_server.api_url, str(doc)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not http_server.seen:
+            assert time.monotonic() < deadline, "the host never sent its POST"
+            assert host.poll() is None, host.stderr.read() if host.stderr else ""
+            await asyncio.sleep(0.02)
+        os.kill(host.pid, signal.SIGKILL)  # the host dies with the POST sent and its answer not recorded
+        host.wait(timeout=30)
+    finally:
+        hold.set()
+        host.kill()
+        host.communicate()
+    (first,) = http_server.seen
+    execution_id = idempotency_keys(first)[0].rsplit(":", 1)[0]
+    await asyncio.sleep(1.2)  # no heartbeat from the dead host for longer than stale_after
+    http_server.reply("POST", "/forms", Reply(201, b'{"created": 1}'))
+    api = HttpOpenApiConnector("items", http_document(), http_server.api_url)
+    runtime = make_runtime(api, path=db, heartbeat_interval=0.2)
+    recovered = await runtime.recover(execution_id, stale_after=timedelta(seconds=1))
+    await api.aclose()
+    assert recovered.status == "completed", recovered.error
+    assert recovered.result == {"created": 1}
+    accepted(http_server, 0, 2)
+    (call,) = recovered.calls
+    again = http_server.seen[1]
+    assert [(s.method, s.body) for s in http_server.seen] == [("POST", first.body), ("POST", first.body)]
+    # The API sees one call twice, under the same key: it can answer the repeat without doing it again.
+    assert idempotency_keys(first) == idempotency_keys(again) == [f"{recovered.execution_id}:{call.seq}"]
 
 
 # ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@ It serves over streamable HTTP on 127.0.0.1 (printing `PORT <n>` once it listens
 Every successful `increment` appends a line to the `--state` file, so a test can count, outside
 MCP, how many times the write really ran; `slow` appends `started` to `<state>.slow` when it begins
 and `cancelled` when the client cancels it. Its tool list comes in pages of `--page-size` tools, so
-clients have to follow the cursor.
+clients have to follow the cursor. `request_meta` answers with the `_meta` its request carried.
 
 Run: `python counter.py --state FILE [--transport http|stdio] [--port N] [--page-size N] [--collide]`.
 """
@@ -20,7 +20,7 @@ from typing import Any, TypedDict
 
 import anyio
 import uvicorn
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from mcp.types import (
@@ -138,6 +138,11 @@ def build(state: Path, collide: bool, page_size: int) -> MCPServer:
             note("cancelled")
             raise
         return "done"
+
+    @server.tool(annotations=READ_ONLY)
+    def request_meta(ctx: Context) -> dict[str, Any]:
+        """The `_meta` of this call's request, as the server received it."""
+        return dict(ctx.request_context.meta or {})
 
     @server.tool(annotations=READ_ONLY)
     def busy() -> str:

@@ -25,6 +25,12 @@ connection that dies is replaced on the next call (a crashed stdio server is sta
 A call is bounded by `call_timeout`, connecting by `connect_timeout`; a server that cannot be reached
 makes `describe()` raise, which the runtime turns into an error outcome. Results are unwrapped as the
 reference does (spec §8.2), see `unwrap_result`.
+
+Every tool call of a run tells the server which call it is, in the request's `_meta`:
+`codemode/idempotency_key` (the same whenever the runtime performs that one call again, as after a
+crash) and `codemode/execution_id`. It is sent when the client's `call_tool` takes a `meta` argument,
+as the `mcp` SDK's `ClientSession` (2.x, and the 1.x releases that added it) and `fastmcp.Client` do;
+a connection whose `call_tool(name, arguments)` takes none is called without it.
 """
 
 from __future__ import annotations
@@ -46,14 +52,21 @@ from codemode.connectors.base import Connector, ToolContext, ToolSpec, maybe_awa
 from codemode.schema.names import sanitize_identifier
 
 __all__ = [
+    "EXECUTION_ID_META",
+    "IDEMPOTENCY_KEY_META",
     "McpConnection",
     "McpConnectionError",
     "McpConnector",
     "McpTimeoutError",
     "McpTool",
     "McpToolError",
+    "call_meta",
     "unwrap_result",
 ]
+
+# The `_meta` keys a tool call carries (prefixed, as the MCP spec asks of keys outside its own).
+IDEMPOTENCY_KEY_META = "codemode/idempotency_key"
+EXECUTION_ID_META = "codemode/execution_id"
 
 log = logging.getLogger("codemode")
 
@@ -82,8 +95,9 @@ _LOST = frozenset(
 class McpConnection(Protocol):
     """What the connector needs from an MCP client: the `mcp` SDK session and `fastmcp.Client` both have it.
 
-    Optionally also `instructions` (or `initialize_result.instructions`), and `send_ping()` or `ping()`,
-    used to tell a slow tool from a dead server after a timeout.
+    Optionally also `instructions` (or `initialize_result.instructions`), `send_ping()` or `ping()`,
+    used to tell a slow tool from a dead server after a timeout, and a `meta` keyword argument of
+    `call_tool`, which receives the request's `_meta` (the call's idempotency key).
     """
 
     def call_tool(self, name: str, arguments: dict[str, Any]) -> Awaitable[Any]: ...
@@ -296,7 +310,7 @@ class McpConnector(Connector):
         original = mcp_tool.name
 
         async def execute(args: dict[str, Any], ctx: ToolContext) -> Any:
-            return await self.call_mcp_tool(original, args)
+            return await self.call_mcp_tool(original, args, meta=call_meta(ctx))
 
         return ToolSpec(
             execute=execute,
@@ -306,10 +320,15 @@ class McpConnector(Connector):
             requires_approval=self.approve_writes and not mcp_tool.read_only,
         )
 
-    async def call_mcp_tool(self, name: str, arguments: Mapping[str, Any]) -> Any:
-        """Call a tool by its MCP name and unwrap the result; for reverts and subclasses too."""
+    async def call_mcp_tool(
+        self, name: str, arguments: Mapping[str, Any], *, meta: Mapping[str, Any] | None = None
+    ) -> Any:
+        """Call a tool by its MCP name and unwrap the result; for reverts and subclasses too.
+
+        `meta` becomes the request's `_meta` (see `call_meta`) when the client's `call_tool` takes it.
+        """
         link = await self._connected()
-        result = await self._request(link, name, lambda connection: connection.call_tool(name, dict(arguments)))
+        result = await self._request(link, name, lambda connection: _call_tool(connection, name, arguments, meta))
         return unwrap_result(result)
 
     async def aclose(self) -> None:
@@ -569,6 +588,30 @@ class _StderrTail:
 # ---------------------------------------------------------------------------
 # Results and listings, whatever client produced them
 # ---------------------------------------------------------------------------
+
+
+def call_meta(ctx: ToolContext) -> dict[str, Any] | None:
+    """The `_meta` a tool call carries: its idempotency key and run, those it has (None: neither)."""
+    meta = {IDEMPOTENCY_KEY_META: ctx.idempotency_key, EXECUTION_ID_META: ctx.execution_id}
+    return {key: value for key, value in meta.items() if value} or None
+
+
+def _call_tool(connection: Any, name: str, arguments: Mapping[str, Any], meta: Mapping[str, Any] | None) -> Any:
+    """`call_tool`, with `meta=` only when the client's signature names it (a plain one is left as it is)."""
+    if meta and _takes_meta(connection.call_tool):
+        return connection.call_tool(name, dict(arguments), meta=dict(meta))
+    return connection.call_tool(name, dict(arguments))
+
+
+def _takes_meta(call_tool: Any) -> bool:
+    try:
+        parameter = inspect.signature(call_tool).parameters.get("meta")
+    except (TypeError, ValueError):  # no signature to read (a builtin, a C extension)
+        return False
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
 
 
 def unwrap_result(result: Any) -> Any:

@@ -39,6 +39,11 @@ Derivation rules (beyond the reference, spec §7):
   and a `.` or `..` one escaped (either would address another resource); query
   parameters and form fields in their `style`/`explode`, objects nested in
   bracket notation (`items[0][price]=x`); `None` anywhere means absent.
+- Idempotency: a request carries the call's `idempotency_key` (the same on every
+  re-execution of one call of one run); `HttpOpenApiConnector` sends it as the
+  `Idempotency-Key` header on every method but `GET`, `HEAD`, `OPTIONS` and
+  `TRACE`, unless the program, the operation or the connector's own headers set
+  one already.
 - Descriptions: the summary, plus the description's first paragraph (HTML
   and link targets stripped, at most ~300 characters) when it says more; else
   `METHOD path`.
@@ -170,6 +175,9 @@ class OpenApiRequest:
     parameter's `style`/`explode`, from `operation`); `headers` are strings;
     `body` is sent when `content_type` is set. `operation` is None for the
     `request` escape hatch unless its path and method match a declared one.
+    `idempotency_key` names the call (`ToolContext.idempotency_key`: the same
+    when a crash makes the runtime perform it again), "" outside a run; send it
+    as the API expects, for example as an `Idempotency-Key` header.
     """
 
     method: str
@@ -180,6 +188,7 @@ class OpenApiRequest:
     body: Any = None
     content_type: str | None = None
     operation: Operation | None = None
+    idempotency_key: str = ""
 
     @property
     def has_body(self) -> bool:
@@ -737,8 +746,9 @@ def _path_value(p: Parameter, value: Any) -> str:
 _DOT_SEGMENTS = {".": "%2E", "..": "%2E%2E"}
 
 
-def build_request(op: Operation, args: Mapping[str, Any]) -> OpenApiRequest:
-    """The request an operation's tool makes for `args` (spec §7.5, with each parameter's style)."""
+def build_request(op: Operation, args: Mapping[str, Any], *, idempotency_key: str = "") -> OpenApiRequest:
+    """The request an operation's tool makes for `args` (spec §7.5, with each parameter's style), carrying
+    the call's `idempotency_key`."""
     if not isinstance(args, Mapping):
         args = {}
     path = op.path
@@ -777,6 +787,7 @@ def build_request(op: Operation, args: Mapping[str, Any]) -> OpenApiRequest:
         body=body,
         content_type=op.body.content_type if op.body is not None and body is not None else None,
         operation=op,
+        idempotency_key=idempotency_key,
     )
 
 
@@ -871,7 +882,7 @@ class OpenApiConnector(Connector):
 
     def _executor(self, op: Operation) -> Any:
         async def execute(args: dict[str, Any], ctx: ToolContext) -> Any:
-            return await maybe_await(self.request(build_request(op, args)))
+            return await maybe_await(self.request(build_request(op, args, idempotency_key=ctx.idempotency_key)))
 
         return execute
 
@@ -900,6 +911,7 @@ class OpenApiConnector(Connector):
             body=body,
             content_type=content_type if body is not None else None,
             operation=op,
+            idempotency_key=ctx.idempotency_key,
         )
         return await maybe_await(self.request(req))
 
@@ -923,6 +935,8 @@ class OpenApiHttpError(RuntimeError):
 _EXCERPT = 500
 # Headers the transport sets; a program's own would corrupt or misroute the request.
 _TRANSPORT_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+# Methods that change nothing (RFC 9110 §9.2.1): repeating one is harmless, so it carries no Idempotency-Key.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
 _ADVICE = {
@@ -1000,6 +1014,10 @@ class HttpOpenApiConnector(OpenApiConnector):
     is given. `headers` (authentication) go with every call and win over
     headers the program passes; they never leave the API: the escape hatch
     only reaches paths under the base URL, and redirects are not followed.
+    Every call but a `GET`, `HEAD`, `OPTIONS` or `TRACE` sends the call's
+    idempotency key as `Idempotency-Key` (the same when a crash makes the
+    runtime perform the call again), unless a header of that name is already
+    set, by `headers`, the program or the operation's own parameter.
     Responses: JSON is parsed (in its declared charset), text is a `str`,
     anything else `bytes`, no content `None`; any other status (a redirect
     too, with its location) raises `OpenApiHttpError` with advice for the model.
@@ -1083,6 +1101,12 @@ class HttpOpenApiConnector(OpenApiConnector):
             cookies = [f"{k}={quote(v, safe='')}" for k, v in req.cookies.items()]
             configured = [headers.pop(k) for k in list(headers) if k.lower() == "cookie"]  # an auth cookie stays
             headers["Cookie"] = "; ".join([*configured, *cookies])
+        if (
+            req.idempotency_key
+            and req.method.upper() not in _SAFE_METHODS
+            and not any(k.lower() == "idempotency-key" for k in headers)
+        ):
+            headers["Idempotency-Key"] = req.idempotency_key
         content, files = self._body(req, headers)
         for name, value in headers.items():
             if not _HEADER_NAME.fullmatch(name):
