@@ -197,7 +197,7 @@ async def main(calls: int, rounds: int, cold: int, only: str | None) -> None:
                 first.append(time.perf_counter() - start)
                 assert paused.status == "paused", paused.error
                 start = time.perf_counter()
-                done = await s.disk.approve(paused.execution_id)
+                done = await s.disk.approve(paused.execution_id, paused.pending[0].seq)
                 resume.append(time.perf_counter() - start)
                 assert done.status == "completed" and done.result == "released", done.error
             for label, samples in (

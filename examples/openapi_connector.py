@@ -151,7 +151,7 @@ async def main(workdir: Path) -> None:
             outcome = await runtime.execute(PROGRAM)
             for action in outcome.pending:
                 print(f"paused: {action.connector}.{action.method}({action.args})")
-            outcome = await runtime.approve(outcome.execution_id)
+            outcome = await runtime.approve(outcome.execution_id, outcome.pending[0].seq)
             print(f"completed: {outcome.result} logs={outcome.logs}")
     finally:
         server.shutdown()

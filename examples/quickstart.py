@@ -76,7 +76,7 @@ async def main(workdir: Path) -> None:
             print(f"   pending: {action.connector}.{action.method}({action.args}) at seq {action.seq}")
 
         print("2. a human approves; the run resumes by replay (the first read comes from the log)")
-        outcome = await runtime.approve(outcome.execution_id)
+        outcome = await runtime.approve(outcome.execution_id, outcome.pending[0].seq)
         print(f"   approve -> {outcome.status}: {outcome.result}  logs={outcome.logs}")
 
         print("3. the audit trail:")

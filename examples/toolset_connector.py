@@ -52,7 +52,7 @@ async def main(workdir: Path) -> None:
         print(f"execute -> {outcome.status}")
         for action in outcome.pending:
             print(f"  waiting for approval: {action.connector}.{action.method}({action.args})")
-        outcome = await runtime.approve(outcome.execution_id)
+        outcome = await runtime.approve(outcome.execution_id, outcome.pending[0].seq)
         print(f"approve -> {outcome.status}: {outcome.result}")
         print(f"orders placed on the host: {ORDERS}")
 

@@ -62,7 +62,7 @@ async def main(mode: str, db: str, ledger: str, arg: str) -> None:
             execution_id = arg.split(":")[0]
             while time.time() < start_at:
                 await asyncio.sleep(0.001)
-            outcome = await runtime.approve(execution_id)
+            outcome = await runtime.approve(execution_id, 1)
         elif mode == "recover":
             outcome = await runtime.recover(arg, stale_after=timedelta(seconds=1))
         else:

@@ -388,7 +388,7 @@ return {{ timezone: now.timezone, untracked: status.includes("notes.txt"), commi
     ]
     assert commit_count(repo) == 1  # nothing committed before the approval
 
-    done = await runtime.approve(paused.execution_id)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert done.status == "completed", done.error
     assert done.result["timezone"] == "UTC" and done.result["untracked"] is True
     assert done.result["commit"].startswith("Changes committed successfully")
@@ -416,11 +416,11 @@ return [first["result"], after["result"]]
     assert paused.status == "paused", paused.error
     assert [(p.method, p.args) for p in paused.pending] == [("increment", {"by": 5})]
     assert counter.count() == before
-    done = await runtime.approve(paused.execution_id)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert done.status == "completed", done.error
     assert done.result == [before, before + 1]
     assert counter.count() == before + 1  # exactly once, counted on the server's side
-    assert (await runtime.approve(paused.execution_id)).status == "error"  # no second run
+    assert (await runtime.approve(paused.execution_id, paused.pending[0].seq)).status == "error"  # no second run
     assert counter.count() == before + 1
 
 
@@ -469,7 +469,7 @@ async def test_every_unwrap_rule_reaches_the_program_and_the_log(
     assert out["silent"] == ("Tool call failed" if client == "mcp-sdk" else "Tool 'fail_silently' returned an error")
     logged = {c.method: c for c in outcome.calls}
     assert logged["picture"].result == out["mixed"]  # the codec recorded the whole result
-    assert (logged["fail"].state, logged["fail"].result) == ("error", {"error": out["error"]})
+    assert (logged["fail"].state, logged["fail"].result) == ("error", {"error": out["error"], "kind": "RuntimeError"})
 
 
 async def test_an_uncaught_is_error_ends_the_run_with_its_text(

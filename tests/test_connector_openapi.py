@@ -1504,7 +1504,7 @@ return issue["body"]
         ("issues_create", {"owner": "octo", "repo": "hello", "body": {"title": "Bug in GET /repos/{owner}/{repo}"}})
     ]
     assert [s.method for s in server.seen[before:]] == ["GET"]
-    done = await runtime.approve(paused.execution_id)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert done.status == "completed", done.error
     assert done.result == {"title": "Bug in GET /repos/{owner}/{repo}"}
     seen = server.seen[before:]

@@ -200,11 +200,11 @@ async def test_plain_functions_end_to_end(make_runtime: RuntimeFactory, calls: C
     assert paused.status == "paused", paused.error
     assert [(p.connector, p.method, p.args) for p in paused.pending] == [("tools", "save_note", {"text": "total 3"})]
     assert notes == []
-    done = await runtime.approve(paused.execution_id)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert done.status == "completed", done.error
     assert done.result == {"total": 3, "notes": 1, "me": paused.execution_id}
     assert notes == ["total 3"] and calls.counts == {"add": 1, "save_note": 1}  # the read was replayed, not rerun
-    assert await runtime.rollback(done.execution_id) == [1]
+    assert (await runtime.rollback(done.execution_id)).reverted == [1]
     assert notes == [f"reverted by {done.execution_id}"]
 
 
@@ -333,7 +333,7 @@ async def test_pydantic_ai_end_to_end(make_runtime: RuntimeFactory, calls: Calls
     assert paused.status == "paused", paused.error
     assert [(p.method, p.args) for p in paused.pending] == [("book", {"room": "12"})]
     assert "book" not in calls.counts
-    done = await runtime.approve(paused.execution_id)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert done.status == "completed", done.error
     assert done.result == [
         {"city": "Rome", "days": 1},
@@ -452,7 +452,7 @@ async def test_langchain_end_to_end(make_runtime: RuntimeFactory, calls: Calls) 
     )
     assert paused.status == "paused", paused.error
     assert [(p.method, p.args) for p in paused.pending] == [("publish", {"title": "owl 0"})]
-    done = await runtime.approve(paused.execution_id)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert done.status == "completed", done.error
     assert done.result == {"title": "owl 0", "run": done.execution_id}
     assert calls.counts == {"lookup": 1, "publish": 1}
@@ -551,7 +551,7 @@ async def test_openai_agents_end_to_end(make_runtime: RuntimeFactory, calls: Cal
     assert paused.status == "paused", paused.error
     assert [(p.method, p.args) for p in paused.pending] == [("transfer", {"to": "ann", "amount": 20.0})]
     assert "transfer" not in calls.counts
-    done = await runtime.approve(paused.execution_id)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert done.status == "completed", done.error
     assert done.result == {"to": "ann", "amount": 20.0, "account": "acct-9"}
     assert calls.counts == {"convert": 1, "transfer": 1}

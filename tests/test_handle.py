@@ -90,9 +90,9 @@ def test_sync_twin(tmp_path: Path) -> None:
         paused = sync.execute('await items.create_item(title="s")')
         assert paused.status == "paused"
         assert [p.method for p in sync.pending()] == ["create_item"]
-        done = sync.approve(paused.execution_id)
+        done = sync.approve(paused.execution_id, paused.pending[0].seq)
         assert done.result == {"id": 1, "title": "s"}
-        assert sync.rollback(done.execution_id) == [0]
+        assert sync.rollback(done.execution_id).reverted == [0]
         assert [e.status for e in sync.executions()] == ["rolled_back"]
         assert sync.search("create item").results[0].path == "items.create_item"
     assert items.items == []

@@ -47,7 +47,7 @@ def test_four_processes_approve_one_pause(tmp_path: Path) -> None:
     completed = [o for o in outcomes if o["status"] == "completed"]
     assert len(completed) == 1, outcomes
     assert completed[0]["result"] == {"read": 7, "write": {"written": 42}}
-    assert all("not paused" in o["error"] for o in outcomes if o["status"] != "completed")
+    assert all("not awaiting a decision" in o["error"] for o in outcomes if o["status"] != "completed")
     # The approved action ran exactly once; the read logged before the pause never ran again.
     assert ledger_lines(ledger) == ["read", "write-start", "write-done"]
 

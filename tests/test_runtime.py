@@ -7,13 +7,15 @@ each test runs once per language (`[python]` / `[javascript]` in the test ids).
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import sqlite3
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 import codemode
 from codemode import Connector, Runtime, tool
+from codemode.runtime.replay import Call
 
 from conftest import Items, RuntimeFactory, program
 
@@ -70,7 +72,7 @@ async def test_approval_pauses_then_runs_exactly_once(runtime: Runtime, items: I
     assert paused.status == "paused"
     assert [(p.connector, p.method, p.args) for p in paused.pending] == [("items", "create_item", {"title": "hello"})]
     assert items.items == []
-    done = await runtime.approve(paused.execution_id)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert done.status == "completed", done.error
     assert done.result == {"id": 1, "title": "hello"}
     assert items.counts["create_item"] == 1
@@ -88,7 +90,7 @@ async def test_calls_echo_the_log(runtime: Runtime, language: str) -> None:
         ("create_item", "pending", True),
     ]
     assert paused.calls[1].args == {"title": "t"}
-    done = await runtime.approve(paused.execution_id)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert done.calls[1].state == "applied"
     assert done.calls[1].result == {"id": 1, "title": "t"}
 
@@ -105,7 +107,7 @@ async def test_reads_before_the_pause_are_replayed(runtime: Runtime, items: Item
     )
     paused = await runtime.execute(code)
     items.items.append({"id": 99, "title": "changed meanwhile"})
-    done = await runtime.approve(paused.execution_id)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert done.status == "completed", done.error
     assert done.result["before_count"] == 0  # the recorded read, not a fresh one
     assert items.counts["list_items"] == 1
@@ -137,9 +139,9 @@ async def test_reject_ends_the_run(runtime: Runtime, items: Items, language: str
 async def test_approving_a_rejected_run_revives_nothing(runtime: Runtime, items: Items, language: str) -> None:
     paused = await runtime.execute(create(language, "no"))
     await runtime.reject(paused.execution_id, paused.pending[0].seq)
-    outcome = await runtime.approve(paused.execution_id)
+    outcome = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert outcome.status == "error"
-    assert "not paused" in (outcome.error or "")
+    assert "not awaiting a decision" in (outcome.error or "") and "rejected" in (outcome.error or "")
     assert await runtime.pending() == []
     assert items.items == []
     execution = await runtime.execution(paused.execution_id)
@@ -153,10 +155,10 @@ async def test_rollback_reverts_in_reverse_order(runtime: Runtime, items: Items,
         'await items.add_note({ text: "n" });\nreturn await items.create_item({ title: "second" });',
     )
     paused = await runtime.execute(code)
-    done = await runtime.approve(paused.execution_id)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert done.status == "completed"
-    reverted = await runtime.rollback(done.execution_id)
-    assert reverted == [1, 0]
+    report = await runtime.rollback(done.execution_id)
+    assert report == codemode.RollbackReport(reverted=[1, 0])
     assert items.deleted == [{"id": 1, "title": "second"}]
     assert items.notes == ["__reverted__"]
     execution = await runtime.execution(done.execution_id)
@@ -207,7 +209,7 @@ async def test_nondeterministic_arguments_diverge(runtime: Runtime, items: Items
         "await items.create_item({ title: String(Math.random()) });",
     )
     paused = await runtime.execute(code)
-    outcome = await runtime.approve(paused.execution_id)
+    outcome = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert outcome.status == "error"
     assert "divergence" in (outcome.error or "").lower()
     assert items.items == []
@@ -225,7 +227,7 @@ async def test_step_makes_nondeterminism_replayable(runtime: Runtime, items: Ite
         "return await items.create_item({ title: String(value) });",
     )
     paused = await runtime.execute(code)
-    done = await runtime.approve(paused.execution_id)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert done.status == "completed", done.error
     assert len(items.items) == 1
     assert done.calls[0].connector == "__step" and done.calls[0].method == "rand"
@@ -234,14 +236,17 @@ async def test_step_makes_nondeterminism_replayable(runtime: Runtime, items: Ite
 async def test_reject_racing_an_approved_execute(runtime: Runtime, items: Items, language: str) -> None:
     paused = await runtime.execute(create(language, "race"))
     store, name, eid = runtime.store, runtime.name, paused.execution_id
-    assert await store.resume(name, eid) is not None
-    decision = await store.decide(name, eid, 0, "items", "create_item", '{"title":"race"}', None, True, False)
-    assert decision.kind == "execute"
+    approval = codemode.Decision("approve", "ann", None, datetime.now(timezone.utc))
+    settled = await store.settle(name, eid, 0, approval)
+    assert settled.kind == "resumed" and settled.claim is not None
+    attempt = settled.claim.attempt
+    verdict = await store.decide(name, eid, attempt, Call(0, "items", "create_item", '{"title":"race"}', None, True))
+    assert verdict.kind == "execute"
     assert await runtime.reject(eid, 0) is False
     execution = await runtime.execution(eid)
     assert execution is not None and execution.status == "running"
     assert execution.log[0].state == "executing"
-    await store.record_result(name, eid, 0, '{"id":1}')
+    assert await store.record_result(name, eid, attempt, 0, '{"id":1}')
     execution = await runtime.execution(eid)
     assert execution is not None and execution.log[0].state == "applied"
 
@@ -346,7 +351,7 @@ async def test_completed_run_disposes_once(runtime: Runtime, items: Items, langu
 async def test_no_dispose_while_paused(runtime: Runtime, items: Items, language: str) -> None:
     paused = await runtime.execute(create(language, "x"))
     assert items.disposed == []
-    await runtime.approve(paused.execution_id)
+    await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert items.disposed == [(paused.execution_id, "completed")]
 
 
@@ -360,14 +365,14 @@ async def test_stale_reject_changes_nothing(runtime: Runtime, items: Items, lang
     paused = await runtime.execute(create(language, "x"))
     assert await runtime.reject(paused.execution_id, 999) is False
     assert items.disposed == []
-    done = await runtime.approve(paused.execution_id)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert done.status == "completed"
     assert items.disposed == [(paused.execution_id, "completed")]
 
 
 async def test_rollback_disposes_again(runtime: Runtime, items: Items, language: str) -> None:
     paused = await runtime.execute(create(language, "x"))
-    await runtime.approve(paused.execution_id)
+    await runtime.approve(paused.execution_id, paused.pending[0].seq)
     await runtime.rollback(paused.execution_id)
     assert [s for _, s in items.disposed] == ["completed", "rolled_back"]
 
@@ -375,7 +380,7 @@ async def test_rollback_disposes_again(runtime: Runtime, items: Items, language:
 async def test_pass_end_fires_on_pause_and_resume(runtime: Runtime, items: Items, language: str) -> None:
     paused = await runtime.execute(create(language, "x"))
     assert items.pass_ends == [(paused.execution_id, "paused")]
-    await runtime.approve(paused.execution_id)
+    await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert [s for _, s in items.pass_ends] == ["paused", "completed"]
 
 
@@ -386,7 +391,7 @@ async def test_ephemeral_reads_reexecute_on_resume(runtime: Runtime, language: s
         'const counter = await items.read_counter();\nawait items.create_item({ title: "x" });\nreturn counter;',
     )
     paused = await runtime.execute(code)
-    done = await runtime.approve(paused.execution_id)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert done.result == {"reads": 2}
     entry = done.calls[0]
     assert (entry.state, entry.result, entry.ephemeral) == ("applied", None, True)
@@ -401,7 +406,7 @@ async def test_bytes_replay_as_bytes(runtime: Runtime, items: Items, language: s
         'return [data instanceof Uint8Array ? "Uint8Array" : typeof data, Array.from(data)];',
     )
     paused = await runtime.execute(code)
-    done = await runtime.approve(paused.execution_id)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert done.result == [program(language, "bytes", "Uint8Array"), [1, 2, 3, 4, 5]]
     assert items.counts["get_bytes"] == 1
 
@@ -441,11 +446,11 @@ async def test_expire_paused(runtime: Runtime, items: Items, language: str) -> N
     assert "Expired awaiting approval" in (execution.error or "")
     assert await runtime.pending() == []
     assert items.disposed == [(paused.execution_id, "rejected")]
-    assert (await runtime.approve(paused.execution_id)).status == "error"
+    assert (await runtime.approve(paused.execution_id, paused.pending[0].seq)).status == "error"
 
 
 async def test_expire_stuck_running(runtime: Runtime, language: str) -> None:
-    eid = await runtime.store.begin(runtime.name, program(language, "1", "1;"), ["items"], 50)
+    eid = (await runtime.store.begin(runtime.name, program(language, "1", "1;"), ["items"], 50)).execution_id
     assert await runtime.expire_paused(timedelta(minutes=1)) == []
     await asyncio.sleep(0.01)
     assert await runtime.expire_paused(timedelta(0)) == [eid]
@@ -482,11 +487,11 @@ async def test_resume_needs_the_recorded_connectors(make_runtime: RuntimeFactory
     execution = await runtime.execution(paused.execution_id)
     assert execution is not None and execution.connectors == ["items"]
     bare = make_runtime()
-    outcome = await bare.approve(paused.execution_id)
+    outcome = await bare.approve(paused.execution_id, paused.pending[0].seq)
     assert outcome.status == "error"
     assert 'requires connector(s) "items"' in (outcome.error or "")
     assert (await runtime.execution(paused.execution_id)).status == "paused"  # type: ignore[union-attr]
-    assert (await runtime.approve(paused.execution_id)).status == "completed"
+    assert (await runtime.approve(paused.execution_id, paused.pending[0].seq)).status == "completed"
 
 
 async def test_snippet_needs_its_connectors(make_runtime: RuntimeFactory, items: Items, language: str) -> None:
@@ -507,7 +512,7 @@ async def test_transform_result_shapes_only_the_model_view(
     first = await runtime.execute(program(language, "await items.list_items()", "await items.list_items();"))
     assert first.result == {"shaped": []}
     paused = await runtime.execute(create(language, "z"))
-    done = await runtime.approve(paused.execution_id)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert done.result == {"shaped": {"id": 1, "title": "z"}}
     stored = await runtime.execution(done.execution_id)
     assert stored is not None and stored.result == {"id": 1, "title": "z"}
@@ -535,7 +540,7 @@ async def test_fresh_instance_resumes_without_reexecuting_reads(make_runtime: Ru
     fresh_items = Items()
     fresh = make_runtime(fresh_items)
     assert [p.method for p in await fresh.pending(paused.execution_id)] == ["create_item"]
-    done = await fresh.approve(paused.execution_id)
+    done = await fresh.approve(paused.execution_id, paused.pending[0].seq)
     assert done.result == {"before": 0, "bytes": [1, 2, 3, 4, 5], "created": {"id": 1, "title": "x"}}
     assert fresh_items.counts == {"create_item": 1}
     assert fresh_items.disposed == [(paused.execution_id, "completed")]
@@ -600,16 +605,18 @@ async def test_parallel_calls_get_program_order_seqs(runtime: Runtime, items: It
     )
     paused = await runtime.execute(code)
     assert [c.method for c in paused.calls] == ["list_items", "get_bytes", "add_note", "create_item"]
-    done = await runtime.approve(paused.execution_id)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert done.status == "completed", done.error
     assert done.result == [0, 5, 1]
     assert items.counts == {"list_items": 1, "get_bytes": 1, "create_item": 1}
     assert items.notes == ["n"]
 
 
-async def test_reject_needs_a_paused_run(runtime: Runtime, language: str) -> None:
+async def test_reject_needs_a_paused_run(runtime: Runtime, db_path: Path, language: str) -> None:
     paused = await runtime.execute(create(language, "x"))
-    await runtime.store.fail_at(runtime.name, paused.execution_id, 5, "failed elsewhere")
+    # Another writer failed the run while its entry still reads `pending`.
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE cm_executions SET status = 'error' WHERE id = ?", (paused.execution_id,))
     assert await runtime.reject(paused.execution_id, paused.pending[0].seq) is False
 
 
@@ -658,7 +665,7 @@ async def test_model_output_has_no_call_log(runtime: Runtime, language: str) -> 
 
 async def test_recover_refuses_a_live_or_ended_run(make_runtime: RuntimeFactory, items: Items, language: str) -> None:
     runtime = make_runtime(items, heartbeat_interval=0.1)
-    eid = await runtime.store.begin(runtime.name, program(language, "1", "1;"), ["items"], 50)
+    eid = (await runtime.store.begin(runtime.name, program(language, "1", "1;"), ["items"], 50)).execution_id
     live = await runtime.recover(eid, stale_after=timedelta(seconds=30))
     assert live.status == "error" and "cannot be recovered (status: running)" in (live.error or "")
     done = await runtime.execute(program(language, "1", "1;"))
@@ -692,11 +699,12 @@ async def test_divergence_on_a_different_method(runtime: Runtime, items: Items, 
         'await items.get_bytes()\nawait items.create_item(title="x")',
         'await items.get_bytes();\nawait items.create_item({ title: "x" });',
     )
-    eid = await runtime.store.begin(name, code, ["items"], 50)
-    await runtime.store.decide(name, eid, 0, "items", "list_items", "{}", None, False, False)
-    await runtime.store.record_result(name, eid, 0, "[]")
-    await runtime.store.decide(name, eid, 1, "items", "create_item", '{"title":"x"}', None, True, False)
-    outcome = await runtime.approve(eid)
+    eid = (await runtime.store.begin(name, code, ["items"], 50)).execution_id
+    await runtime.store.decide(name, eid, 1, Call(0, "items", "list_items", "{}"))
+    await runtime.store.record_result(name, eid, 1, 0, "[]")
+    await runtime.store.decide(name, eid, 1, Call(1, "items", "create_item", '{"title":"x"}', None, True))
+    assert await runtime.store.pause(name, eid, 1)
+    outcome = await runtime.approve(eid, 1)
     assert outcome.status == "error"
     assert "replay divergence at step 0: expected items.list_items, got items.get_bytes" in (outcome.error or "")
     assert items.items == [] and "get_bytes" not in items.counts
@@ -742,7 +750,7 @@ async def test_rollback_tries_every_revert_then_reports(make_runtime: RuntimeFac
     )
     assert outcome.status == "completed", outcome.error
     with pytest.raises(
-        codemode.RollbackError, match=r"reverted 2 action\(s\) but 1 failed: fragile.make: cannot undo 2"
+        codemode.RollbackError, match=r"reverted 2 action\(s\) but 1 failed: step 1: fragile.make: cannot undo 2"
     ):
         await runtime.rollback(outcome.execution_id)
     assert fragile.undone == [3, 1]

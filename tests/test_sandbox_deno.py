@@ -544,7 +544,7 @@ async def test_promise_all_numbers_calls_in_program_order(make_runtime: RuntimeF
         (2, "add_note"),
         (3, "create_item"),
     ]
-    done = await runtime.approve(paused.execution_id)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert done.status == "completed", done.error
     assert done.result == ["woke", 0, 1, 1]
     assert items.notes == ["n"] and items.counts == {"list_items": 1, "create_item": 1}
@@ -633,7 +633,7 @@ async def test_bytes_bigint_and_dates_round_trip_on_every_pass(make_runtime: Run
     paused = await runtime.execute(code)
     assert paused.status == "paused", paused.error
     assert paused.pending[0].args == {"value": kept}  # what the first pass saw and sent
-    done = await runtime.approve(paused.execution_id)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
     assert done.status == "completed", done.error
     assert values.received == [kept]  # the replayed read: the same types, so the same arguments
     received = values.received[0]

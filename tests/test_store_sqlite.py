@@ -31,7 +31,7 @@ async def test_busy_database_is_waited_for_off_the_event_loop(tmp_path: Path) ->
     assert not begin.done()  # blocked by the other writer...
     assert ticks >= 10  # ...while the event loop kept running
     other.execute("COMMIT")
-    execution_id = await asyncio.wait_for(begin, 10)
+    execution_id = (await asyncio.wait_for(begin, 10)).execution_id
     ticking.cancel()
     assert (await store.get_execution("default", execution_id)) is not None
     # The fast path is used again once the lock is free.

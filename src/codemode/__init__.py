@@ -27,10 +27,12 @@ from codemode.runtime.outcome import (
     DEFAULT_MAX_EXECUTIONS,
     DEFAULT_PAUSED_TTL,
     MAX_DURABLE_VALUE_BYTES,
+    Decision,
     Execution,
     LogEntry,
     Outcome,
     PendingAction,
+    RollbackReport,
     Snippet,
 )
 from codemode.runtime.runtime import Runtime
@@ -53,6 +55,7 @@ __all__ = [
     "Connector",
     "ConnectorDescription",
     "ConnectorUnavailableError",
+    "Decision",
     "DenoExecutor",
     "Description",
     "ExcludedToolsWarning",
@@ -76,6 +79,7 @@ __all__ = [
     "Outcome",
     "PendingAction",
     "RollbackError",
+    "RollbackReport",
     "Runtime",
     "SearchOutput",
     "SearchResult",

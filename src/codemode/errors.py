@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from codemode.runtime.outcome import RollbackReport
+
 __all__ = ["CodemodeError", "ConnectorUnavailableError", "RollbackError"]
 
 
@@ -10,12 +15,13 @@ class CodemodeError(Exception):
 
 
 class RollbackError(CodemodeError):
-    """Some reverts failed; raised after every revert was attempted."""
+    """Some reverts failed; raised after every revert was attempted. `report` says what happened to each."""
 
-    def __init__(self, message: str, reverted: list[int], failures: list[str]) -> None:
+    def __init__(self, message: str, report: RollbackReport) -> None:
         super().__init__(message)
-        self.reverted = reverted
-        self.failures = failures
+        self.report = report
+        self.reverted = report.reverted
+        self.failures = [f"step {seq}: {why}" for seq, why in sorted(report.failed.items())]
 
 
 class ConnectorUnavailableError(CodemodeError):

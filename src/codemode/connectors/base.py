@@ -94,6 +94,9 @@ class ToolSpec:
     requires_approval: bool = False
     replay: ReplayPolicy = "log"
     revert: RevertFn | None = None
+    # The Python return annotation, when the tool has one: a result the durable codec cannot hold as it
+    # is (a numeric type from another library, say) is converted to it before it is recorded.
+    result_type: Any = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,7 @@ class ToolMethod:
             requires_approval=self.requires_approval,
             replay=self.replay,
             revert=revert,
+            result_type=sig.result_type,
         )
 
 
@@ -307,6 +311,7 @@ class _Signature:
     params: list[str]
     context_param: str | None
     adapter: TypeAdapter[Any]
+    result_type: Any = None
 
     @classmethod
     def of(cls, fn: Callable[..., Any]) -> _Signature:
@@ -343,7 +348,9 @@ class _Signature:
                 prop.pop("title", None)
         output_schema: dict[str, Any] | None = None
         ret = hints.get("return", inspect.Signature.empty)
+        result_type = None
         if ret not in (inspect.Signature.empty, None, type(None), Any):
+            result_type = ret
             try:
                 output_schema = TypeAdapter(ret).json_schema()
             except Exception:  # an unschematizable return type just means "unknown"
@@ -355,6 +362,7 @@ class _Signature:
             params=params,
             context_param=context_param,
             adapter=TypeAdapter(model),
+            result_type=result_type,
         )
 
     def call_kwargs(self, args: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:

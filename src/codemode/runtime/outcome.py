@@ -11,6 +11,8 @@ __all__ = [
     "DEFAULT_PAUSED_TTL",
     "MAX_DURABLE_VALUE_BYTES",
     "STEP_CONNECTOR",
+    "Decision",
+    "DecisionKind",
     "Execution",
     "ExecutionStatus",
     "LogEntry",
@@ -18,6 +20,7 @@ __all__ = [
     "Outcome",
     "OutcomeStatus",
     "PendingAction",
+    "RollbackReport",
     "Snippet",
 ]
 
@@ -27,15 +30,41 @@ DEFAULT_PAUSED_TTL = timedelta(hours=24)
 STEP_CONNECTOR = "__step"
 MAX_MODEL_LOG_CHARS = 20_000
 
-ExecutionStatus = Literal["running", "paused", "completed", "error", "rejected", "rolled_back"]
+ExecutionStatus = Literal["running", "paused", "completed", "error", "rejected", "rolling_back", "rolled_back"]
 TERMINAL_STATUSES: tuple[ExecutionStatus, ...] = ("completed", "error", "rejected", "rolled_back")
-LogState = Literal["executing", "applied", "pending", "reverted", "error"]
+# `reverting`: a revert was started and has not been confirmed; a rollback never runs it twice.
+LogState = Literal["executing", "applied", "pending", "reverting", "reverted", "error"]
 OutcomeStatus = Literal["completed", "paused", "error"]
+DecisionKind = Literal["approve", "reject", "rollback"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A human's decision about one log entry: the audit record of a click.
+
+    `args` is set when an approval edited the arguments (the action ran with them; the program's own
+    arguments stay in `LogEntry.args`, the replay key).
+    """
+
+    kind: DecisionKind
+    by: str | None
+    reason: str | None
+    at: datetime
+    args: Any = None
+
+
+@dataclass(frozen=True)
+class RollbackReport:
+    """What a rollback did, by seq: nothing it could not undo is left unmentioned."""
+
+    reverted: list[int] = field(default_factory=list)
+    irreversible: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class PendingAction:
-    """A call waiting for a human: approve the run or reject this seq."""
+    """A call waiting for a human: approve or reject it by its `execution_id` and `seq`."""
 
     execution_id: str
     seq: int
@@ -56,6 +85,7 @@ class LogEntry:
     requires_approval: bool
     ephemeral: bool
     state: LogState
+    decision: Decision | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +102,8 @@ class Execution:
     connectors: list[str]
     created_at: datetime
     updated_at: datetime
+    key: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -116,7 +148,7 @@ class Outcome:
                 for p in self.pending
             ]
             out["message"] = (
-                "The run is paused waiting for a human to approve the pending action. "
+                "The run is paused waiting for a human to approve the pending action(s). "
                 "Tell the user what is pending and wait; do not run the code again."
             )
         if self.logs:

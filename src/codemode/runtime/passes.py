@@ -1,29 +1,33 @@
 """One execution pass: the host side of every call a program makes.
 
-Used by both `Runtime.execute` (first pass) and `Runtime.approve` (a replay
-from the start). Each connector call is validated, given the next sequence
-number, and decided by the store: served from the log, executed and recorded,
-or refused (the pass stops). The store's status, not the sandbox, decides how
-the pass ended.
+Used by `Runtime.execute` (first pass), `approve`/`reject` and `recover` (a
+replay from the start). Each connector call is validated, given the next
+sequence number by the host, and judged by the replay rule (`replay.py`):
+served from the log, raised again, executed and recorded, or pended. Every
+write carries the pass's attempt token, so a pass that lost its run writes
+nothing more and stops at its next call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+import secrets
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
 from jsonschema.exceptions import best_match
+from pydantic import TypeAdapter
 
+from codemode import crashpoints
 from codemode.connectors.base import Connector, ConnectorDescription, ToolContext, ToolSpec, idempotency_key
 from codemode.runtime import codec
 from codemode.runtime.codec import DurableValueError
 from codemode.runtime.outcome import STEP_CONNECTOR, LogEntry
-from codemode.sandbox.base import PLATFORM, Namespace, StopExecution, ToolError
-from codemode.store.base import Decision
+from codemode.runtime.replay import Call, Recorded, Verdict, judge
+from codemode.sandbox.base import PLATFORM, TOOL_ERROR_KINDS, Namespace, StopExecution, ToolError
 
 if TYPE_CHECKING:
     from codemode.runtime.runtime import Runtime
@@ -41,6 +45,7 @@ class Setup:
     descriptions: dict[str, ConnectorDescription]
     namespaces: list[Namespace]
     validators: dict[tuple[str, str], Any] = field(default_factory=dict)
+    result_adapters: dict[tuple[str, str], TypeAdapter[Any] | None] = field(default_factory=dict)
 
     def validator(self, connector: str, method: str, spec: ToolSpec) -> Any:
         """A compiled JSON Schema validator per tool; None when the tool's schema is itself invalid."""
@@ -61,61 +66,90 @@ class Setup:
                 self.validators[key] = None
         return self.validators[key]
 
+    def result_adapter(self, connector: str, method: str, spec: ToolSpec) -> TypeAdapter[Any] | None:
+        """The tool's declared return type as a pydantic adapter (None without one)."""
+        key = (connector, method)
+        if key not in self.result_adapters:
+            try:
+                self.result_adapters[key] = None if spec.result_type is None else TypeAdapter(spec.result_type)
+            except Exception:  # an annotation pydantic cannot use converts nothing
+                self.result_adapters[key] = None
+        return self.result_adapters[key]
+
 
 class Pass:
-    """The `Host` of one pass of one execution."""
+    """The `Host` of one pass of one execution, owning the run under one attempt token."""
 
-    def __init__(self, runtime: Runtime, setup: Setup, execution_id: str, recorded: Sequence[LogEntry] = ()) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        setup: Setup,
+        execution_id: str,
+        attempt: int,
+        recorded: Sequence[LogEntry] = (),
+        is_lost: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.runtime = runtime
         self.setup = setup
         self.execution_id = execution_id
+        self.attempt = attempt
+        self._is_lost = is_lost
         self._seq = 0
         self._decide_lock = asyncio.Lock()
-        self._step_names: dict[int, str] = {}
-        # The log as it was when this pass took the run over: applied results are final while the
-        # pass owns the run, so replays are served from memory (one query for the whole log).
-        self._recorded = {entry.seq: entry for entry in recorded if entry.state == "applied" and not entry.ephemeral}
-        self._stopped = False
+        self._open_steps: dict[str, tuple[int, str]] = {}  # step token -> (seq, name)
+        # The log as it was when this pass took the run over: recorded facts (applied results and
+        # errors) are final while the pass owns the run, so they are served from memory.
+        self._recorded = {
+            entry.seq: entry for entry in recorded if entry.state in ("applied", "error") and not entry.ephemeral
+        }
+        self.paused = False  # some call is pending a human: the pass ends paused
+        self.failure: str | None = None  # the run failed at a call (divergence, unrecordable value)
+        self.lost = False  # the run is no longer this pass's: write nothing more
+        self.store_error: str | None = None  # the store failed under this pass
+        self.ended = False  # the program is over: late calls are refused
 
-    async def _decide(
-        self,
-        seq: int,
-        connector: str,
-        method: str,
-        args_json: str | None,
-        args_error: str | None,
-        requires_approval: bool,
-        ephemeral: bool,
-    ) -> Decision:
-        """The store's decision, short-cut for calls the preloaded log already answers."""
-        if self._stopped:
-            return Decision("pause", seq)  # this pass already paused or failed: refuse progress
-        entry = self._recorded.pop(seq, None)
-        if (
-            entry is not None
-            and (entry.connector, entry.method) == (connector, method)
-            and (args_json is None or entry.args is None or codec.canonical(entry.args) == args_json)
-        ):
-            return Decision("replay", seq, entry.result)
-        async with self._decide_lock:
-            decision = await self.runtime.store.decide(
-                self.runtime.name,
-                self.execution_id,
-                seq,
-                connector,
-                method,
-                args_json,
-                args_error,
-                requires_approval,
-                ephemeral,
-            )
-        if decision.kind == "pause":
-            self._stopped = True
-        return decision
+    @property
+    def stopped(self) -> bool:
+        return self.ended or self.lost or self.failure is not None or self.store_error is not None
 
-    async def _fail_at(self, seq: int, message: str) -> None:
-        self._stopped = True
-        await self.runtime.store.fail_at(self.runtime.name, self.execution_id, seq, message)
+    async def _decide(self, call: Call) -> Verdict:
+        """The replay rule, from memory for recorded facts, else from the store (one transaction)."""
+        if self.stopped or self._is_lost():
+            self.lost = self.lost or (not self.ended and self._is_lost())
+            return Verdict("lost", call.seq)
+        entry = self._recorded.pop(call.seq, None)
+        if entry is not None:
+            verdict = judge(call, _as_recorded(entry))
+            if verdict.kind in ("replay", "raise"):
+                return Verdict(verdict.kind, call.seq, entry.result)
+        try:
+            async with self._decide_lock:
+                verdict = await self.runtime.store.decide(self.runtime.name, self.execution_id, self.attempt, call)
+        except Exception as exc:
+            self._store_failed(exc)
+            return Verdict("lost", call.seq)
+        if verdict.kind == "pause":
+            self.paused = True
+        elif verdict.kind == "fail":
+            self.failure = verdict.message
+        elif verdict.kind == "lost":
+            self.lost = True
+        return verdict
+
+    def _store_failed(self, exc: BaseException) -> None:
+        log.error("codemode: the store failed during execution %s: %r", self.execution_id, exc)
+        self.store_error = f"{type(exc).__name__}: {exc}"
+
+    async def _write(self, op: Awaitable[bool]) -> None:
+        """One fenced write of this pass; a lost run or a failing store stops the program."""
+        try:
+            owned = await op
+        except Exception as exc:
+            self._store_failed(exc)
+            raise StopExecution() from None
+        if not owned:
+            self.lost = True
+            raise StopExecution()
 
     def _next_seq(self) -> int:
         seq = self._seq
@@ -133,65 +167,102 @@ class Pass:
                 "AttributeError",
             )
         self._validate(namespace, method, spec, args)
+        self._refuse_inside_step(f"{namespace}.{method}")
         seq = self._next_seq()  # taken synchronously: program order, even under asyncio.gather
         try:
             args_json, args_error = codec.to_stored(f"Arguments to {namespace}.{method}", args, sort_keys=True), None
         except DurableValueError as exc:
             args_json, args_error = None, str(exc)
         ephemeral = spec.replay == "reexecute"
-        store, runtime = self.runtime.store, self.runtime.name
-        decision = await self._decide(seq, namespace, method, args_json, args_error, spec.requires_approval, ephemeral)
-        if decision.kind == "replay":
-            return decision.result
-        if decision.kind == "pause":
+        call = Call(seq, namespace, method, args_json, args_error, spec.requires_approval, ephemeral)
+        verdict = await self._decide(call)
+        if verdict.kind == "replay":
+            return verdict.result
+        if verdict.kind == "raise":
+            raise _recorded_error(verdict.result)
+        if verdict.kind != "execute":
             raise StopExecution()
-        connector = self.setup.connectors[namespace]
+        run_args = args if verdict.args_json is None else codec.loads(verdict.args_json)
+        ctx = ToolContext(self.execution_id, seq, idempotency_key(self.execution_id, seq))
+        store, runtime = self.runtime.store, self.runtime.name
         try:
-            ctx = ToolContext(self.execution_id, seq, idempotency_key(self.execution_id, seq))
-            result = await connector.execute_tool(method, args, ctx)
+            result = await self.setup.connectors[namespace].execute_tool(method, run_args, ctx)
         except Exception as exc:
             log.info("codemode: %s.%s failed (execution %s): %r", namespace, method, self.execution_id, exc)
-            message = str(exc) or type(exc).__name__
-            await store.record_error(runtime, self.execution_id, seq, codec.dumps({"error": message}))
-            raise ToolError(message, _python_kind(exc)) from None
+            error = {"error": str(exc) or type(exc).__name__, "kind": _python_kind(exc)}
+            crashpoints.reached("after:effect")
+            await self._write(store.record_error(runtime, self.execution_id, self.attempt, seq, codec.dumps(error)))
+            raise _recorded_error(error) from None
+        crashpoints.reached("after:effect")
         if ephemeral:
-            await store.record_result(runtime, self.execution_id, seq, None)
+            await self._write(store.record_result(runtime, self.execution_id, self.attempt, seq, None))
             try:
                 return codec.roundtrip(result)
             except (TypeError, ValueError) as exc:
                 raise ToolError(
                     f"{namespace}.{method} returned a value that cannot cross into the sandbox: {exc}"
                 ) from None
-        return await self._record(seq, f"The result of {namespace}.{method}", result)
+        adapter = self.setup.result_adapter(namespace, method, spec)
+        return await self._record(seq, f"The result of {namespace}.{method}", result, adapter)
 
-    async def _record(self, seq: int, what: str, value: Any) -> Any:
+    async def _record(self, seq: int, what: str, value: Any, adapter: TypeAdapter[Any] | None = None) -> Any:
         """Log a result, then hand the program exactly what a replay will return.
 
-        A value that cannot be recorded fails the run: the program is stopped."""
+        A value the codec cannot hold is first converted to the tool's declared return type; one that
+        still cannot be recorded fails the run, and the program is stopped."""
+        text: str | None
         try:
             text = codec.to_stored(what, value)
         except DurableValueError as exc:
-            await self._fail_at(seq, str(exc))
-            raise StopExecution() from None
-        await self.runtime.store.record_result(self.runtime.name, self.execution_id, seq, text)
+            text = _conformed(what, value, adapter)
+            if text is None:
+                await self._write(
+                    self.runtime.store.fail_at(self.runtime.name, self.execution_id, self.attempt, seq, str(exc))
+                )
+                self.failure = str(exc)
+                raise StopExecution() from None
+        await self._write(
+            self.runtime.store.record_result(self.runtime.name, self.execution_id, self.attempt, seq, text)
+        )
         return codec.loads(text)
+
+    def _refuse_inside_step(self, what: str) -> None:
+        """A step's value is replayed without running its function, so what the function calls would
+        shift every later sequence number: calls inside a step are refused.
+
+        An executor that knows which calls a step's function makes (`scopes_steps`, as Deno does
+        with async context) refuses exactly those itself; otherwise no call may start while a step
+        is open."""
+        if self._open_steps and not getattr(self.runtime.executor, "scopes_steps", False):
+            names = ", ".join(f'"{name}"' for _, name in self._open_steps.values())
+            raise ToolError(
+                f"{what} cannot be called while codemode.step {names} is running: a step's function is skipped "
+                "on replay, so it must not call tools or other steps. Call the tool outside the step and pass "
+                "its result in, or make the call a step of its own after this one.",
+                "RuntimeError",
+            )
 
     def _validate(self, namespace: str, method: str, spec: ToolSpec, args: dict[str, Any]) -> None:
         """Bad arguments never reach the log: the program gets an error naming the field."""
+        message = self.invalid_arguments(namespace, method, spec, args)
+        if message is not None:
+            raise ToolError(message, "TypeError")
+
+    def invalid_arguments(self, namespace: str, method: str, spec: ToolSpec, args: Any) -> str | None:
+        """Why `args` do not fit the tool's input schema, or None when they do."""
         validator = self.setup.validator(namespace, method, spec)
         if validator is None:
-            return
+            return None
         try:
             error = best_match(validator.iter_errors(codec.schema_view(args)))
         except (TypeError, ValueError) as exc:
-            raise ToolError(f"Invalid arguments for {namespace}.{method}: {exc}", "TypeError") from None
+            return f"Invalid arguments for {namespace}.{method}: {exc}"
         if error is None:
-            return
+            return None
         where = "".join(f"[{p!r}]" for p in error.absolute_path) or "arguments"
-        raise ToolError(
+        return (
             f"Invalid arguments for {namespace}.{method}: {where}: {error.message}. "
-            f'See codemode.describe("{namespace}.{method}") for the expected arguments.',
-            "TypeError",
+            f'See codemode.describe("{namespace}.{method}") for the expected arguments.'
         )
 
     # -- the codemode platform namespace ------------------------------------
@@ -204,24 +275,47 @@ class Pass:
         if method == "step_decide":
             return await self._step_decide(str(args.get("name", "")))
         if method == "step_record":
-            return await self._step_record(int(args["seq"]), args.get("value"))
+            return await self._step_record(args.get("token"), args.get("value"))
+        if method == "step_fail":
+            return await self._step_fail(args.get("token"), str(args.get("kind", "")), str(args.get("message", "")))
         if method == "run":
+            self._refuse_inside_step(f'codemode.run("{args.get("name", "")}")')
             return await self._run_snippet(str(args.get("name", "")), args.get("input"))
         raise ToolError(f'codemode has no method "{method}"', "AttributeError")
 
     async def _step_decide(self, name: str) -> dict[str, Any]:
         seq = self._next_seq()
-        decision = await self._decide(seq, STEP_CONNECTOR, name, None, None, False, False)
-        if decision.kind == "replay":
-            return {"replay": True, "value": decision.result}
-        if decision.kind == "pause":
+        verdict = await self._decide(Call(seq, STEP_CONNECTOR, name, None))
+        if verdict.kind == "replay":
+            return {"replay": True, "value": verdict.result}
+        if verdict.kind == "raise":
+            raise _recorded_error(verdict.result)
+        if verdict.kind != "execute":
             raise StopExecution()
-        self._step_names[seq] = name
-        return {"replay": False, "seq": seq}
+        # The host keeps the seq; the sandbox only gets a token it cannot forge for another entry.
+        token = secrets.token_hex(16)
+        self._open_steps[token] = (seq, name)
+        return {"replay": False, "token": token}
 
-    async def _step_record(self, seq: int, value: Any) -> Any:
-        name = self._step_names.get(seq, "?")
+    def _close_step(self, token: Any) -> tuple[int, str]:
+        opened = self._open_steps.pop(token, None) if isinstance(token, str) else None
+        if opened is None:
+            raise ToolError("codemode.step: this step is not open (already recorded, or not a step).", "RuntimeError")
+        return opened
+
+    async def _step_record(self, token: Any, value: Any) -> Any:
+        seq, name = self._close_step(token)
         return await self._record(seq, f'The result of codemode.step("{name}")', value)
+
+    async def _step_fail(self, token: Any, kind: str, message: str) -> None:
+        """A step whose function raised: a recorded fact, raised again on every replay."""
+        seq, _ = self._close_step(token)
+        if kind not in TOOL_ERROR_KINDS:
+            message, kind = f"{kind}: {message}" if kind else message, "RuntimeError"
+        error = codec.dumps({"error": message, "kind": kind})
+        await self._write(
+            self.runtime.store.record_error(self.runtime.name, self.execution_id, self.attempt, seq, error)
+        )
 
     async def _run_snippet(self, name: str, input: Any) -> Any:
         snippet = await self.runtime.store.get_snippet(self.runtime.name, name)
@@ -246,6 +340,29 @@ class Pass:
         if result.error is not None:
             raise ToolError(f'Snippet "{name}" failed: {result.error}')
         return codec.roundtrip(result.result)
+
+
+def _as_recorded(entry: LogEntry) -> Recorded:
+    """A decoded entry as the replay rule sees stored ones (arguments in canonical form)."""
+    args_json = None if entry.args is None else codec.canonical(entry.args)
+    return Recorded(entry.connector, entry.method, args_json, None, entry.ephemeral, entry.state)
+
+
+def _recorded_error(error: Any) -> ToolError:
+    """The exception a recorded failure raises in the program, on this pass and every replay."""
+    if isinstance(error, dict):
+        return ToolError(str(error.get("error", "The call failed.")), str(error.get("kind") or "RuntimeError"))
+    return ToolError(str(error))
+
+
+def _conformed(what: str, value: Any, adapter: TypeAdapter[Any] | None) -> str | None:
+    """`value` converted to the tool's declared return type and recorded, or None when that fails too."""
+    if adapter is None:
+        return None
+    try:
+        return codec.to_stored(what, adapter.dump_python(adapter.validate_python(value), mode="json"))
+    except Exception:
+        return None
 
 
 def _python_kind(exc: BaseException) -> str:

@@ -10,34 +10,46 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
-from codemode.connectors.base import Connector, ConnectorDescription, ToolContext, validate_namespace_name
+from codemode import crashpoints
+from codemode.connectors.base import (
+    Connector,
+    ConnectorDescription,
+    ToolContext,
+    idempotency_key,
+    maybe_await,
+    validate_namespace_name,
+)
 from codemode.discovery import Description, SearchOutput
 from codemode.discovery import describe as describe_target
 from codemode.discovery import search as search_catalog
 from codemode.errors import ConnectorUnavailableError, RollbackError
 from codemode.runtime import codec
 from codemode.runtime.codec import DurableValueError
+from codemode.runtime.heartbeat import Heartbeats
 from codemode.runtime.outcome import (
     DEFAULT_MAX_EXECUTIONS,
     DEFAULT_PAUSED_TTL,
     MAX_DURABLE_VALUE_BYTES,
+    STEP_CONNECTOR,
+    Decision,
     Execution,
     LogEntry,
     Outcome,
     PendingAction,
+    RollbackReport,
     Snippet,
 )
 from codemode.runtime.passes import Pass, Setup
-from codemode.sandbox.base import Executor, Namespace
+from codemode.sandbox.base import ExecuteResult, Executor, Namespace
 from codemode.schema.base import DeclarationRenderer
-from codemode.store.base import Store
+from codemode.store.base import Claim, Settlement, Store
 
 if TYPE_CHECKING:
     from codemode.runtime.sync import SyncRuntime
@@ -50,7 +62,12 @@ _RUNTIME_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 MAX_STORED_LOG_CHARS = 1_000_000
 LOGS_DROPPED = "[codemode: earlier console output dropped: too large to record]"
 
+MAX_KEY_CHARS = 200
+MAX_METADATA_ITEMS = 50
+MAX_METADATA_CHARS = 1_000
+
 TransformResult = Callable[[Any], Any]
+OnPause = Callable[[list[PendingAction]], Any]
 
 
 class Runtime:
@@ -66,6 +83,7 @@ class Runtime:
         max_executions: int = DEFAULT_MAX_EXECUTIONS,
         transform_result: TransformResult | None = None,
         heartbeat_interval: float = 10.0,
+        on_pause: OnPause | None = None,
     ) -> None:
         seen: set[str] = set()
         for connector in connectors:
@@ -92,6 +110,8 @@ class Runtime:
         self.max_executions = max_executions
         self.transform_result = transform_result
         self.heartbeat_interval = heartbeat_interval
+        self.on_pause = on_pause
+        self._heartbeats = Heartbeats(store, name, heartbeat_interval)
         self._setup: Setup | None = None
         self._setup_lock = asyncio.Lock()
         self._sync: SyncRuntime | None = None
@@ -109,6 +129,7 @@ class Runtime:
 
     async def aclose(self) -> None:
         """Release sandboxes, connector connections and the store's connections."""
+        self._heartbeats.close()
         await self.executor.aclose()
         results = await asyncio.gather(*(c.aclose() for c in self.connectors), return_exceptions=True)
         for connector, result in zip(self.connectors, results, strict=True):
@@ -164,39 +185,157 @@ class Runtime:
 
     # -- running ------------------------------------------------------------
 
-    async def execute(self, code: str) -> Outcome:
-        """Run a program: completed, paused for approval, or error."""
+    async def execute(self, code: str, *, key: str | None = None, metadata: Mapping[str, str] | None = None) -> Outcome:
+        """Run a program: completed, paused for approval, or error.
+
+        With a `key` already used on this runtime, nothing new starts: the outcome is that run's
+        current one (frameworks that re-run a tool call on resume pass their tool-call id)."""
         if not isinstance(code, str):
             return Outcome(status="error", execution_id="", error="code must be a string of Python source.")
         size = len(code.encode("utf-8"))
         if size > MAX_DURABLE_VALUE_BYTES:
             return Outcome(status="error", execution_id="", error=codec.too_large_message("The execution code", size))
+        _check_key_and_metadata(key, metadata)
         setup = await self._setup_or_refusal("")
         if isinstance(setup, Outcome):
             return setup
-        execution_id = await self.store.begin(self.name, code, list(setup.connectors), self.max_executions)
-        return await self._run_pass(execution_id, code, setup)
+        begun = await self.store.begin(
+            self.name, code, list(setup.connectors), self.max_executions, key=key, metadata=metadata
+        )
+        if begun.existing is not None:
+            if begun.existing.code != code:
+                return _refused(
+                    begun.execution_id,
+                    f'The key "{key}" already belongs to execution "{begun.execution_id}", which runs a different '
+                    "program; use a new key for a new program.",
+                )
+            return await self._current_outcome(begun.existing)
+        return await self._run_pass(begun.execution_id, code, setup, begun.attempt)
 
-    async def approve(self, execution_id: str) -> Outcome:
-        """Resume a paused run: replay the log, run the approved action once, continue."""
+    async def _current_outcome(self, execution: Execution) -> Outcome:
+        """What a run stands at now, as an outcome, without running anything."""
+        eid = execution.id
+        if execution.status == "paused":
+            pending = await self.store.list_pending(self.name, eid)
+            return Outcome(status="paused", execution_id=eid, pending=pending, logs=execution.logs, calls=execution.log)
+        if execution.status == "completed":
+            result = await self._transform(execution.result)
+            return Outcome(
+                status="completed", execution_id=eid, result=result, logs=execution.logs, calls=execution.log
+            )
+        if execution.status in ("running", "rolling_back"):
+            error = f'Execution "{eid}" is {execution.status} elsewhere; ask for its outcome again later.'
+        else:
+            error = execution.error or f"Execution ended with status {execution.status}."
+        return Outcome(status="error", execution_id=eid, error=error, logs=execution.logs, calls=execution.log)
+
+    async def approve(
+        self,
+        execution_id: str,
+        seq: int,
+        *,
+        by: str | None = None,
+        reason: str | None = None,
+        args: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """Approve exactly the pending action `seq` that a human saw; with `args`, run it with edited
+        arguments instead (validated; the program's own stay the replay key).
+
+        When it was the last undecided action, the run resumes by replay and runs it once. A `seq`
+        that is not pending (decided already, another action pending now, run not paused) changes
+        nothing: the outcome is an error naming it and what is pending now."""
         setup = await self._resumable_setup(execution_id)
         if isinstance(setup, Outcome):
             return setup
-        resumed = await self.store.resume(self.name, execution_id)
-        if resumed is None:
-            return _refused(
-                execution_id,
-                f'Execution "{execution_id}" is not paused (status: {await self._status(execution_id)}); only a '
-                "paused run can be approved.",
+        edited: dict[str, Any] | None = None
+        if args is not None:
+            refusal = await self._check_edited_args(execution_id, seq, args, setup)
+            if refusal is not None:
+                return refusal
+            edited = dict(args)
+        decision = Decision("approve", by, reason, _now(), edited)
+        settlement = await self.store.settle(self.name, execution_id, seq, decision)
+        return await self._after_settlement(execution_id, seq, settlement, setup)
+
+    async def reject(
+        self,
+        execution_id: str,
+        seq: int,
+        *,
+        by: str | None = None,
+        reason: str | None = None,
+        resume: bool = False,
+    ) -> bool:
+        """Reject the pending action `seq`; False when it was not pending (stale or raced).
+
+        `resume=False` ends the run `rejected`. `resume=True` lets the program go on: the call raises
+        `PermissionError` inside it, catchable, and the same on every replay; once nothing is left
+        undecided the run resumes here (see `execution(execution_id)` for where it got to)."""
+        execution = await self.store.get_execution(self.name, execution_id)
+        entry = next((e for e in execution.log if e.seq == seq), None) if execution else None
+        what = f"{entry.connector}.{entry.method}" if entry else f"step {seq}"
+        message = f"Action {what} rejected by {by or 'user'}" + (f": {reason}" if reason else "")
+        decision = Decision("reject", by, reason, _now())
+        if not resume:
+            settlement = await self.store.settle(self.name, execution_id, seq, decision, end_error=message)
+            if settlement.kind == "ended":
+                await self._hooks("dispose_execution", execution_id, "rejected")
+            return settlement.kind == "ended"
+        setup = await self._resumable_setup(execution_id)
+        if isinstance(setup, Outcome):
+            raise RuntimeError(setup.error)
+        error = codec.dumps({"error": message, "kind": "PermissionError"})
+        settlement = await self.store.settle(self.name, execution_id, seq, decision, error_json=error)
+        await self._after_settlement(execution_id, seq, settlement, setup)
+        return settlement.kind != "stale"
+
+    async def _after_settlement(self, execution_id: str, seq: int, settlement: Settlement, setup: Setup) -> Outcome:
+        if settlement.kind == "stale":
+            return _stale(execution_id, seq, settlement)
+        if settlement.kind == "waiting":
+            execution = await self.store.get_execution(self.name, execution_id)
+            return Outcome(
+                status="paused",
+                execution_id=execution_id,
+                pending=settlement.pending,
+                logs=execution.logs if execution else [],
+                calls=execution.log if execution else [],
             )
-        return await self._run_pass(execution_id, resumed.code, setup, resumed.log)
+        if settlement.kind == "ended" or settlement.claim is None:
+            execution = await self.store.get_execution(self.name, execution_id)
+            assert execution is not None
+            return await self._current_outcome(execution)
+        claim = settlement.claim
+        return await self._run_pass(execution_id, claim.execution.code, setup, claim.attempt, claim.execution.log)
+
+    async def _check_edited_args(
+        self, execution_id: str, seq: int, args: Mapping[str, Any], setup: Setup
+    ) -> Outcome | None:
+        """Edited arguments must fit the tool's schema and be recordable; otherwise nothing changes."""
+        execution = await self.store.get_execution(self.name, execution_id)
+        entry = next((e for e in execution.log if e.seq == seq), None) if execution else None
+        if entry is None or entry.state != "pending":
+            return None  # the settle below reports the stale seq
+        description = setup.descriptions.get(entry.connector)
+        spec = description.tools.get(entry.method) if description else None
+        if not isinstance(args, Mapping) or spec is None:
+            return _refused(execution_id, f"Edited arguments for {entry.connector}.{entry.method} must be an object.")
+        problem = Pass(self, setup, execution_id, 0).invalid_arguments(entry.connector, entry.method, spec, dict(args))
+        if problem is None:
+            try:
+                codec.to_stored(f"Edited arguments for {entry.connector}.{entry.method}", dict(args))
+            except DurableValueError as exc:
+                problem = str(exc)
+        if problem is None:
+            return None
+        return _refused(execution_id, f"{problem} Nothing was approved; action {seq} is still pending.")
 
     async def recover(self, execution_id: str, *, stale_after: timedelta = timedelta(minutes=1)) -> Outcome:
         """Resume a run whose host died mid-pass (still `running`, no heartbeat for `stale_after`).
 
-        The log is replayed; a call that was `executing` when the host died runs again, so a
-        connector call is never lost. Exactly one caller wins the takeover.
-        """
+        The log is replayed; a call that was `executing` when the host died runs again, with the same
+        idempotency key, so a connector call is never lost. Exactly one caller wins the takeover, and
+        the pass it took the run from (if still alive) writes nothing more."""
         if stale_after < timedelta(seconds=1) or stale_after.total_seconds() <= self.heartbeat_interval:
             raise ValueError(
                 f"stale_after must be at least 1 second and longer than the heartbeat interval "
@@ -205,14 +344,14 @@ class Runtime:
         setup = await self._resumable_setup(execution_id)
         if isinstance(setup, Outcome):
             return setup
-        claimed = await self.store.claim_stale(self.name, execution_id, stale_after)
-        if claimed is None:
+        claim = await self.store.claim_stale(self.name, execution_id, stale_after)
+        if claim is None:
             return _refused(
                 execution_id,
                 f'Execution "{execution_id}" cannot be recovered (status: {await self._status(execution_id)}); only '
                 f"a run left running with no heartbeat for {stale_after} can be.",
             )
-        return await self._run_pass(execution_id, claimed.code, setup, claimed.log)
+        return await self._run_pass(execution_id, claim.execution.code, setup, claim.attempt, claim.execution.log)
 
     async def _resumable_setup(self, execution_id: str) -> Setup | Outcome:
         """The setup, or an error outcome when a connector is unavailable, the run does not exist, or it
@@ -236,16 +375,11 @@ class Runtime:
         current = await self.store.get_execution(self.name, execution_id)
         return current.status if current else "deleted"
 
-    async def _heartbeat(self, execution_id: str) -> None:
-        """Keep a live pass from looking abandoned to `recover` and `expire_paused`."""
-        while True:
-            await asyncio.sleep(self.heartbeat_interval)
-            if not await self.store.heartbeat(self.name, execution_id):
-                return
-
-    async def _run_pass(self, execution_id: str, code: str, setup: Setup, recorded: Sequence[LogEntry] = ()) -> Outcome:
+    async def _run_pass(
+        self, execution_id: str, code: str, setup: Setup, attempt: int, recorded: Sequence[LogEntry] = ()
+    ) -> Outcome:
         ended = False
-        heartbeat = asyncio.ensure_future(self._heartbeat(execution_id))
+        beat = self._heartbeats.start(execution_id, attempt)
 
         async def end(status: str) -> None:
             nonlocal ended
@@ -255,56 +389,80 @@ class Runtime:
                 await self._hooks("dispose_execution", execution_id, status)
 
         try:
-            host = Pass(self, setup, execution_id, recorded)
+            host = Pass(self, setup, execution_id, attempt, recorded, beat.is_lost)
             normalized = self.executor.normalize(code)
             result = await self.executor.execute(normalized, setup.namespaces, host)
-            execution = await self.store.get_execution(self.name, execution_id)
-            if execution is None:
-                await end("error")
-                return Outcome(status="error", execution_id=execution_id, error="The execution was deleted mid-run.")
-            calls = execution.log
-            if execution.status == "paused":
-                await end("paused")
-                pending = await self.store.list_pending(self.name, execution_id)
-                return Outcome(
-                    status="paused", execution_id=execution_id, pending=pending, logs=result.logs, calls=calls
-                )
-            if execution.status != "running":
-                await end("error")
-                error = execution.error or f"Execution ended with status {execution.status}."
-                return Outcome(status="error", execution_id=execution_id, error=error, logs=result.logs, calls=calls)
-            if result.error is not None or result.stopped:
-                message = _original_line(result.error or "The program was stopped.", normalized, code)
-                message = self._with_globals_hint(message, setup)
-                await self.store.fail(self.name, execution_id, message, _bounded_logs(result.logs))
-                await end("error")
-                return Outcome(status="error", execution_id=execution_id, error=message, logs=result.logs, calls=calls)
-            try:
-                stored = codec.to_stored("The result", result.result)
-            except DurableValueError as exc:
-                stored = codec.dumps(f"[codemode: result omitted from the audit trail: {exc}]")
-            if not await self.store.complete(self.name, execution_id, stored, _bounded_logs(result.logs)):
-                status = await self._status(execution_id)
-                await end("error")
-                return Outcome(
-                    status="error",
-                    execution_id=execution_id,
-                    error=f"The execution was ended elsewhere (status: {status}).",
-                    calls=calls,
-                )
-            await end("completed")
-            return Outcome(
-                status="completed",
-                execution_id=execution_id,
-                result=await self._transform(result.result),
-                logs=result.logs,
-                calls=calls,
-            )
+            host.ended = True
+            outcome = await self._conclude(host, result, normalized, code)
+            await end(outcome.status if not (host.lost or host.store_error) else "error")
+            if outcome.status == "paused":
+                await self._notify_pause(outcome.pending)
+            return outcome
         finally:
-            heartbeat.cancel()
+            self._heartbeats.stop(beat)
             if not ended:
                 await self._hooks("on_pass_end", execution_id, "error")
                 await self._hooks("dispose_execution", execution_id, "error")
+
+    async def _conclude(self, host: Pass, result: ExecuteResult, normalized: str, code: str) -> Outcome:
+        """Record how the pass ended (one fenced write) and build its outcome."""
+        eid, attempt, store = host.execution_id, host.attempt, self.store
+        if host.store_error is not None:
+            return Outcome(
+                status="error",
+                execution_id=eid,
+                error=f"The durable log could not be written ({host.store_error}). The run was stopped and left "
+                f"running; once the store is healthy, `recover` it: a call that ran but was not recorded runs "
+                "again with the same idempotency key.",
+                logs=result.logs,
+            )
+        written = True
+        if host.failure is None and not host.lost:
+            if host.paused:
+                written = await store.pause(self.name, eid, attempt)
+            elif result.error is not None or result.stopped:
+                message = _original_line(result.error or "The program was stopped.", normalized, code)
+                host.failure = self._with_globals_hint(message, host.setup)
+                written = await store.fail(self.name, eid, attempt, host.failure, _bounded_logs(result.logs))
+            else:
+                try:
+                    stored = codec.to_stored("The result", result.result)
+                except DurableValueError as exc:
+                    stored = codec.dumps(f"[codemode: result omitted from the audit trail: {exc}]")
+                written = await store.complete(self.name, eid, attempt, stored, _bounded_logs(result.logs))
+        execution = await store.get_execution(self.name, eid)
+        calls = execution.log if execution else []
+        if host.lost or not written:
+            status = execution.status if execution else "deleted"
+            return Outcome(
+                status="error",
+                execution_id=eid,
+                error=f'This pass no longer owns execution "{eid}" (status now: {status}): it was recovered, '
+                "rolled back, expired or deleted elsewhere, so the pass stopped and wrote nothing more.",
+                logs=result.logs,
+                calls=calls,
+            )
+        if host.failure is not None:
+            return Outcome(status="error", execution_id=eid, error=host.failure, logs=result.logs, calls=calls)
+        if host.paused:
+            pending = await store.list_pending(self.name, eid)
+            return Outcome(status="paused", execution_id=eid, pending=pending, logs=result.logs, calls=calls)
+        return Outcome(
+            status="completed",
+            execution_id=eid,
+            result=await self._transform(result.result),
+            logs=result.logs,
+            calls=calls,
+        )
+
+    async def _notify_pause(self, pending: list[PendingAction]) -> None:
+        """`on_pause` pages the approvers; its failure is logged, never the run's."""
+        if self.on_pause is None or not pending:
+            return
+        try:
+            await maybe_await(self.on_pause(pending))
+        except Exception:
+            log.warning("codemode: on_pause raised for %s", pending[0].execution_id, exc_info=True)
 
     def _with_globals_hint(self, message: str, setup: Setup) -> str:
         if re.search(r"\bis not defined\b", message):
@@ -338,47 +496,81 @@ class Runtime:
     # -- approvals and undo ---------------------------------------------------
 
     async def pending(self, execution_id: str | None = None) -> list[PendingAction]:
-        """Actions awaiting approval: of one run, or of every paused run (newest first)."""
+        """Actions awaiting a human: of one run, or of every paused run (newest first)."""
         return await self.store.list_pending(self.name, execution_id)
 
-    async def reject(self, execution_id: str, seq: int) -> bool:
-        """End a paused run as `rejected`; False when nothing was pending at `seq` (stale or raced)."""
-        rejected = await self.store.reject(self.name, execution_id, seq)
-        if rejected:
-            await self._hooks("dispose_execution", execution_id, "rejected")
-        return rejected
+    async def rollback(
+        self, execution_id: str, *, by: str | None = None, stale_after: timedelta = timedelta(minutes=1)
+    ) -> RollbackReport:
+        """Revert every applied action that has a revert, newest first, and end the run `rolled_back`.
 
-    async def rollback(self, execution_id: str) -> list[int]:
-        """Revert every applied action that has a revert, newest first; returns the reverted seqs."""
+        The run is claimed first (`rolling_back`), so a second rollback, an approval or a recovery
+        cannot interleave; each revert is logged before and after it runs, so none ever runs twice. A
+        rollback whose host died can be retried after `stale_after`. Actions without a revert are
+        reported `irreversible`; failed reverts (and those of connectors this runtime lacks) are
+        reported `failed` and raised as `RollbackError` after every revert was tried; rolling back
+        again retries just those."""
         execution = await self.store.get_execution(self.name, execution_id)
         if execution is None:
             raise LookupError(f'No execution "{execution_id}" to roll back.')
         if execution.status == "running":
             raise RuntimeError(f'Execution "{execution_id}" is running; roll it back after its pass ends.')
         setup = await self.setup()
-        ctx = ToolContext(execution_id=execution_id)
-        reverted: list[int] = []
-        failures: list[str] = []
-        for action in await self.store.actions_to_revert(self.name, execution_id):
-            connector = setup.connectors.get(action.connector)
-            if connector is None:
-                continue
-            try:
-                if await connector.revert_action(action.method, action.args, action.result, ctx):
-                    await self.store.mark_reverted(self.name, execution_id, action.seq)
-                    reverted.append(action.seq)
-            except Exception as exc:
-                failures.append(f"{action.connector}.{action.method}: {exc}")
-        if reverted:
-            await self.store.mark_rolled_back(self.name, execution_id)
-            await self._hooks("dispose_execution", execution_id, "rolled_back")
-        if failures:
-            raise RollbackError(
-                f"Rollback reverted {len(reverted)} action(s) but {len(failures)} failed: " + "; ".join(failures),
-                reverted,
-                failures,
+        claim = await self.store.claim_rollback(self.name, execution_id, stale_after)
+        if claim is None:
+            raise RuntimeError(
+                f'Execution "{execution_id}" cannot be rolled back now (status: {await self._status(execution_id)}): '
+                "another rollback or pass owns it. Try again once it has ended."
             )
-        return reverted
+        beat = self._heartbeats.start(execution_id, claim.attempt)
+        try:
+            report = await self._revert_all(claim, setup, Decision("rollback", by, None, _now()))
+        finally:
+            self._heartbeats.stop(beat)
+        await self._hooks("dispose_execution", execution_id, "rolled_back")
+        if report.failed:
+            failures = [f"step {seq}: {why}" for seq, why in sorted(report.failed.items())]
+            raise RollbackError(
+                f"Rollback reverted {len(report.reverted)} action(s) but {len(report.failed)} failed: "
+                + "; ".join(failures),
+                report,
+            )
+        return report
+
+    async def _revert_all(self, claim: Claim, setup: Setup, decision: Decision) -> RollbackReport:
+        execution_id, attempt, store = claim.execution.id, claim.attempt, self.store
+        report = RollbackReport()
+        for entry in reversed(claim.execution.log):
+            if entry.connector == STEP_CONNECTOR or entry.ephemeral or entry.state not in ("applied", "reverting"):
+                continue
+            seq = entry.seq
+            connector = setup.connectors.get(entry.connector)
+            description = setup.descriptions.get(entry.connector)
+            spec = description.tools.get(entry.method) if description else None
+            if entry.state == "reverting":
+                report.failed[seq] = (
+                    "an earlier rollback started this revert and stopped before confirming it; it is not run "
+                    "twice: check the effect by hand"
+                )
+            elif connector is None:
+                report.failed[seq] = f'connector "{entry.connector}" is not configured on this runtime'
+            elif spec is None or spec.revert is None:
+                report.irreversible.append(seq)
+            else:
+                if not await store.begin_revert(self.name, execution_id, attempt, seq, decision):
+                    raise RuntimeError(f'Execution "{execution_id}" was taken over during its rollback.')
+                ran_with = entry.decision.args if entry.decision and entry.decision.args is not None else entry.args
+                ctx = ToolContext(execution_id, seq, idempotency_key(execution_id, seq) + ":revert")
+                try:
+                    await connector.revert_action(entry.method, ran_with, entry.result, ctx)
+                except Exception as exc:
+                    report.failed[seq] = f"{entry.connector}.{entry.method}: {exc}"
+                crashpoints.reached("after:revert")
+                await store.end_revert(self.name, execution_id, attempt, seq, seq not in report.failed)
+                if seq not in report.failed:
+                    report.reverted.append(seq)
+        await store.finish_rollback(self.name, execution_id, attempt, decision)
+        return report
 
     async def expire_paused(self, max_age: timedelta = DEFAULT_PAUSED_TTL) -> list[str]:
         """Expire runs paused (or stuck running) longer than `max_age`; returns their ids."""
@@ -389,9 +581,16 @@ class Runtime:
 
     # -- the audit trail ----------------------------------------------------
 
-    async def executions(self, limit: int | None = None) -> list[Execution]:
-        """Every run, newest first."""
-        return await self.store.list_executions(self.name, limit)
+    async def executions(
+        self,
+        limit: int | None = None,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        status: str | Sequence[str] | None = None,
+    ) -> list[Execution]:
+        """Runs newest first; `metadata` keeps those carrying every given pair, `status` those in it."""
+        statuses = [status] if isinstance(status, str) else status
+        return await self.store.list_executions(self.name, limit, metadata=metadata, status=statuses)
 
     async def execution(self, execution_id: str) -> Execution | None:
         return await self.store.get_execution(self.name, execution_id)
@@ -498,6 +697,43 @@ def _original_line(error: str, normalized: str, original: str) -> str:
 def _refused(execution_id: str, message: str) -> Outcome:
     """An error outcome for a request that changed nothing."""
     return Outcome(status="error", execution_id=execution_id, error=message)
+
+
+def _stale(execution_id: str, seq: int, settlement: Settlement) -> Outcome:
+    """A click on an action that is not pending: nothing ran; say what is pending now."""
+    if settlement.status == "deleted":
+        return _refused(execution_id, f'No execution "{execution_id}".')
+    now = (
+        "; ".join(f"seq {p.seq}: {p.connector}.{p.method}({codec.dumps(p.args)[:200]})" for p in settlement.pending)
+        or "nothing"
+    )
+    return Outcome(
+        status="error",
+        execution_id=execution_id,
+        error=f'Action {seq} of execution "{execution_id}" is not awaiting a decision (run status: '
+        f"{settlement.status}), so nothing ran. Pending now: {now}. Show the approver the current pending "
+        "actions and decide one of those by its seq.",
+        pending=settlement.pending,
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _check_key_and_metadata(key: str | None, metadata: Mapping[str, str] | None) -> None:
+    """The host's own mistakes: raised, not returned to the model."""
+    if key is not None and (not isinstance(key, str) or not key or len(key) > MAX_KEY_CHARS):
+        raise ValueError(f"execute(key=...) must be a non-empty string of at most {MAX_KEY_CHARS} characters.")
+    if metadata is None:
+        return
+    if not isinstance(metadata, Mapping) or len(metadata) > MAX_METADATA_ITEMS:
+        raise ValueError(f"execute(metadata=...) must be a mapping of at most {MAX_METADATA_ITEMS} items.")
+    for name, value in metadata.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise ValueError("execute(metadata=...) maps strings to strings.")
+        if len(name) + len(value) > MAX_METADATA_CHARS:
+            raise ValueError(f"execute(metadata=...): each item must be at most {MAX_METADATA_CHARS} characters.")
 
 
 def _bounded_logs(logs: list[str]) -> list[str]:

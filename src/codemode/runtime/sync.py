@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,6 +20,7 @@ from codemode.runtime.outcome import (
     Execution,
     Outcome,
     PendingAction,
+    RollbackReport,
     Snippet,
 )
 
@@ -70,17 +71,32 @@ class SyncRuntime:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def execute(self, code: str) -> Outcome:
-        return self._call(self.runtime.execute(code))
+    def execute(self, code: str, *, key: str | None = None, metadata: Mapping[str, str] | None = None) -> Outcome:
+        return self._call(self.runtime.execute(code, key=key, metadata=metadata))
 
-    def approve(self, execution_id: str) -> Outcome:
-        return self._call(self.runtime.approve(execution_id))
+    def approve(
+        self,
+        execution_id: str,
+        seq: int,
+        *,
+        by: str | None = None,
+        reason: str | None = None,
+        args: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        return self._call(self.runtime.approve(execution_id, seq, by=by, reason=reason, args=args))
 
-    def reject(self, execution_id: str, seq: int) -> bool:
-        return self._call(self.runtime.reject(execution_id, seq))
+    def reject(
+        self, execution_id: str, seq: int, *, by: str | None = None, reason: str | None = None, resume: bool = False
+    ) -> bool:
+        return self._call(self.runtime.reject(execution_id, seq, by=by, reason=reason, resume=resume))
 
-    def rollback(self, execution_id: str) -> list[int]:
-        return self._call(self.runtime.rollback(execution_id))
+    def rollback(
+        self, execution_id: str, *, by: str | None = None, stale_after: timedelta = timedelta(minutes=1)
+    ) -> RollbackReport:
+        return self._call(self.runtime.rollback(execution_id, by=by, stale_after=stale_after))
+
+    def recover(self, execution_id: str, *, stale_after: timedelta = timedelta(minutes=1)) -> Outcome:
+        return self._call(self.runtime.recover(execution_id, stale_after=stale_after))
 
     def pending(self, execution_id: str | None = None) -> list[PendingAction]:
         return self._call(self.runtime.pending(execution_id))
@@ -88,8 +104,14 @@ class SyncRuntime:
     def expire_paused(self, max_age: timedelta = DEFAULT_PAUSED_TTL) -> list[str]:
         return self._call(self.runtime.expire_paused(max_age))
 
-    def executions(self, limit: int | None = None) -> list[Execution]:
-        return self._call(self.runtime.executions(limit))
+    def executions(
+        self,
+        limit: int | None = None,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        status: str | Sequence[str] | None = None,
+    ) -> list[Execution]:
+        return self._call(self.runtime.executions(limit, metadata=metadata, status=status))
 
     def execution(self, execution_id: str) -> Execution | None:
         return self._call(self.runtime.execution(execution_id))

@@ -28,7 +28,7 @@ __all__ = [
 PLATFORM = "codemode"
 # Methods of the platform namespace that the host implements. `step` itself is
 # written in the sandbox language on top of `step_decide` / `step_record`.
-PLATFORM_METHODS = ("search", "describe", "run", "step_decide", "step_record")
+PLATFORM_METHODS = ("search", "describe", "run", "step_decide", "step_record", "step_fail")
 
 
 # The exception types a `ToolError` may carry: every sandbox can raise each of them by name.

@@ -59,6 +59,8 @@ class DenoExecutor:
     """Runs JavaScript or TypeScript with a wall-clock timeout and a memory limit."""
 
     language: Literal["python", "javascript"] = "javascript"
+    # The runner refuses calls made inside a step's function itself (it knows them by async context).
+    scopes_steps = True
 
     def __init__(
         self,
@@ -200,6 +202,10 @@ class DenoExecutor:
         raise AssertionError("unreachable")
 
 
+# How long a stopping pass keeps reading calls the program had already sent.
+STOP_GRACE = 0.02
+
+
 class _Run:
     """One program in one Deno process."""
 
@@ -235,9 +241,9 @@ class _Run:
                     return self._timed_out()
                 except ValueError:  # a line beyond the stream limit: not something the runner writes
                     return self._violation()
-                if self.stopped:
-                    return ExecuteResult(stopped=True, logs=self.logs)
                 if not line:
+                    if self.stopped:
+                        return ExecuteResult(stopped=True, logs=self.logs)
                     return await self._died(drain_stderr)
                 text = line.decode("utf-8", "replace")
                 if not text.startswith(self.nonce):
@@ -287,13 +293,18 @@ class _Run:
             value = await self.host.call(namespace, method, args)
             reply = {"id": call_id, "ok": True, "value": codec.encode(value)}
         except StopExecution:
-            self.stopped = True
-            self.executor._discard(self.process)
+            if not self.stopped:
+                # Calls the program started together with this one (a batch under Promise.all) are
+                # already on their way: read them for a moment, answer nothing more, then stop.
+                self.stopped = True
+                asyncio.get_running_loop().call_later(STOP_GRACE, self.executor._discard, self.process)
             return
         except ToolError as exc:
             reply = {"id": call_id, "ok": False, "error": exc.message, "kind": exc.kind}
         except Exception as exc:
             reply = {"id": call_id, "ok": False, "error": f"{type(exc).__name__}: {exc}", "kind": "Error"}
+        if self.stopped:
+            return  # the program gets no more answers once the pass is stopping
         with contextlib.suppress(ConnectionError, RuntimeError):
             self._write(reply)
             assert self.process.stdin is not None

@@ -7,6 +7,8 @@
 // host fails the run on any other output. Frames are written by the runner's own serializer, which
 // never consults `toJSON` or prototype methods, so patching built-ins cannot reshape them.
 
+import { AsyncLocalStorage } from "node:async_hooks";
+
 const stdin = Deno.stdin;
 const stdout = Deno.stdout;
 const inspect = Deno.inspect;
@@ -190,7 +192,23 @@ function frame(fields) {
 const pending = new Map();
 let nextId = 0;
 
+// The step whose function is running, per async context: a step is replayed without running its
+// function, so what that function calls would shift every later sequence number.
+const stepScope = new AsyncLocalStorage();
+const INSIDE_STEP_OK = new Set(["search", "describe"]);
+
 function call(namespace, method, args) {
+  const step = stepScope.getStore();
+  if (step !== undefined && !(namespace === "codemode" && INSIDE_STEP_OK.has(method))) {
+    const what = namespace === "codemode" ? `codemode.${method === "step_decide" ? "step" : method}` : `${namespace}.${method}`;
+    return Promise.reject(
+      new Error(
+        `${what} cannot be called while codemode.step "${step}" is running: a step's function is skipped on ` +
+          "replay, so it must not call tools or other steps. Call the tool outside the step and pass its result " +
+          "in, or make the call a step of its own after this one.",
+      ),
+    );
+  }
   let encoded;
   try {
     encoded = encode(args === undefined ? {} : args);
@@ -291,8 +309,17 @@ async function main() {
     step: async (name, fn) => {
       const decision = await call("codemode", "step_decide", { name: String(name) });
       if (decision.replay) return decision.value;
-      const value = await fn();
-      return await call("codemode", "step_record", { seq: decision.seq, value });
+      const token = decision.token;
+      let value;
+      try {
+        value = await stepScope.run(String(name), fn);
+      } catch (error) {
+        const kind = error instanceof Error ? String(error.name) : "Error";
+        const message = error instanceof Error ? String(error.message) : String(error);
+        await call("codemode", "step_fail", { token, kind, message });
+        throw error;
+      }
+      return await call("codemode", "step_record", { token, value });
     },
   });
   // A blob: URL keeps stack traces short (V8 elides long data: URLs) and lets Deno strip the types.

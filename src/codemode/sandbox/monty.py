@@ -38,6 +38,8 @@ __all__ = ["MontyExecutor"]
 PRELUDE = """
 def codemode(host):
     class Codemode:
+        depth = 0
+
         async def search(self, query):
             return await host.search(query=query)
 
@@ -48,13 +50,25 @@ def codemode(host):
             return await host.run(name=name, input=input)
 
         async def step(self, name, fn):
+            if self.depth:
+                raise RuntimeError(
+                    "codemode.step cannot run inside another step's function: a step is replayed without "
+                    "running its function. Run the steps one after the other."
+                )
             decision = await host.step_decide(name=name)
             if decision["replay"]:
                 return decision["value"]
-            value = fn()
-            if type(value).__name__ == "coroutine":
-                value = await value
-            return await host.step_record(seq=decision["seq"], value=value)
+            self.depth += 1
+            try:
+                value = fn()
+                if type(value).__name__ == "coroutine":
+                    value = await value
+            except Exception as error:
+                self.depth -= 1
+                await host.step_fail(token=decision["token"], kind=type(error).__name__, message=str(error))
+                raise
+            self.depth -= 1
+            return await host.step_record(token=decision["token"], value=value)
 
     return Codemode()
 

@@ -9,27 +9,56 @@ the durable codec (`runtime/codec.py`); records come back decoded.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
-from codemode.runtime.outcome import Execution, LogEntry, PendingAction, Snippet
+from codemode.runtime.outcome import Decision, Execution, PendingAction, Snippet
+from codemode.runtime.replay import Call, Verdict
 
-__all__ = ["Decision", "Store"]
+__all__ = ["Begun", "Claim", "Settlement", "Store"]
 
 
 @dataclass(frozen=True)
-class Decision:
-    """What the host must do with one call: serve a recorded result, run it, or stop the sandbox."""
+class Begun:
+    """A new run, or (`existing` set) the run an earlier `execute` with the same key started."""
 
-    kind: Literal["replay", "execute", "pause"]
-    seq: int
-    result: Any = None
+    execution_id: str
+    attempt: int
+    existing: Execution | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run this caller now owns: its state, and the attempt token every later write must carry."""
+
+    execution: Execution
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """The result of deciding one pending action.
+
+    - `stale`: `seq` was not an undecided pending action of a paused run; nothing changed;
+    - `waiting`: decided; other actions of the batch still await a human;
+    - `resumed`: decided, none undecided: the caller owns the run (`claim`) and must run a pass;
+    - `ended`: decided, and the decision ended the run (a reject without resume).
+    """
+
+    kind: Literal["stale", "waiting", "resumed", "ended"]
+    status: str  # the run's status after the call ("deleted" when it does not exist)
+    pending: list[PendingAction] = field(default_factory=list)  # still undecided
+    claim: Claim | None = None
 
 
 class Store(Protocol):
-    """Durable state of one or more runtimes, keyed by runtime name."""
+    """Durable state of one or more runtimes, keyed by runtime name.
+
+    Methods that take `attempt` are writes of one pass: each checks, in its own transaction, that
+    the run is still owned by that attempt (and `running`), and does nothing when it is not.
+    """
 
     async def open(self) -> None:
         """Create or migrate the schema; idempotent."""
@@ -37,75 +66,112 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def begin(self, runtime: str, code: str, connectors: Sequence[str], max_executions: int) -> str:
-        """Insert a `running` execution and prune terminal ones beyond `max_executions`."""
+    async def begin(
+        self,
+        runtime: str,
+        code: str,
+        connectors: Sequence[str],
+        max_executions: int,
+        *,
+        key: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Begun:
+        """Insert a `running` execution (attempt 1) and prune terminal ones beyond `max_executions`;
+        with a `key` already used by this runtime, insert nothing and return that run."""
         ...
 
-    async def resume(self, runtime: str, execution_id: str) -> Execution | None:
-        """`paused` -> `running`, only if paused; None otherwise."""
+    async def heartbeat(self, runtime: str, execution_id: str, attempt: int) -> bool:
+        """Touch a run this attempt owns; False when it no longer does."""
         ...
 
-    async def heartbeat(self, runtime: str, execution_id: str) -> bool:
-        """Touch a running run so it is not taken for abandoned; False when it is no longer running."""
-        ...
-
-    async def claim_stale(self, runtime: str, execution_id: str, older_than: timedelta) -> Execution | None:
+    async def claim_stale(self, runtime: str, execution_id: str, older_than: timedelta) -> Claim | None:
         """Take over a run stuck `running` with no sign of life for `older_than`; None if it is not stale."""
         ...
 
-    async def decide(
+    async def decide(self, runtime: str, execution_id: str, attempt: int, call: Call) -> Verdict:
+        """Apply the replay rule (`runtime/replay.py`) to `call` and record what it implies."""
+        ...
+
+    async def record_result(
+        self, runtime: str, execution_id: str, attempt: int, seq: int, result_json: str | None
+    ) -> bool:
+        """`executing` -> `applied` with the result (None for ephemeral entries); False when not owned."""
+        ...
+
+    async def record_error(self, runtime: str, execution_id: str, attempt: int, seq: int, error_json: str) -> bool:
+        """`executing` -> `error`: a recorded fact every later pass raises again; False when not owned."""
+        ...
+
+    async def fail_at(self, runtime: str, execution_id: str, attempt: int, seq: int, message: str) -> bool:
+        """Fail the run because of the call at `seq` (its entry -> `error`)."""
+        ...
+
+    async def pause(self, runtime: str, execution_id: str, attempt: int) -> bool:
+        """`running` -> `paused` at the end of a pass that left actions pending; False when not owned."""
+        ...
+
+    async def complete(
+        self, runtime: str, execution_id: str, attempt: int, result_json: str, logs: Sequence[str]
+    ) -> bool:
+        """`running` -> `completed`; False when not owned."""
+        ...
+
+    async def fail(self, runtime: str, execution_id: str, attempt: int, error: str, logs: Sequence[str]) -> bool:
+        """`running` -> `error`; False when not owned."""
+        ...
+
+    async def list_pending(self, runtime: str, execution_id: str | None = None) -> list[PendingAction]:
+        """Undecided pending actions of paused runs."""
+        ...
+
+    async def settle(
         self,
         runtime: str,
         execution_id: str,
         seq: int,
-        connector: str,
-        method: str,
-        args_json: str | None,
-        args_error: str | None,
-        requires_approval: bool,
-        ephemeral: bool,
-    ) -> Decision:
-        """The replay algorithm (spec §4.5). `args_json` is the canonical encoding, or
-        None with `args_error` saying why the arguments cannot be recorded."""
-        ...
+        decision: Decision,
+        *,
+        error_json: str | None = None,
+        end_error: str | None = None,
+    ) -> Settlement:
+        """Decide the pending action at `seq`, only if it is an undecided pending action of a paused run.
 
-    async def record_result(self, runtime: str, execution_id: str, seq: int, result_json: str | None) -> None:
-        """`executing` -> `applied` with the result (None for ephemeral entries)."""
-        ...
-
-    async def record_error(self, runtime: str, execution_id: str, seq: int, error_json: str) -> None:
-        """`executing` -> `error`: the tool raised; a replay calls it again."""
-        ...
-
-    async def fail_at(self, runtime: str, execution_id: str, seq: int, message: str) -> None:
-        """Fail the run because of the call at `seq` (its entry -> `error`)."""
-        ...
-
-    async def complete(self, runtime: str, execution_id: str, result_json: str, logs: Sequence[str]) -> bool:
-        """`running` -> `completed`; False when the run was no longer running."""
-        ...
-
-    async def fail(self, runtime: str, execution_id: str, error: str, logs: Sequence[str]) -> bool:
-        """`running` -> `error`; False when the run was no longer running."""
-        ...
-
-    async def list_pending(self, runtime: str, execution_id: str | None = None) -> list[PendingAction]: ...
-
-    async def reject(self, runtime: str, execution_id: str, seq: int) -> bool:
-        """Reject the pending entry at `seq` of a paused run; False if nothing was pending there."""
+        An approval keeps the entry pending with its decision; a rejection with `error_json` makes it
+        an `error` entry the program will catch; one with `end_error` ends the run `rejected` with that
+        message. When nothing is left undecided the run moves to `running` under a new attempt,
+        returned in the claim."""
         ...
 
     async def expire(self, runtime: str, max_age: timedelta) -> list[str]: ...
 
-    async def actions_to_revert(self, runtime: str, execution_id: str) -> list[LogEntry]: ...
+    async def claim_rollback(self, runtime: str, execution_id: str, stale_after: timedelta) -> Claim | None:
+        """Move a paused or ended run (or a `rolling_back` one whose rollback died) to `rolling_back`."""
+        ...
 
-    async def mark_reverted(self, runtime: str, execution_id: str, seq: int) -> None: ...
+    async def begin_revert(self, runtime: str, execution_id: str, attempt: int, seq: int, decision: Decision) -> bool:
+        """`applied` -> `reverting`, committed before the revert runs."""
+        ...
 
-    async def mark_rolled_back(self, runtime: str, execution_id: str) -> None: ...
+    async def end_revert(self, runtime: str, execution_id: str, attempt: int, seq: int, reverted: bool) -> bool:
+        """`reverting` -> `reverted`, or back to `applied` when the revert failed."""
+        ...
+
+    async def finish_rollback(self, runtime: str, execution_id: str, attempt: int, decision: Decision) -> bool:
+        """`rolling_back` -> `rolled_back`; pending actions that never ran are marked reverted."""
+        ...
 
     async def get_execution(self, runtime: str, execution_id: str) -> Execution | None: ...
 
-    async def list_executions(self, runtime: str, limit: int | None = None) -> list[Execution]: ...
+    async def list_executions(
+        self,
+        runtime: str,
+        limit: int | None = None,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        status: Collection[str] | None = None,
+    ) -> list[Execution]:
+        """Newest first; `metadata` keeps runs whose metadata contains every given pair."""
+        ...
 
     async def delete_execution(self, runtime: str, execution_id: str) -> str | None:
         """Delete a run and its log; returns the status it had, or None if it did not exist."""

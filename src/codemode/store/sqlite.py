@@ -18,16 +18,17 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from codemode.runtime.codec import loads
+from codemode import crashpoints
+from codemode.runtime.codec import dumps, loads
 from codemode.runtime.outcome import (
-    STEP_CONNECTOR,
     TERMINAL_STATUSES,
+    Decision,
     Execution,
     ExecutionStatus,
     LogEntry,
@@ -35,7 +36,8 @@ from codemode.runtime.outcome import (
     PendingAction,
     Snippet,
 )
-from codemode.store.base import Decision
+from codemode.runtime.replay import Call, Recorded, Verdict, judge
+from codemode.store.base import Begun, Claim, Settlement
 
 __all__ = ["SqliteStore"]
 
@@ -65,6 +67,14 @@ MIGRATIONS: tuple[str, ...] = (
         saved_at INTEGER NOT NULL, input_schema TEXT, connectors TEXT,
         PRIMARY KEY (runtime, name)
     );
+    """,
+    # 2: ownership fencing (attempt), idempotent execute (key), metadata, and decisions on log entries.
+    """
+    ALTER TABLE cm_executions ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE cm_executions ADD COLUMN key TEXT;
+    ALTER TABLE cm_executions ADD COLUMN metadata TEXT;
+    CREATE UNIQUE INDEX cm_executions_key ON cm_executions (runtime, key) WHERE key IS NOT NULL;
+    ALTER TABLE cm_log ADD COLUMN decision TEXT;
     """,
 )
 
@@ -97,9 +107,17 @@ class SqliteStore:
 
     # -- plumbing -----------------------------------------------------------
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], name: str = "", *, write: bool = True) -> T:
+        """One transaction; `name` is the operation's crash point (see `codemode.crashpoints`)."""
         if not self._opened:
             await self.open()
+        assert self._pool is not None
+        crashpoints.reached(f"before:{name}")
+        result = await self._commit(fn, write)
+        crashpoints.reached(f"after:{name}")
+        return result
+
+    async def _commit(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
         assert self._pool is not None
         if self._conn_lock.acquire(blocking=False):
             try:
@@ -198,148 +216,135 @@ class SqliteStore:
 
     # -- executions ---------------------------------------------------------
 
-    async def begin(self, runtime: str, code: str, connectors: Sequence[str], max_executions: int) -> str:
+    async def begin(
+        self,
+        runtime: str,
+        code: str,
+        connectors: Sequence[str],
+        max_executions: int,
+        *,
+        key: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Begun:
         execution_id = new_execution_id()
         now = _now_ms()
 
-        def op(conn: sqlite3.Connection) -> str:
+        def op(conn: sqlite3.Connection) -> Begun:
+            if key is not None:
+                row = conn.execute(
+                    "SELECT id FROM cm_executions WHERE runtime = ? AND key = ?", (runtime, key)
+                ).fetchone()
+                if row is not None:
+                    existing = self._load_execution(conn, runtime, row[0])
+                    assert existing is not None
+                    return Begun(existing.id, 0, existing)
             conn.execute(
-                "INSERT INTO cm_executions (runtime, id, code, status, connectors, created_at, updated_at) "
-                "VALUES (?, ?, ?, 'running', ?, ?, ?)",
-                (runtime, execution_id, code, json.dumps(list(connectors)), now, now),
-            )
-            self._prune(conn, runtime, max_executions, execution_id)
-            return execution_id
-
-        return await self._run(op)
-
-    async def resume(self, runtime: str, execution_id: str) -> Execution | None:
-        def op(conn: sqlite3.Connection) -> Execution | None:
-            cur = conn.execute(
-                "UPDATE cm_executions SET status = 'running', updated_at = ? "
-                "WHERE runtime = ? AND id = ? AND status = 'paused'",
-                (_now_ms(), runtime, execution_id),
-            )
-            return self._load_execution(conn, runtime, execution_id) if cur.rowcount == 1 else None
-
-        return await self._run(op)
-
-    async def heartbeat(self, runtime: str, execution_id: str) -> bool:
-        def op(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute(
-                "UPDATE cm_executions SET updated_at = ? WHERE runtime = ? AND id = ? AND status = 'running'",
-                (_now_ms(), runtime, execution_id),
-            )
-            return cur.rowcount == 1
-
-        return await self._run(op)
-
-    async def claim_stale(self, runtime: str, execution_id: str, older_than: timedelta) -> Execution | None:
-        cutoff = _now_ms() - int(older_than.total_seconds() * 1000)
-
-        def op(conn: sqlite3.Connection) -> Execution | None:
-            cur = conn.execute(
-                "UPDATE cm_executions SET updated_at = ? WHERE runtime = ? AND id = ? AND status = 'running' "
-                "AND updated_at < ?",
-                (_now_ms(), runtime, execution_id, cutoff),
-            )
-            return self._load_execution(conn, runtime, execution_id) if cur.rowcount == 1 else None
-
-        return await self._run(op)
-
-    async def decide(
-        self,
-        runtime: str,
-        execution_id: str,
-        seq: int,
-        connector: str,
-        method: str,
-        args_json: str | None,
-        args_error: str | None,
-        requires_approval: bool,
-        ephemeral: bool,
-    ) -> Decision:
-        def op(conn: sqlite3.Connection) -> Decision:
-            row = conn.execute(
-                "SELECT status FROM cm_executions WHERE runtime = ? AND id = ?", (runtime, execution_id)
-            ).fetchone()
-            if row is None:
-                raise LookupError(f'No execution "{execution_id}"')
-            if row[0] != "running":
-                return Decision("pause", seq)  # paused or ended: refuse progress, record nothing
-            existing = conn.execute(
-                "SELECT connector, method, args, result, ephemeral, state FROM cm_log "
-                "WHERE runtime = ? AND execution_id = ? AND seq = ?",
-                (runtime, execution_id, seq),
-            ).fetchone()
-            if existing is not None:
-                e_connector, e_method, e_args, e_result, e_ephemeral, e_state = existing
-                if (e_connector, e_method) != (connector, method):
-                    return self._diverge(
-                        conn,
-                        runtime,
-                        execution_id,
-                        seq,
-                        f"expected {_label(e_connector, e_method)}, got {_label(connector, method)}. Code must be "
-                        "deterministic up to tool calls and steps. Wrap nondeterministic work in "
-                        "codemode.step(name, fn).",
-                    )
-                if args_json is not None and e_args is not None and e_args != args_json:
-                    return self._diverge(
-                        conn,
-                        runtime,
-                        execution_id,
-                        seq,
-                        f"{connector}.{method} was called with different arguments than the recorded run. "
-                        "Arguments must be deterministic across replays. Wrap nondeterministic inputs in "
-                        "codemode.step(name, fn).",
-                    )
-                if e_state == "applied":
-                    if e_ephemeral:
-                        return Decision("execute", seq)
-                    return Decision("replay", seq, loads(e_result))
-                if e_state == "pending":
-                    # Approved since the last pass. Persisted before returning, so a racing
-                    # reject sees `executing` and does nothing.
-                    self._set_state(conn, runtime, execution_id, seq, "executing")
-                    self._touch(conn, runtime, execution_id)
-                    return Decision("execute", seq)
-                if e_state == "executing":
-                    return Decision("execute", seq)  # crashed before recording: re-execute, never re-pause
-                # reverted or error: treat as a fresh call
-            if args_error is not None:
-                self._fail_at(conn, runtime, execution_id, seq, args_error)
-                return Decision("pause", seq)
-            state = "pending" if requires_approval else "executing"
-            conn.execute(
-                "INSERT OR REPLACE INTO cm_log (runtime, execution_id, seq, connector, method, args, result, "
-                "requires_approval, ephemeral, state) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+                "INSERT INTO cm_executions (runtime, id, code, status, connectors, created_at, updated_at, attempt, "
+                "key, metadata) VALUES (?, ?, ?, 'running', ?, ?, ?, 1, ?, ?)",
                 (
                     runtime,
                     execution_id,
-                    seq,
-                    connector,
-                    method,
-                    args_json,
-                    int(requires_approval),
-                    int(ephemeral),
-                    state,
+                    code,
+                    json.dumps(list(connectors)),
+                    now,
+                    now,
+                    key,
+                    json.dumps(dict(metadata or {}), ensure_ascii=False),
                 ),
             )
-            if requires_approval:
+            self._prune(conn, runtime, max_executions, execution_id)
+            return Begun(execution_id, 1)
+
+        return await self._run(op, "begin")
+
+    async def heartbeat(self, runtime: str, execution_id: str, attempt: int) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE cm_executions SET updated_at = ? WHERE runtime = ? AND id = ? AND attempt = ? "
+                "AND status IN ('running', 'rolling_back')",
+                (_now_ms(), runtime, execution_id, attempt),
+            )
+            return cur.rowcount == 1
+
+        return await self._run(op, "heartbeat")
+
+    async def claim_stale(self, runtime: str, execution_id: str, older_than: timedelta) -> Claim | None:
+        cutoff = _now_ms() - int(older_than.total_seconds() * 1000)
+
+        def op(conn: sqlite3.Connection) -> Claim | None:
+            cur = conn.execute(
+                "UPDATE cm_executions SET updated_at = ?, attempt = attempt + 1 WHERE runtime = ? AND id = ? "
+                "AND status = 'running' AND updated_at < ?",
+                (_now_ms(), runtime, execution_id, cutoff),
+            )
+            return self._claim(conn, runtime, execution_id) if cur.rowcount == 1 else None
+
+        return await self._run(op, "claim_stale")
+
+    def _claim(self, conn: sqlite3.Connection, runtime: str, execution_id: str) -> Claim:
+        execution = self._load_execution(conn, runtime, execution_id)
+        row = conn.execute(
+            "SELECT attempt FROM cm_executions WHERE runtime = ? AND id = ?", (runtime, execution_id)
+        ).fetchone()
+        assert execution is not None and row is not None
+        return Claim(execution, int(row[0]))
+
+    @staticmethod
+    def _owned(
+        conn: sqlite3.Connection, runtime: str, execution_id: str, attempt: int, status: str = "running"
+    ) -> bool:
+        """The fence: this attempt still owns the run, checked inside the write's own transaction."""
+        row = conn.execute(
+            "SELECT 1 FROM cm_executions WHERE runtime = ? AND id = ? AND attempt = ? AND status = ?",
+            (runtime, execution_id, attempt, status),
+        ).fetchone()
+        return row is not None
+
+    async def decide(self, runtime: str, execution_id: str, attempt: int, call: Call) -> Verdict:
+        seq = call.seq
+
+        def op(conn: sqlite3.Connection) -> Verdict:
+            if not self._owned(conn, runtime, execution_id, attempt):
+                return Verdict("lost", seq)  # ended, paused, taken over or deleted: refuse, record nothing
+            row = conn.execute(
+                "SELECT connector, method, args, result, ephemeral, state, decision FROM cm_log "
+                "WHERE runtime = ? AND execution_id = ? AND seq = ?",
+                (runtime, execution_id, seq),
+            ).fetchone()
+            recorded = None if row is None else _recorded(row)
+            verdict = judge(call, recorded)
+            if verdict.kind == "new":
+                if call.args_error is not None:
+                    self._fail_at(conn, runtime, execution_id, seq, call.args_error)
+                    return Verdict("fail", seq, message=call.args_error)
                 conn.execute(
-                    "UPDATE cm_executions SET status = 'paused', updated_at = ? WHERE runtime = ? AND id = ?",
-                    (_now_ms(), runtime, execution_id),
+                    "INSERT INTO cm_log (runtime, execution_id, seq, connector, method, args, result, "
+                    "requires_approval, ephemeral, state) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+                    (
+                        runtime,
+                        execution_id,
+                        seq,
+                        call.connector,
+                        call.method,
+                        call.args_json,
+                        int(call.requires_approval),
+                        int(call.ephemeral),
+                        "pending" if call.requires_approval else "executing",
+                    ),
                 )
-                return Decision("pause", seq)
-            self._touch(conn, runtime, execution_id)
-            return Decision("execute", seq)
+                self._touch(conn, runtime, execution_id)
+                return Verdict("pause" if call.requires_approval else "execute", seq)
+            if verdict.kind == "fail":
+                self._fail_at(conn, runtime, execution_id, seq, verdict.message)
+            elif verdict.kind == "execute" and recorded is not None and recorded.state != "executing":
+                # Approved since the last pass (or an ephemeral read): persisted before the call runs.
+                self._set_state(conn, runtime, execution_id, seq, "executing")
+                self._touch(conn, runtime, execution_id)
+            elif verdict.kind in ("replay", "raise") and recorded is not None:
+                return Verdict(verdict.kind, seq, loads(recorded.result_json))
+            return verdict
 
-        return await self._run(op)
-
-    def _diverge(self, conn: sqlite3.Connection, runtime: str, execution_id: str, seq: int, detail: str) -> Decision:
-        self._fail_at(conn, runtime, execution_id, seq, f"Codemode replay divergence at step {seq}: {detail}")
-        return Decision("pause", seq)
+        return await self._run(op, "decide")
 
     @staticmethod
     def _fail_at(conn: sqlite3.Connection, runtime: str, execution_id: str, seq: int, message: str) -> None:
@@ -366,101 +371,163 @@ class SqliteStore:
             "UPDATE cm_executions SET updated_at = ? WHERE runtime = ? AND id = ?", (_now_ms(), runtime, execution_id)
         )
 
-    async def record_result(self, runtime: str, execution_id: str, seq: int, result_json: str | None) -> None:
-        def op(conn: sqlite3.Connection) -> None:
+    async def record_result(
+        self, runtime: str, execution_id: str, attempt: int, seq: int, result_json: str | None
+    ) -> bool:
+        return await self._record(runtime, execution_id, attempt, seq, result_json, "applied", "record_result")
+
+    async def record_error(self, runtime: str, execution_id: str, attempt: int, seq: int, error_json: str) -> bool:
+        return await self._record(runtime, execution_id, attempt, seq, error_json, "error", "record_error")
+
+    async def _record(
+        self, runtime: str, execution_id: str, attempt: int, seq: int, text: str | None, state: LogState, name: str
+    ) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            if not self._owned(conn, runtime, execution_id, attempt):
+                return False
             cur = conn.execute(
-                "UPDATE cm_log SET result = ?, state = 'applied' WHERE runtime = ? AND execution_id = ? AND seq = ? "
+                "UPDATE cm_log SET result = ?, state = ? WHERE runtime = ? AND execution_id = ? AND seq = ? "
                 "AND state = 'executing'",
-                (result_json, runtime, execution_id, seq),
+                (text, state, runtime, execution_id, seq),
             )
             if cur.rowcount == 0:
-                exists = conn.execute(
-                    "SELECT 1 FROM cm_log WHERE runtime = ? AND execution_id = ? AND seq = ?",
-                    (runtime, execution_id, seq),
-                ).fetchone()
-                if exists is None:
-                    raise LookupError(f"No log entry at step {seq}")
+                raise LookupError(f"No executing log entry at step {seq} of {execution_id}")
             self._touch(conn, runtime, execution_id)
+            return True
 
-        await self._run(op)
+        return await self._run(op, name)
 
-    async def record_error(self, runtime: str, execution_id: str, seq: int, error_json: str) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE cm_log SET result = ?, state = 'error' WHERE runtime = ? AND execution_id = ? AND seq = ? "
-                "AND state = 'executing'",
-                (error_json, runtime, execution_id, seq),
-            )
-            self._touch(conn, runtime, execution_id)
+    async def fail_at(self, runtime: str, execution_id: str, attempt: int, seq: int, message: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            if not self._owned(conn, runtime, execution_id, attempt):
+                return False
+            self._fail_at(conn, runtime, execution_id, seq, message)
+            return True
 
-        await self._run(op)
+        return await self._run(op, "fail_at")
 
-    async def fail_at(self, runtime: str, execution_id: str, seq: int, message: str) -> None:
-        await self._run(lambda conn: self._fail_at(conn, runtime, execution_id, seq, message))
+    async def pause(self, runtime: str, execution_id: str, attempt: int) -> bool:
+        return await self._end_pass(runtime, execution_id, attempt, "paused", (), "pause")
 
-    async def complete(self, runtime: str, execution_id: str, result_json: str, logs: Sequence[str]) -> bool:
+    async def complete(
+        self, runtime: str, execution_id: str, attempt: int, result_json: str, logs: Sequence[str]
+    ) -> bool:
+        return await self._end_pass(
+            runtime, execution_id, attempt, "completed", (("result", result_json),), "complete", logs
+        )
+
+    async def fail(self, runtime: str, execution_id: str, attempt: int, error: str, logs: Sequence[str]) -> bool:
+        return await self._end_pass(
+            runtime, execution_id, attempt, "error", (("error", error[:MAX_ERROR_CHARS]),), "fail", logs
+        )
+
+    async def _end_pass(
+        self,
+        runtime: str,
+        execution_id: str,
+        attempt: int,
+        status: ExecutionStatus,
+        fields: Sequence[tuple[str, str]],
+        name: str,
+        logs: Sequence[str] | None = None,
+    ) -> bool:
+        """`running` -> `status` by the attempt that owns the run, with the given columns."""
+        assignments = "".join(f", {column} = ?" for column, _ in fields)
+        values: list[Any] = [value for _, value in fields]
+        if logs is not None:
+            assignments += ", logs = ?"
+            values.append(json.dumps(list(logs), ensure_ascii=False))
+
         def op(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
-                "UPDATE cm_executions SET status = 'completed', result = ?, logs = ?, updated_at = ? "
-                "WHERE runtime = ? AND id = ? AND status = 'running'",
-                (result_json, json.dumps(list(logs), ensure_ascii=False), _now_ms(), runtime, execution_id),
+                f"UPDATE cm_executions SET status = ?, updated_at = ?{assignments} "
+                "WHERE runtime = ? AND id = ? AND attempt = ? AND status = 'running'",
+                (status, _now_ms(), *values, runtime, execution_id, attempt),
             )
             return cur.rowcount == 1
 
-        return await self._run(op)
-
-    async def fail(self, runtime: str, execution_id: str, error: str, logs: Sequence[str]) -> bool:
-        def op(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute(
-                "UPDATE cm_executions SET status = 'error', error = ?, logs = ?, updated_at = ? "
-                "WHERE runtime = ? AND id = ? AND status = 'running'",
-                (error[:MAX_ERROR_CHARS], json.dumps(list(logs), ensure_ascii=False), _now_ms(), runtime, execution_id),
-            )
-            return cur.rowcount == 1
-
-        return await self._run(op)
+        return await self._run(op, name)
 
     # -- approvals ----------------------------------------------------------
 
     async def list_pending(self, runtime: str, execution_id: str | None = None) -> list[PendingAction]:
-        def op(conn: sqlite3.Connection) -> list[PendingAction]:
-            sql = (
-                "SELECT l.execution_id, l.seq, l.connector, l.method, l.args FROM cm_log l "
-                "JOIN cm_executions e ON e.runtime = l.runtime AND e.id = l.execution_id "
-                "WHERE l.runtime = ? AND l.state = 'pending' AND e.status = 'paused'"
-            )
-            params: tuple[Any, ...] = (runtime,)
-            if execution_id is not None:
-                sql += " AND l.execution_id = ?"
-                params += (execution_id,)
-            sql += " ORDER BY e.created_at DESC, e.id DESC, l.seq"
-            return [
-                PendingAction(execution_id=r[0], seq=r[1], connector=r[2], method=r[3], args=loads(r[4]))
-                for r in conn.execute(sql, params)
-            ]
+        return await self._run(lambda conn: self._pending(conn, runtime, execution_id), "list_pending", write=False)
 
-        return await self._run(op, write=False)
+    @staticmethod
+    def _pending(conn: sqlite3.Connection, runtime: str, execution_id: str | None) -> list[PendingAction]:
+        sql = (
+            "SELECT l.execution_id, l.seq, l.connector, l.method, l.args FROM cm_log l "
+            "JOIN cm_executions e ON e.runtime = l.runtime AND e.id = l.execution_id "
+            "WHERE l.runtime = ? AND l.state = 'pending' AND l.decision IS NULL AND e.status = 'paused'"
+        )
+        params: tuple[Any, ...] = (runtime,)
+        if execution_id is not None:
+            sql += " AND l.execution_id = ?"
+            params += (execution_id,)
+        sql += " ORDER BY e.created_at DESC, e.id DESC, l.seq"
+        return [
+            PendingAction(execution_id=r[0], seq=r[1], connector=r[2], method=r[3], args=loads(r[4]))
+            for r in conn.execute(sql, params)
+        ]
 
-    async def reject(self, runtime: str, execution_id: str, seq: int) -> bool:
-        def op(conn: sqlite3.Connection) -> bool:
+    async def settle(
+        self,
+        runtime: str,
+        execution_id: str,
+        seq: int,
+        decision: Decision,
+        *,
+        error_json: str | None = None,
+        end_error: str | None = None,
+    ) -> Settlement:
+        decision_json = _decision_json(decision)
+
+        def op(conn: sqlite3.Connection) -> Settlement:
             row = conn.execute(
-                "SELECT l.connector, l.method FROM cm_log l JOIN cm_executions e "
-                "ON e.runtime = l.runtime AND e.id = l.execution_id "
-                "WHERE l.runtime = ? AND l.execution_id = ? AND l.seq = ? AND l.state = 'pending' "
-                "AND e.status = 'paused'",
-                (runtime, execution_id, seq),
+                "SELECT e.status, l.state, l.decision FROM cm_executions e LEFT JOIN cm_log l "
+                "ON l.runtime = e.runtime AND l.execution_id = e.id AND l.seq = ? WHERE e.runtime = ? AND e.id = ?",
+                (seq, runtime, execution_id),
             ).fetchone()
             if row is None:
-                return False
-            self._set_state(conn, runtime, execution_id, seq, "reverted")
+                return Settlement("stale", "deleted")
+            status, state, decided = row
+            if status != "paused" or state != "pending" or decided is not None:
+                return Settlement("stale", status, self._pending(conn, runtime, execution_id))
+            where = "WHERE runtime = ? AND execution_id = ? AND seq = ?"
+            if end_error is not None:
+                conn.execute(
+                    f"UPDATE cm_log SET state = 'reverted', decision = ? {where}",
+                    (decision_json, runtime, execution_id, seq),
+                )
+                conn.execute(
+                    "UPDATE cm_log SET state = 'reverted' WHERE runtime = ? AND execution_id = ? AND state = 'pending'",
+                    (runtime, execution_id),
+                )
+                conn.execute(
+                    "UPDATE cm_executions SET status = 'rejected', error = ?, attempt = attempt + 1, updated_at = ? "
+                    "WHERE runtime = ? AND id = ?",
+                    (end_error[:MAX_ERROR_CHARS], _now_ms(), runtime, execution_id),
+                )
+                return Settlement("ended", "rejected")
+            if error_json is not None:
+                conn.execute(
+                    f"UPDATE cm_log SET state = 'error', result = ?, decision = ? {where}",
+                    (error_json, decision_json, runtime, execution_id, seq),
+                )
+            else:
+                conn.execute(f"UPDATE cm_log SET decision = ? {where}", (decision_json, runtime, execution_id, seq))
+            undecided = self._pending(conn, runtime, execution_id)
+            if undecided:
+                self._touch(conn, runtime, execution_id)
+                return Settlement("waiting", "paused", undecided)
             conn.execute(
-                "UPDATE cm_executions SET status = 'rejected', error = ?, updated_at = ? "
-                "WHERE runtime = ? AND id = ? AND status = 'paused'",
-                (f"Action {row[0]}.{row[1]} rejected by user", _now_ms(), runtime, execution_id),
+                "UPDATE cm_executions SET status = 'running', attempt = attempt + 1, updated_at = ? "
+                "WHERE runtime = ? AND id = ?",
+                (_now_ms(), runtime, execution_id),
             )
-            return True
+            return Settlement("resumed", "running", claim=self._claim(conn, runtime, execution_id))
 
-        return await self._run(op)
+        return await self._run(op, "settle")
 
     async def expire(self, runtime: str, max_age: timedelta) -> list[str]:
         cutoff = _now_ms() - int(max_age.total_seconds() * 1000)
@@ -480,7 +547,7 @@ class SqliteStore:
                     else ("error", "Expired while running: the host never completed the pass")
                 )
                 cur = conn.execute(
-                    "UPDATE cm_executions SET status = ?, error = ?, updated_at = ? "
+                    "UPDATE cm_executions SET status = ?, error = ?, updated_at = ?, attempt = attempt + 1 "
                     "WHERE runtime = ? AND id = ? AND status = ?",
                     (new_status, error, now, runtime, execution_id, status),
                 )
@@ -493,89 +560,129 @@ class SqliteStore:
                     expired.append(execution_id)
             return expired
 
-        return await self._run(op)
+        return await self._run(op, "expire")
 
     # -- rollback -----------------------------------------------------------
 
-    async def actions_to_revert(self, runtime: str, execution_id: str) -> list[LogEntry]:
-        def op(conn: sqlite3.Connection) -> list[LogEntry]:
-            rows = conn.execute(
-                "SELECT seq, connector, method, args, result, requires_approval, ephemeral, state FROM cm_log "
-                "WHERE runtime = ? AND execution_id = ? AND state = 'applied' AND connector != ? ORDER BY seq DESC",
-                (runtime, execution_id, STEP_CONNECTOR),
-            ).fetchall()
-            return [_entry(r) for r in rows]
+    async def claim_rollback(self, runtime: str, execution_id: str, stale_after: timedelta) -> Claim | None:
+        cutoff = _now_ms() - int(stale_after.total_seconds() * 1000)
 
-        return await self._run(op, write=False)
+        def op(conn: sqlite3.Connection) -> Claim | None:
+            cur = conn.execute(
+                "UPDATE cm_executions SET status = 'rolling_back', attempt = attempt + 1, updated_at = ? "
+                "WHERE runtime = ? AND id = ? AND (status IN ('paused', 'completed', 'error', 'rejected', "
+                "'rolled_back') OR (status = 'rolling_back' AND updated_at < ?))",
+                (_now_ms(), runtime, execution_id, cutoff),
+            )
+            return self._claim(conn, runtime, execution_id) if cur.rowcount == 1 else None
 
-    async def mark_reverted(self, runtime: str, execution_id: str, seq: int) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE cm_log SET state = 'reverted' WHERE runtime = ? AND execution_id = ? AND seq = ? "
-                "AND state = 'applied'",
-                (runtime, execution_id, seq),
+        return await self._run(op, "claim_rollback")
+
+    async def begin_revert(self, runtime: str, execution_id: str, attempt: int, seq: int, decision: Decision) -> bool:
+        decision_json = _decision_json(decision)
+
+        def op(conn: sqlite3.Connection) -> bool:
+            if not self._owned(conn, runtime, execution_id, attempt, "rolling_back"):
+                return False
+            cur = conn.execute(
+                "UPDATE cm_log SET state = 'reverting', decision = ? WHERE runtime = ? AND execution_id = ? "
+                "AND seq = ? AND state = 'applied'",
+                (decision_json, runtime, execution_id, seq),
             )
             self._touch(conn, runtime, execution_id)
+            return cur.rowcount == 1
 
-        await self._run(op)
+        return await self._run(op, "begin_revert")
 
-    async def mark_rolled_back(self, runtime: str, execution_id: str) -> None:
-        def op(conn: sqlite3.Connection) -> None:
+    async def end_revert(self, runtime: str, execution_id: str, attempt: int, seq: int, reverted: bool) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            if not self._owned(conn, runtime, execution_id, attempt, "rolling_back"):
+                return False
+            cur = conn.execute(
+                "UPDATE cm_log SET state = ? WHERE runtime = ? AND execution_id = ? AND seq = ? "
+                "AND state = 'reverting'",
+                ("reverted" if reverted else "applied", runtime, execution_id, seq),
+            )
+            self._touch(conn, runtime, execution_id)
+            return cur.rowcount == 1
+
+        return await self._run(op, "end_revert")
+
+    async def finish_rollback(self, runtime: str, execution_id: str, attempt: int, decision: Decision) -> bool:
+        decision_json = _decision_json(decision)
+
+        def op(conn: sqlite3.Connection) -> bool:
+            if not self._owned(conn, runtime, execution_id, attempt, "rolling_back"):
+                return False
             conn.execute(
-                "UPDATE cm_log SET state = 'reverted' WHERE runtime = ? AND execution_id = ? AND state = 'pending'",
-                (runtime, execution_id),
+                "UPDATE cm_log SET state = 'reverted', decision = COALESCE(decision, ?) WHERE runtime = ? "
+                "AND execution_id = ? AND state = 'pending'",
+                (decision_json, runtime, execution_id),
             )
             conn.execute(
-                "UPDATE cm_executions SET status = 'rolled_back', updated_at = ? WHERE runtime = ? AND id = ? "
-                "AND status != 'running'",
+                "UPDATE cm_executions SET status = 'rolled_back', updated_at = ? WHERE runtime = ? AND id = ?",
                 (_now_ms(), runtime, execution_id),
             )
+            return True
 
-        await self._run(op)
+        return await self._run(op, "finish_rollback")
 
     # -- reading and retention ----------------------------------------------
 
     async def get_execution(self, runtime: str, execution_id: str) -> Execution | None:
-        return await self._run(lambda conn: self._load_execution(conn, runtime, execution_id), write=False)
+        return await self._run(
+            lambda conn: self._load_execution(conn, runtime, execution_id), "get_execution", write=False
+        )
 
     @staticmethod
     def _load_execution(conn: sqlite3.Connection, runtime: str, execution_id: str) -> Execution | None:
         row = conn.execute(
-            "SELECT id, code, status, result, error, logs, connectors, created_at, updated_at FROM cm_executions "
-            "WHERE runtime = ? AND id = ?",
-            (runtime, execution_id),
+            f"SELECT {_EXECUTION_COLUMNS} FROM cm_executions WHERE runtime = ? AND id = ?", (runtime, execution_id)
         ).fetchone()
         if row is None:
             return None
         log = [
             _entry(r)
             for r in conn.execute(
-                "SELECT seq, connector, method, args, result, requires_approval, ephemeral, state FROM cm_log "
-                "WHERE runtime = ? AND execution_id = ? ORDER BY seq",
+                f"SELECT {_ENTRY_COLUMNS} FROM cm_log WHERE runtime = ? AND execution_id = ? ORDER BY seq",
                 (runtime, execution_id),
             )
         ]
         return _execution(row, log)
 
-    async def list_executions(self, runtime: str, limit: int | None = None) -> list[Execution]:
+    async def list_executions(
+        self,
+        runtime: str,
+        limit: int | None = None,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        status: Collection[str] | None = None,
+    ) -> list[Execution]:
+        where, params = "WHERE runtime = ?", [runtime]
+        if status is not None:
+            where += f" AND status IN ({','.join('?' * len(status))})"
+            params.extend(status)
+        for name, value in (metadata or {}).items():
+            where += " AND EXISTS (SELECT 1 FROM json_each(cm_executions.metadata) WHERE key = ? AND value = ?)"
+            params.extend((name, value))
+
         def op(conn: sqlite3.Connection) -> list[Execution]:
             rows = conn.execute(
-                "SELECT id, code, status, result, error, logs, connectors, created_at, updated_at FROM cm_executions "
-                "WHERE runtime = ? ORDER BY created_at DESC, id DESC LIMIT ?",
-                (runtime, -1 if limit is None else limit),
+                f"SELECT {_EXECUTION_COLUMNS} FROM cm_executions {where} ORDER BY created_at DESC, id DESC LIMIT ?",
+                (*params, -1 if limit is None else limit),
             ).fetchall()
             logs: dict[str, list[LogEntry]] = {r[0]: [] for r in rows}
             if rows:
                 marks = ",".join("?" * len(rows))
                 for r in conn.execute(
-                    "SELECT seq, connector, method, args, result, requires_approval, ephemeral, state, execution_id "
-                    f"FROM cm_log WHERE runtime = ? AND execution_id IN ({marks}) ORDER BY execution_id, seq",
+                    f"SELECT {_ENTRY_COLUMNS}, execution_id FROM cm_log WHERE runtime = ? AND execution_id IN "
+                    f"({marks}) ORDER BY execution_id, seq",
                     (runtime, *logs),
                 ):
-                    logs[r[8]].append(_entry(r))
+                    logs[r[-1]].append(_entry(r))
             return [_execution(r, logs[r[0]]) for r in rows]
 
-        return await self._run(op, write=False)
+        return await self._run(op, "list_executions", write=False)
 
     async def delete_execution(self, runtime: str, execution_id: str) -> str | None:
         def op(conn: sqlite3.Connection) -> str | None:
@@ -666,12 +773,41 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 
-def _label(connector: str, method: str) -> str:
-    return f'codemode.step("{method}")' if connector == STEP_CONNECTOR else f"{connector}.{method}"
+_EXECUTION_COLUMNS = "id, code, status, result, error, logs, connectors, created_at, updated_at, key, metadata"
+_ENTRY_COLUMNS = "seq, connector, method, args, result, requires_approval, ephemeral, state, decision"
+
+
+def _decision_json(decision: Decision) -> str:
+    return dumps(
+        {
+            "kind": decision.kind,
+            "by": decision.by,
+            "reason": decision.reason,
+            "at": int(decision.at.timestamp() * 1000),
+            "args": decision.args,
+        }
+    )
+
+
+def _decision(text: str | None) -> Decision | None:
+    data = loads(text)
+    if data is None:
+        return None
+    return Decision(kind=data["kind"], by=data["by"], reason=data["reason"], at=_dt(data["at"]), args=data["args"])
+
+
+def _recorded(row: Sequence[Any]) -> Recorded:
+    connector, method, args, result, ephemeral, state, decision = row
+    kind = args_json = None
+    if decision is not None:
+        data = json.loads(decision)
+        kind = data["kind"]
+        args_json = None if data.get("args") is None else json.dumps(data["args"], ensure_ascii=False)
+    return Recorded(connector, method, args, result, bool(ephemeral), state, kind, args_json)
 
 
 def _entry(row: Sequence[Any]) -> LogEntry:
-    seq, connector, method, args, result, requires_approval, ephemeral, state = row[:8]
+    seq, connector, method, args, result, requires_approval, ephemeral, state, decision = row[:9]
     return LogEntry(
         seq=seq,
         connector=connector,
@@ -681,11 +817,12 @@ def _entry(row: Sequence[Any]) -> LogEntry:
         requires_approval=bool(requires_approval),
         ephemeral=bool(ephemeral),
         state=state,
+        decision=_decision(decision),
     )
 
 
 def _execution(row: Sequence[Any], log: list[LogEntry]) -> Execution:
-    execution_id, code, status, result, error, logs, connectors, created_at, updated_at = row
+    execution_id, code, status, result, error, logs, connectors, created_at, updated_at, key, metadata = row
     status_value: ExecutionStatus = status
     return Execution(
         id=execution_id,
@@ -698,6 +835,8 @@ def _execution(row: Sequence[Any], log: list[LogEntry]) -> Execution:
         connectors=json.loads(connectors) if connectors else [],
         created_at=_dt(created_at),
         updated_at=_dt(updated_at),
+        key=key,
+        metadata=json.loads(metadata) if metadata else {},
     )
 
 
