@@ -151,7 +151,8 @@ async def main(workdir: Path) -> None:
             outcome = await runtime.execute(PROGRAM)
             for action in outcome.pending:
                 print(f"paused: {action.connector}.{action.method}({action.args})")
-            outcome = await runtime.approve(outcome.execution_id, outcome.pending[0].seq)
+            action = outcome.pending[0]  # approve exactly the action that was shown, by its seq
+            outcome = await runtime.approve(action.execution_id, action.seq, by="ann")
             print(f"completed: {outcome.result} logs={outcome.logs}")
     finally:
         server.shutdown()

@@ -75,8 +75,10 @@ async def main(workdir: Path) -> None:
         for action in outcome.pending:
             print(f"   pending: {action.connector}.{action.method}({action.args}) at seq {action.seq}")
 
-        print("2. a human approves; the run resumes by replay (the first read comes from the log)")
-        outcome = await runtime.approve(outcome.execution_id, outcome.pending[0].seq)
+        print("2. ann approves the action she was shown, by its seq; the run resumes by replay")
+        print("   (the first read comes from the log; the approved add_task runs once)")
+        action = outcome.pending[0]
+        outcome = await runtime.approve(action.execution_id, action.seq, by="ann", reason="on the release checklist")
         print(f"   approve -> {outcome.status}: {outcome.result}  logs={outcome.logs}")
 
         print("3. the audit trail:")
@@ -87,11 +89,14 @@ async def main(workdir: Path) -> None:
             print(
                 f"   seq {entry.seq}: {entry.connector}.{entry.method}({entry.args}) [{entry.state}] -> {entry.result}"
             )
+            if entry.decision is not None:
+                print(f"          {entry.decision.kind} by {entry.decision.by}: {entry.decision.reason}")
 
         print("4. changed our minds: roll the run back (reverts every applied action that has a revert)")
-        reverted = await runtime.rollback(outcome.execution_id)
+        report = await runtime.rollback(outcome.execution_id, by="ann")
         titles = [t["title"] for t in connector.list_tasks(include_done=True)]
-        print(f"   reverted seqs {reverted}; tasks now: {titles}")
+        kept = sorted(report.irreversible)  # the reads: calls with no revert
+        print(f"   reverted seqs {report.reverted}, irreversible {kept}; tasks now: {titles}")
 
 
 if __name__ == "__main__":

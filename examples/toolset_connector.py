@@ -52,7 +52,8 @@ async def main(workdir: Path) -> None:
         print(f"execute -> {outcome.status}")
         for action in outcome.pending:
             print(f"  waiting for approval: {action.connector}.{action.method}({action.args})")
-        outcome = await runtime.approve(outcome.execution_id, outcome.pending[0].seq)
+        action = outcome.pending[0]  # approve exactly the action that was shown, by its seq
+        outcome = await runtime.approve(action.execution_id, action.seq, by="ann")
         print(f"approve -> {outcome.status}: {outcome.result}")
         print(f"orders placed on the host: {ORDERS}")
 
