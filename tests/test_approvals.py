@@ -353,11 +353,82 @@ async def test_rollback_reports_every_action(runtime: Runtime, pay: Pay, languag
     execution = await runtime.execution(done.execution_id)
     assert execution is not None and execution.status == "rolled_back"
     assert [e.state for e in execution.log] == ["reverted", "applied", "reverted"]
-    decision = execution.log[0].decision
-    assert decision is not None and (decision.kind, decision.by) == ("rollback", "ops")
+    note, send, paid = execution.log
+    assert (
+        note.decision is None
+        and note.rollback is not None
+        and (note.rollback.kind, note.rollback.by)
+        == (
+            "rollback",
+            "ops",
+        )
+    )
+    assert paid.decision is not None and paid.decision.kind == "approve"  # the approval stays on record
+    assert paid.rollback is not None and paid.rollback.by == "ops"
+    assert send.rollback is None
     again = await runtime.rollback(done.execution_id)
     assert again.reverted == [] and again.irreversible == [1]
     assert pay.ledger.count("refund a 3") == 1 and pay.ledger.count("unnote n") == 1
+
+
+class Brittle(Connector):
+    """A refund that fails until the bank is back."""
+
+    name = "pay"
+
+    def __init__(self) -> None:
+        self.ledger: list[str] = []
+        self.bank_up = False
+
+    @tool(requires_approval=True)
+    async def pay(self, to: str, amount: int) -> dict[str, Any]:
+        """Pay someone."""
+        self.ledger.append(f"pay {to} {amount}")
+        return {"to": to}
+
+    @pay.revert
+    async def _refund(self, args: dict[str, Any], result: dict[str, Any]) -> None:
+        if not self.bank_up:
+            raise ConnectionError("the bank is down")
+        self.ledger.append(f"refund {args['to']} {args['amount']}")
+
+
+async def test_a_failed_revert_is_retried_with_the_arguments_the_call_ran_with(
+    make_runtime: RuntimeFactory, language: str
+) -> None:
+    brittle = Brittle()
+    runtime = make_runtime(brittle)
+    paused = await runtime.execute(
+        program(language, 'await pay.pay(to="a", amount=200)', 'await pay.pay({ to: "a", amount: 200 });')
+    )
+    await runtime.approve(paused.execution_id, 0, by="ann", args={"to": "a", "amount": 20})
+    with pytest.raises(codemode.RollbackError, match="the bank is down") as raised:
+        await runtime.rollback(paused.execution_id, by="ops")
+    assert raised.value.report.failed.keys() == {0}
+    brittle.bank_up = True
+    report = await runtime.rollback(paused.execution_id, by="ops")
+    assert report.reverted == [0]
+    assert brittle.ledger == ["pay a 20", "refund a 20"]
+    execution = await runtime.execution(paused.execution_id)
+    assert execution is not None and execution.log[0].decision is not None
+    assert execution.log[0].decision.args == {"to": "a", "amount": 20}
+
+
+async def test_an_interrupted_revert_runs_again_only_when_asked(
+    runtime: Runtime, pay: Pay, db_path: Path, language: str
+) -> None:
+    done = await run_to_completion(runtime, three_effects(language))
+    # The state a host killed in the middle of reverting the payment leaves behind.
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE cm_log SET state = 'reverting' WHERE execution_id = ? AND seq = 2", (done.execution_id,))
+    with pytest.raises(codemode.RollbackError, match="check the effect by hand") as raised:
+        await runtime.rollback(done.execution_id)
+    assert raised.value.report.reverted == [0] and list(raised.value.report.failed) == [2]
+    assert "refund a 3" not in pay.ledger
+    with pytest.raises(codemode.RollbackError):
+        await runtime.rollback(done.execution_id)  # still reported, still not run
+    report = await runtime.rollback(done.execution_id, retry_interrupted=True)
+    assert report.reverted == [2] and pay.ledger.count("refund a 3") == 1 and pay.ledger.count("unnote n") == 1
 
 
 async def test_two_rollbacks_at_once_revert_once(runtime: Runtime, pay: Pay, language: str) -> None:

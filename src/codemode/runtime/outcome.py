@@ -85,7 +85,8 @@ class LogEntry:
     requires_approval: bool
     ephemeral: bool
     state: LogState
-    decision: Decision | None = None
+    decision: Decision | None = None  # the approval or rejection of a gated call
+    rollback: Decision | None = None  # the rollback that reverted it (or tried to)
 
 
 @dataclass(frozen=True)

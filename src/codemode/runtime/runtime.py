@@ -500,7 +500,12 @@ class Runtime:
         return await self.store.list_pending(self.name, execution_id)
 
     async def rollback(
-        self, execution_id: str, *, by: str | None = None, stale_after: timedelta = timedelta(minutes=1)
+        self,
+        execution_id: str,
+        *,
+        by: str | None = None,
+        stale_after: timedelta = timedelta(minutes=1),
+        retry_interrupted: bool = False,
     ) -> RollbackReport:
         """Revert every applied action that has a revert, newest first, and end the run `rolled_back`.
 
@@ -509,7 +514,9 @@ class Runtime:
         rollback whose host died can be retried after `stale_after`. Actions without a revert are
         reported `irreversible`; failed reverts (and those of connectors this runtime lacks) are
         reported `failed` and raised as `RollbackError` after every revert was tried; rolling back
-        again retries just those."""
+        again retries just those. A revert a crash interrupted may or may not have run: it is reported
+        until a human who checked the effect passes `retry_interrupted=True` (it then runs again,
+        with the same idempotency key)."""
         execution = await self.store.get_execution(self.name, execution_id)
         if execution is None:
             raise LookupError(f'No execution "{execution_id}" to roll back.')
@@ -524,7 +531,7 @@ class Runtime:
             )
         beat = self._heartbeats.start(execution_id, claim.attempt)
         try:
-            report = await self._revert_all(claim, setup, Decision("rollback", by, None, _now()))
+            report = await self._revert_all(claim, setup, Decision("rollback", by, None, _now()), retry_interrupted)
         finally:
             self._heartbeats.stop(beat)
         await self._hooks("dispose_execution", execution_id, "rolled_back")
@@ -537,7 +544,9 @@ class Runtime:
             )
         return report
 
-    async def _revert_all(self, claim: Claim, setup: Setup, decision: Decision) -> RollbackReport:
+    async def _revert_all(
+        self, claim: Claim, setup: Setup, decision: Decision, retry_interrupted: bool
+    ) -> RollbackReport:
         execution_id, attempt, store = claim.execution.id, claim.attempt, self.store
         report = RollbackReport()
         for entry in reversed(claim.execution.log):
@@ -547,10 +556,11 @@ class Runtime:
             connector = setup.connectors.get(entry.connector)
             description = setup.descriptions.get(entry.connector)
             spec = description.tools.get(entry.method) if description else None
-            if entry.state == "reverting":
+            if entry.state == "reverting" and not retry_interrupted:
                 report.failed[seq] = (
                     "an earlier rollback started this revert and stopped before confirming it; it is not run "
-                    "twice: check the effect by hand"
+                    "twice: check the effect by hand, then roll back with retry_interrupted=True if it is "
+                    "still there"
                 )
             elif connector is None:
                 report.failed[seq] = f'connector "{entry.connector}" is not configured on this runtime'

@@ -91,9 +91,16 @@ class SyncRuntime:
         return self._call(self.runtime.reject(execution_id, seq, by=by, reason=reason, resume=resume))
 
     def rollback(
-        self, execution_id: str, *, by: str | None = None, stale_after: timedelta = timedelta(minutes=1)
+        self,
+        execution_id: str,
+        *,
+        by: str | None = None,
+        stale_after: timedelta = timedelta(minutes=1),
+        retry_interrupted: bool = False,
     ) -> RollbackReport:
-        return self._call(self.runtime.rollback(execution_id, by=by, stale_after=stale_after))
+        return self._call(
+            self.runtime.rollback(execution_id, by=by, stale_after=stale_after, retry_interrupted=retry_interrupted)
+        )
 
     def recover(self, execution_id: str, *, stale_after: timedelta = timedelta(minutes=1)) -> Outcome:
         return self._call(self.runtime.recover(execution_id, stale_after=stale_after))

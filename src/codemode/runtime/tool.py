@@ -27,6 +27,7 @@ class _Language:
     step: str
     subset: str
     snippet_input: str
+    rejected: str
 
 
 PYTHON = _Language(
@@ -42,6 +43,7 @@ PYTHON = _Language(
     subset="The sandbox runs a subset of Python: no class inheritance, no generators (`yield`), no `del`, no "
     "third-party packages.",
     snippet_input="reads its parameters from the global `input`",
+    rejected="`PermissionError`",
 )
 JAVASCRIPT = _Language(
     title="Run a JavaScript program in a sandbox with access to connector SDKs (TypeScript annotations are "
@@ -57,6 +59,7 @@ JAVASCRIPT = _Language(
     subset="There is no `import`, `require`, `fetch`, `eval`, `Deno` or `process`; everything comes from the "
     "globals above.",
     snippet_input="is written `async (input) => { ... }`",
+    rejected="an error named `PermissionError`",
 )
 
 
@@ -125,9 +128,11 @@ def build_description(runtime: Runtime, hints: dict[str, str] | None = None) -> 
         f"- Connector methods are async: always `await` them, and {lang.parallel}.",
         f"- {lang.result}",
         f"- Wrap nondeterministic or side-effecting local work (random numbers, the current time) in {lang.step}: "
-        "it runs once and is replayed on resume. All other code must be deterministic.",
+        "it runs once and is replayed on resume. A step's function must not call connector methods or other "
+        "steps. All other code must be deterministic.",
         "- Some methods need human approval. Write the code as if the call returns normally: the run pauses there "
-        "and resumes by itself once approved.",
+        "and resumes by itself once approved (calls started together are approved together). A human may reject "
+        f"a call instead: it then raises {lang.rejected}, which the program may catch.",
         '- A result with `status: "paused"` means the run awaits approval. Tell the user what is pending and wait; '
         "do NOT run the code again.",
         f"- {lang.subset}",

@@ -149,7 +149,8 @@ class Store(Protocol):
         ...
 
     async def begin_revert(self, runtime: str, execution_id: str, attempt: int, seq: int, decision: Decision) -> bool:
-        """`applied` -> `reverting`, committed before the revert runs."""
+        """`applied` (or, retrying an interrupted revert, `reverting`) -> `reverting` with the rollback's
+        decision, committed before the revert runs."""
         ...
 
     async def end_revert(self, runtime: str, execution_id: str, attempt: int, seq: int, reverted: bool) -> bool:

@@ -68,13 +68,15 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (runtime, name)
     );
     """,
-    # 2: ownership fencing (attempt), idempotent execute (key), metadata, and decisions on log entries.
+    # 2: ownership fencing (attempt), idempotent execute (key), metadata, and decisions on log entries
+    # (`decision`: the approval or rejection; `rollback`: the rollback that reverted the entry).
     """
     ALTER TABLE cm_executions ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE cm_executions ADD COLUMN key TEXT;
     ALTER TABLE cm_executions ADD COLUMN metadata TEXT;
     CREATE UNIQUE INDEX cm_executions_key ON cm_executions (runtime, key) WHERE key IS NOT NULL;
     ALTER TABLE cm_log ADD COLUMN decision TEXT;
+    ALTER TABLE cm_log ADD COLUMN rollback TEXT;
     """,
 )
 
@@ -585,8 +587,8 @@ class SqliteStore:
             if not self._owned(conn, runtime, execution_id, attempt, "rolling_back"):
                 return False
             cur = conn.execute(
-                "UPDATE cm_log SET state = 'reverting', decision = ? WHERE runtime = ? AND execution_id = ? "
-                "AND seq = ? AND state = 'applied'",
+                "UPDATE cm_log SET state = 'reverting', rollback = ? WHERE runtime = ? AND execution_id = ? "
+                "AND seq = ? AND state IN ('applied', 'reverting')",
                 (decision_json, runtime, execution_id, seq),
             )
             self._touch(conn, runtime, execution_id)
@@ -615,7 +617,7 @@ class SqliteStore:
             if not self._owned(conn, runtime, execution_id, attempt, "rolling_back"):
                 return False
             conn.execute(
-                "UPDATE cm_log SET state = 'reverted', decision = COALESCE(decision, ?) WHERE runtime = ? "
+                "UPDATE cm_log SET state = 'reverted', rollback = ? WHERE runtime = ? "
                 "AND execution_id = ? AND state = 'pending'",
                 (decision_json, runtime, execution_id),
             )
@@ -774,7 +776,7 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 
 
 _EXECUTION_COLUMNS = "id, code, status, result, error, logs, connectors, created_at, updated_at, key, metadata"
-_ENTRY_COLUMNS = "seq, connector, method, args, result, requires_approval, ephemeral, state, decision"
+_ENTRY_COLUMNS = "seq, connector, method, args, result, requires_approval, ephemeral, state, decision, rollback"
 
 
 def _decision_json(decision: Decision) -> str:
@@ -807,7 +809,7 @@ def _recorded(row: Sequence[Any]) -> Recorded:
 
 
 def _entry(row: Sequence[Any]) -> LogEntry:
-    seq, connector, method, args, result, requires_approval, ephemeral, state, decision = row[:9]
+    seq, connector, method, args, result, requires_approval, ephemeral, state, decision, rollback = row[:10]
     return LogEntry(
         seq=seq,
         connector=connector,
@@ -818,6 +820,7 @@ def _entry(row: Sequence[Any]) -> LogEntry:
         ephemeral=bool(ephemeral),
         state=state,
         decision=_decision(decision),
+        rollback=_decision(rollback),
     )
 
 
