@@ -37,6 +37,7 @@ class Pay(Connector):
         self.flaky_calls = 0
         self.lock: sqlite3.Connection | None = None
         self.lock_path: Path | None = None
+        self.disposed: list[str] = []
 
     @tool(requires_approval=True)
     async def pay(self, to: str, amount: int, ctx: ToolContext) -> dict[str, Any]:
@@ -99,6 +100,40 @@ class Pay(Connector):
     async def context(self, ctx: ToolContext) -> dict[str, Any]:
         """What the tool learns about its call."""
         return {"id": ctx.execution_id, "seq": ctx.seq, "key": ctx.idempotency_key}
+
+    @tool(replay="reexecute")
+    async def counter(self) -> int:
+        """A read that changes on every pass."""
+        self.reads = getattr(self, "reads", 0) + 1
+        return self.reads
+
+    @tool(requires_approval=True)
+    async def wire(self, to: str, memo: str = "") -> str:
+        """Wire money with a memo."""
+        self.ledger.append(f"wire {to} {len(memo)}")
+        return "wired"
+
+    @wire.revert
+    async def _unwire(self, args: dict[str, Any], result: str) -> None:
+        await asyncio.sleep(self.revert_delay)
+        self.ledger.append(f"unwire {args['to']}")
+
+    revert_delay = 0.0
+
+    @tool
+    async def charge(self, seconds: float) -> str:
+        """Charges at once, then takes its time to answer."""
+        self.ledger.append("charge")
+        await asyncio.sleep(seconds)
+        return "charged"
+
+    @tool
+    async def cancelled(self) -> str:
+        """A tool that raises CancelledError itself."""
+        raise asyncio.CancelledError()
+
+    async def dispose_execution(self, execution_id: str, status: str) -> None:
+        self.disposed.append(status)
 
     @tool
     async def lock_store(self, ctx: ToolContext) -> str:
@@ -644,6 +679,7 @@ async def test_a_store_failure_while_recording_stops_the_pass(
     # The one call in the crash window ran again, with the same idempotency key; nothing else repeated.
     assert pay.ledger == ["locked", "locked", "note after"]
     assert pay.keys[0] == pay.keys[1] == f"{outcome.execution_id}:0"
+    assert pay.disposed == ["completed"]  # the failed pass did not end the run, so it disposed nothing
 
 
 # -- steps ---------------------------------------------------------------------------------------
@@ -716,3 +752,151 @@ async def test_a_result_is_converted_to_the_declared_return_type(runtime: Runtim
     assert outcome.status == "completed", outcome.error
     assert outcome.result == 1.5
     assert outcome.calls[0].result == 1.5
+
+
+# -- what an adversarial program or host tried ---------------------------------------------------
+
+
+async def test_unrecordable_arguments_on_replay_cannot_change_the_approved_action(
+    runtime: Runtime, pay: Pay, language: str
+) -> None:
+    code = program(
+        language,
+        "n = await pay.counter()\n"
+        "if n == 1:\n"
+        '    await pay.wire(to="bob")\n'
+        "else:\n"
+        '    await pay.wire(to="mallory", memo="x" * 1100000)\n'
+        'return "done"',
+        "const n = await pay.counter();\n"
+        'if (n === 1) await pay.wire({ to: "bob" });\n'
+        'else await pay.wire({ to: "mallory", memo: "x".repeat(1100000) });\n'
+        'return "done";',
+    )
+    paused = await runtime.execute(code)
+    assert [p.args for p in paused.pending] == [{"to": "bob"}]
+    outcome = await runtime.approve(paused.execution_id, paused.pending[0].seq)
+    assert outcome.status == "error" and "divergence" in (outcome.error or "")
+    assert pay.ledger == []
+
+
+async def test_a_call_cancelled_at_the_time_limit_never_runs_again(
+    make_runtime: RuntimeFactory, pay: Pay, language: str
+) -> None:
+    from conftest import new_executor
+
+    executor = new_executor(language, timeout=1.5)
+    runtime = make_runtime(pay, executor=executor)
+    code = program(
+        language,
+        "t = pay.charge(seconds=3)\n"
+        'await pay.pay(to="bob", amount=1)\n'
+        "try:\n"
+        "    return await t\n"
+        "except TimeoutError as error:\n"
+        "    return str(error)",
+        "const t = pay.charge({ seconds: 3 }).catch((error) => error.message);\n"
+        'await pay.pay({ to: "bob", amount: 1 });\n'
+        "return await t;",
+    )
+    try:
+        paused = await runtime.execute(code)
+        assert paused.status == "paused", paused.error
+        assert [(e.method, e.state) for e in paused.calls] == [("charge", "error"), ("pay", "pending")]
+        done = await runtime.approve(paused.execution_id, 1)
+        assert done.status == "completed", done.error
+        assert "cancelled while it ran" in done.result and "not run again" in done.result
+        assert pay.ledger == ["charge", "pay bob 1"]  # charged once, though its answer never came
+    finally:
+        await executor.aclose()
+
+
+async def test_rollback_reports_a_call_whose_outcome_is_unknown(runtime: Runtime, pay: Pay, language: str) -> None:
+    task = asyncio.ensure_future(
+        runtime.execute(program(language, "await pay.charge(seconds=1)", "await pay.charge({ seconds: 1 });"))
+    )
+    while "charge" not in pay.ledger:
+        await asyncio.sleep(0.01)
+    assert len(await runtime.expire_paused(timedelta(0))) == 1  # the pass loses its run mid-call
+    outcome = await task
+    assert outcome.status == "error"
+    with pytest.raises(codemode.RollbackError, match="whether it took effect is unknown") as raised:
+        await runtime.rollback(outcome.execution_id)
+    assert list(raised.value.report.failed) == [0]
+
+
+async def test_a_live_rollback_cannot_be_taken_over(make_runtime: RuntimeFactory, pay: Pay, language: str) -> None:
+    runtime = make_runtime(pay, heartbeat_interval=0.2)
+    pay.revert_delay = 1.5
+    done = await run_to_completion(runtime, program(language, 'await pay.wire(to="a")', 'await pay.wire({ to: "a" });'))
+    with pytest.raises(ValueError, match="stale_after"):
+        await runtime.rollback(done.execution_id, stale_after=timedelta(0))
+    first = asyncio.ensure_future(runtime.rollback(done.execution_id))
+    await asyncio.sleep(0.3)
+    rival = make_runtime(pay, heartbeat_interval=0.2)
+    with pytest.raises(RuntimeError, match="cannot be rolled back now"):
+        await rival.rollback(done.execution_id, stale_after=timedelta(seconds=1), retry_interrupted=True)
+    await asyncio.sleep(1.0)  # past stale_after: the live rollback's heartbeats keep it owned
+    with pytest.raises(RuntimeError, match="cannot be rolled back now"):
+        await rival.rollback(done.execution_id, stale_after=timedelta(seconds=1), retry_interrupted=True)
+    assert (await first).reverted == [0]
+    assert pay.ledger == ["wire a 0", "unwire a"]
+
+
+async def test_a_step_that_raised_raises_the_same_on_every_pass(runtime: Runtime, pay: Pay, language: str) -> None:
+    code = program(
+        language,
+        "def f():\n"
+        "    return 1 / 0\n"
+        "try:\n"
+        '    await codemode.step("s", f)\n'
+        '    r = "none"\n'
+        "except ZeroDivisionError:\n"
+        '    r = "zde"\n'
+        "except Exception:\n"
+        '    r = "other"\n'
+        "await pay.pay(to=r, amount=1)\n"
+        "return r",
+        "let r;\n"
+        'try {\n  await codemode.step("s", () => { throw new RangeError("bad"); });\n  r = "none";\n'
+        '} catch (error) {\n  r = error instanceof RangeError ? "range" : "other";\n}\n'
+        "await pay.pay({ to: r, amount: 1 });\nreturn r;",
+    )
+    paused = await runtime.execute(code)
+    assert [p.args["to"] for p in paused.pending] == ["other"]
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
+    assert done.status == "completed" and done.result == "other"
+    assert pay.ledger == ["pay other 1"]
+
+
+async def test_a_seq_must_be_the_int_the_human_saw(runtime: Runtime, pay: Pay, language: str) -> None:
+    paused = await runtime.execute(two_payments(language))
+    for bad in ("0", 0.0, True, -1, 2**70):
+        with pytest.raises(TypeError, match="seq must be"):
+            await runtime.approve(paused.execution_id, bad, args={"to": 5, "amount": "lots"})  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="seq must be"):
+            await runtime.reject(paused.execution_id, bad)  # type: ignore[arg-type]
+    assert pay.ledger == [] and [p.seq for p in await runtime.pending()] == [0]
+
+
+async def test_a_tool_raising_cancelled_error_is_a_recorded_error(runtime: Runtime, language: str) -> None:
+    code = program(
+        language,
+        "try:\n    await pay.cancelled()\nexcept Exception as error:\n    return 'caught'",
+        "try { await pay.cancelled(); } catch (error) { return 'caught'; }",
+    )
+    outcome = await runtime.execute(code)
+    assert outcome.status == "completed" and outcome.result == "caught"
+    assert outcome.calls[0].state == "error"
+
+
+async def test_a_pruned_keyed_run_is_not_started_again(make_runtime: RuntimeFactory, pay: Pay, language: str) -> None:
+    runtime = make_runtime(pay, max_executions=1)
+    code = program(language, 'await pay.note(text="once")', 'await pay.note({ text: "once" });')
+    first = await runtime.execute(code, key="toolcall-1")
+    for _ in range(3):
+        await runtime.execute(program(language, "0", "0;"))
+    again = await runtime.execute(code, key="toolcall-1")
+    assert again.status == "error" and "pruned" in (again.error or "")
+    assert again.execution_id == first.execution_id
+    assert pay.ledger == ["note once"]

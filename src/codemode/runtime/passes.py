@@ -107,6 +107,7 @@ class Pass:
         self.lost = False  # the run is no longer this pass's: write nothing more
         self.store_error: str | None = None  # the store failed under this pass
         self.ended = False  # the program is over: late calls are refused
+        self.in_flight = 0  # connector calls started and not yet recorded
 
     @property
     def stopped(self) -> bool:
@@ -185,14 +186,30 @@ class Pass:
         run_args = args if verdict.args_json is None else codec.loads(verdict.args_json)
         ctx = ToolContext(self.execution_id, seq, idempotency_key(self.execution_id, seq))
         store, runtime = self.runtime.store, self.runtime.name
+        self.in_flight += 1
         try:
             result = await self.setup.connectors[namespace].execute_tool(method, run_args, ctx)
-        except Exception as exc:
+        except BaseException as exc:
+            cancelled = _really_cancelled(exc)
+            if not cancelled and not isinstance(exc, (Exception, asyncio.CancelledError)):
+                raise  # KeyboardInterrupt, SystemExit: the host is going down; recovery re-runs the call
             log.info("codemode: %s.%s failed (execution %s): %r", namespace, method, self.execution_id, exc)
-            error = {"error": str(exc) or type(exc).__name__, "kind": _python_kind(exc)}
+            message = str(exc) or type(exc).__name__
+            if cancelled:
+                message = (
+                    f"{namespace}.{method} was cancelled while it ran (the program hit its time limit or the host "
+                    "stopped the pass); whether it took effect is unknown, so it is not run again."
+                )
+            error = {"error": message, "kind": "TimeoutError" if cancelled else _python_kind(exc)}
             crashpoints.reached("after:effect")
-            await self._write(store.record_error(runtime, self.execution_id, self.attempt, seq, codec.dumps(error)))
+            try:
+                await self._write(store.record_error(runtime, self.execution_id, self.attempt, seq, codec.dumps(error)))
+            finally:
+                self.in_flight -= 1
+            if cancelled:
+                raise
             raise _recorded_error(error) from None
+        self.in_flight -= 1
         crashpoints.reached("after:effect")
         if ephemeral:
             await self._write(store.record_result(runtime, self.execution_id, self.attempt, seq, None))
@@ -308,14 +325,17 @@ class Pass:
         return await self._record(seq, f'The result of codemode.step("{name}")', value)
 
     async def _step_fail(self, token: Any, kind: str, message: str) -> None:
-        """A step whose function raised: a recorded fact, raised again on every replay."""
+        """A step whose function raised: a recorded fact. The program gets the recorded error now, the
+        same exception every replay raises, not its original one."""
         seq, _ = self._close_step(token)
         if kind not in TOOL_ERROR_KINDS:
             message, kind = f"{kind}: {message}" if kind else message, "RuntimeError"
-        error = codec.dumps({"error": message, "kind": kind})
+        error = {"error": message, "kind": kind}
+        store = self.runtime.store
         await self._write(
-            self.runtime.store.record_error(self.runtime.name, self.execution_id, self.attempt, seq, error)
+            store.record_error(self.runtime.name, self.execution_id, self.attempt, seq, codec.dumps(error))
         )
+        raise _recorded_error(error)
 
     async def _run_snippet(self, name: str, input: Any) -> Any:
         snippet = await self.runtime.store.get_snippet(self.runtime.name, name)
@@ -346,6 +366,15 @@ def _as_recorded(entry: LogEntry) -> Recorded:
     """A decoded entry as the replay rule sees stored ones (arguments in canonical form)."""
     args_json = None if entry.args is None else codec.canonical(entry.args)
     return Recorded(entry.connector, entry.method, args_json, None, entry.ephemeral, entry.state)
+
+
+def _really_cancelled(exc: BaseException) -> bool:
+    """A cancellation of this task (not a tool that merely raised CancelledError itself)."""
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    return True if cancelling is None else bool(cancelling())
 
 
 def _recorded_error(error: Any) -> ToolError:

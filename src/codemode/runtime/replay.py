@@ -78,6 +78,8 @@ def judge(call: Call, recorded: Recorded | None) -> Verdict:
                 "codemode.step(name, fn).",
             ),
         )
+    if call.args_error is not None:  # nothing to compare with what was recorded (and perhaps approved)
+        return Verdict("fail", seq, message=divergence(seq, call.args_error))
     if call.args_json is not None and recorded.args_json is not None and recorded.args_json != call.args_json:
         return Verdict(
             "fail",

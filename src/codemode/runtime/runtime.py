@@ -202,6 +202,12 @@ class Runtime:
         begun = await self.store.begin(
             self.name, code, list(setup.connectors), self.max_executions, key=key, metadata=metadata
         )
+        if begun.pruned:
+            return _refused(
+                begun.execution_id,
+                f'The key "{key}" belongs to execution "{begun.execution_id}", which ended and was pruned from the '
+                "history, so its outcome is no longer known; nothing ran. Use a new key to run the program again.",
+            )
         if begun.existing is not None:
             if begun.existing.code != code:
                 return _refused(
@@ -244,6 +250,7 @@ class Runtime:
         When it was the last undecided action, the run resumes by replay and runs it once. A `seq`
         that is not pending (decided already, another action pending now, run not paused) changes
         nothing: the outcome is an error naming it and what is pending now."""
+        _check_seq(seq)
         setup = await self._resumable_setup(execution_id)
         if isinstance(setup, Outcome):
             return setup
@@ -271,8 +278,11 @@ class Runtime:
         `resume=False` ends the run `rejected`. `resume=True` lets the program go on: the call raises
         `PermissionError` inside it, catchable, and the same on every replay; once nothing is left
         undecided the run resumes here (see `execution(execution_id)` for where it got to)."""
+        _check_seq(seq)
         execution = await self.store.get_execution(self.name, execution_id)
-        entry = next((e for e in execution.log if e.seq == seq), None) if execution else None
+        if execution is None:
+            return False
+        entry = next((e for e in execution.log if e.seq == seq), None)
         what = f"{entry.connector}.{entry.method}" if entry else f"step {seq}"
         message = f"Action {what} rejected by {by or 'user'}" + (f": {reason}" if reason else "")
         decision = Decision("reject", by, reason, _now())
@@ -314,8 +324,10 @@ class Runtime:
         """Edited arguments must fit the tool's schema and be recordable; otherwise nothing changes."""
         execution = await self.store.get_execution(self.name, execution_id)
         entry = next((e for e in execution.log if e.seq == seq), None) if execution else None
-        if entry is None or entry.state != "pending":
-            return None  # the settle below reports the stale seq
+        if execution is None or entry is None or entry.state != "pending" or entry.decision is not None:
+            pending = await self.store.list_pending(self.name, execution_id)
+            status = execution.status if execution else "deleted"
+            return _stale(execution_id, seq, Settlement("stale", status, pending))
         description = setup.descriptions.get(entry.connector)
         spec = description.tools.get(entry.method) if description else None
         if not isinstance(args, Mapping) or spec is None:
@@ -336,11 +348,7 @@ class Runtime:
         The log is replayed; a call that was `executing` when the host died runs again, with the same
         idempotency key, so a connector call is never lost. Exactly one caller wins the takeover, and
         the pass it took the run from (if still alive) writes nothing more."""
-        if stale_after < timedelta(seconds=1) or stale_after.total_seconds() <= self.heartbeat_interval:
-            raise ValueError(
-                f"stale_after must be at least 1 second and longer than the heartbeat interval "
-                f"({self.heartbeat_interval:g} s), or a live pass could be taken over."
-            )
+        self._check_stale_after(stale_after)
         setup = await self._resumable_setup(execution_id)
         if isinstance(setup, Outcome):
             return setup
@@ -352,6 +360,13 @@ class Runtime:
                 f"a run left running with no heartbeat for {stale_after} can be.",
             )
         return await self._run_pass(execution_id, claim.execution.code, setup, claim.attempt, claim.execution.log)
+
+    def _check_stale_after(self, stale_after: timedelta) -> None:
+        if stale_after < timedelta(seconds=1) or stale_after.total_seconds() <= self.heartbeat_interval:
+            raise ValueError(
+                f"stale_after must be at least 1 second and longer than the heartbeat interval "
+                f"({self.heartbeat_interval:g} s), or a live pass could be taken over."
+            )
 
     async def _resumable_setup(self, execution_id: str) -> Setup | Outcome:
         """The setup, or an error outcome when a connector is unavailable, the run does not exist, or it
@@ -394,7 +409,12 @@ class Runtime:
             result = await self.executor.execute(normalized, setup.namespaces, host)
             host.ended = True
             outcome = await self._conclude(host, result, normalized, code)
-            await end(outcome.status if not (host.lost or host.store_error) else "error")
+            if host.lost or host.store_error:
+                # The run did not end here: it belongs to another pass, or waits for `recover`.
+                ended = True
+                await self._hooks("on_pass_end", execution_id, "error")
+            else:
+                await end(outcome.status)
             if outcome.status == "paused":
                 await self._notify_pause(outcome.pending)
             return outcome
@@ -407,6 +427,8 @@ class Runtime:
     async def _conclude(self, host: Pass, result: ExecuteResult, normalized: str, code: str) -> Outcome:
         """Record how the pass ended (one fenced write) and build its outcome."""
         eid, attempt, store = host.execution_id, host.attempt, self.store
+        if host.store_error is None and host.in_flight:
+            host.store_error = f"{host.in_flight} connector call(s) were still running when the pass ended"
         if host.store_error is not None:
             return Outcome(
                 status="error",
@@ -517,6 +539,7 @@ class Runtime:
         again retries just those. A revert a crash interrupted may or may not have run: it is reported
         until a human who checked the effect passes `retry_interrupted=True` (it then runs again,
         with the same idempotency key)."""
+        self._check_stale_after(stale_after)
         execution = await self.store.get_execution(self.name, execution_id)
         if execution is None:
             raise LookupError(f'No execution "{execution_id}" to roll back.')
@@ -550,9 +573,17 @@ class Runtime:
         execution_id, attempt, store = claim.execution.id, claim.attempt, self.store
         report = RollbackReport()
         for entry in reversed(claim.execution.log):
-            if entry.connector == STEP_CONNECTOR or entry.ephemeral or entry.state not in ("applied", "reverting"):
+            if entry.connector == STEP_CONNECTOR or entry.ephemeral:
                 continue
             seq = entry.seq
+            if entry.state == "executing":
+                report.failed[seq] = (
+                    "it started and its result was never recorded (the host stopped mid-call): whether it took "
+                    "effect is unknown; check by hand"
+                )
+                continue
+            if entry.state not in ("applied", "reverting"):
+                continue
             connector = setup.connectors.get(entry.connector)
             description = setup.descriptions.get(entry.connector)
             spec = description.tools.get(entry.method) if description else None
@@ -568,7 +599,7 @@ class Runtime:
                 report.irreversible.append(seq)
             else:
                 if not await store.begin_revert(self.name, execution_id, attempt, seq, decision):
-                    raise RuntimeError(f'Execution "{execution_id}" was taken over during its rollback.')
+                    raise RuntimeError(_TAKEN_OVER.format(execution_id))
                 ran_with = entry.decision.args if entry.decision and entry.decision.args is not None else entry.args
                 ctx = ToolContext(execution_id, seq, idempotency_key(execution_id, seq) + ":revert")
                 try:
@@ -576,10 +607,12 @@ class Runtime:
                 except Exception as exc:
                     report.failed[seq] = f"{entry.connector}.{entry.method}: {exc}"
                 crashpoints.reached("after:revert")
-                await store.end_revert(self.name, execution_id, attempt, seq, seq not in report.failed)
+                if not await store.end_revert(self.name, execution_id, attempt, seq, seq not in report.failed):
+                    raise RuntimeError(_TAKEN_OVER.format(execution_id))
                 if seq not in report.failed:
                     report.reverted.append(seq)
-        await store.finish_rollback(self.name, execution_id, attempt, decision)
+        if not await store.finish_rollback(self.name, execution_id, attempt, decision):
+            raise RuntimeError(_TAKEN_OVER.format(execution_id))
         return report
 
     async def expire_paused(self, max_age: timedelta = DEFAULT_PAUSED_TTL) -> list[str]:
@@ -704,6 +737,12 @@ def _original_line(error: str, normalized: str, original: str) -> str:
     return error[: match.start(1)] + str(best) + error[match.end(1) :]
 
 
+_TAKEN_OVER = (
+    'Execution "{}" was taken over during its rollback (by a rollback that found it stale, or it was deleted); '
+    "this rollback stopped. Look at the run's log before rolling back again."
+)
+
+
 def _refused(execution_id: str, message: str) -> Outcome:
     """An error outcome for a request that changed nothing."""
     return Outcome(status="error", execution_id=execution_id, error=message)
@@ -725,6 +764,12 @@ def _stale(execution_id: str, seq: int, settlement: Settlement) -> Outcome:
         "actions and decide one of those by its seq.",
         pending=settlement.pending,
     )
+
+
+def _check_seq(seq: object) -> None:
+    """A seq is the int a PendingAction showed; anything else is the host's mistake."""
+    if type(seq) is not int or not 0 <= seq < 2**63:
+        raise TypeError(f"seq must be the int of a PendingAction (its .seq), not {seq!r}.")
 
 
 def _now() -> datetime:

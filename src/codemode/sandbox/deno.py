@@ -204,6 +204,7 @@ class DenoExecutor:
 
 # How long a stopping pass keeps reading calls the program had already sent.
 STOP_GRACE = 0.02
+CANCEL_GRACE = 5.0  # seconds a call cancelled at the time limit gets to record that
 
 
 class _Run:
@@ -319,6 +320,8 @@ class _Run:
         _, late = await asyncio.wait(pending, timeout=max(deadline - loop.time(), 0))
         for task in late:
             task.cancel()
+        if late:  # a cancelled call records that its outcome is unknown before the pass ends
+            await asyncio.wait(late, timeout=CANCEL_GRACE)
 
     async def _drain_stderr(self) -> None:
         assert self.process.stderr is not None

@@ -78,6 +78,7 @@ codemode = codemode(__codemode_host__())
 _SLEEPS = frozenset({"system.sleep", "system.async_sleep", "time.sleep", "asyncio.sleep"})
 _PROGRAM_FILE = "<python-input-1>"  # the second feed of a session: the program itself
 MAX_CONSOLE_CHARS = 1_000_000
+CANCEL_GRACE = 5.0  # seconds a call cancelled at the time limit gets to record that
 
 
 class MontyExecutor:
@@ -289,6 +290,8 @@ class _Run:
         _, late = await asyncio.wait(pending, timeout=max(deadline - loop.time(), 0))
         for task in late:
             task.cancel()
+        if late:  # a cancelled call records that its outcome is unknown before the pass ends
+            await asyncio.wait(late, timeout=CANCEL_GRACE)
         for task in pending:
             if task.done() and not task.cancelled():
                 task.exception()  # retrieved, so asyncio does not warn

@@ -22,11 +22,13 @@ __all__ = ["Begun", "Claim", "Settlement", "Store"]
 
 @dataclass(frozen=True)
 class Begun:
-    """A new run, or (`existing` set) the run an earlier `execute` with the same key started."""
+    """A new run, or (`existing` set) the run an earlier `execute` with the same key started, or
+    (`pruned`) the id of that run, ended and since pruned from the history."""
 
     execution_id: str
     attempt: int
     existing: Execution | None = None
+    pruned: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ class Store(Protocol):
         metadata: Mapping[str, str] | None = None,
     ) -> Begun:
         """Insert a `running` execution (attempt 1) and prune terminal ones beyond `max_executions`;
-        with a `key` already used by this runtime, insert nothing and return that run."""
+        with a `key` already used by this runtime, insert nothing and return that run (a pruned run's
+        key stays taken)."""
         ...
 
     async def heartbeat(self, runtime: str, execution_id: str, attempt: int) -> bool:

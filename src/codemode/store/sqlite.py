@@ -77,6 +77,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX cm_executions_key ON cm_executions (runtime, key) WHERE key IS NOT NULL;
     ALTER TABLE cm_log ADD COLUMN decision TEXT;
     ALTER TABLE cm_log ADD COLUMN rollback TEXT;
+    CREATE TABLE cm_keys (
+        runtime TEXT NOT NULL, key TEXT NOT NULL, execution_id TEXT NOT NULL,
+        PRIMARY KEY (runtime, key)
+    );
     """,
 )
 
@@ -240,6 +244,11 @@ class SqliteStore:
                     existing = self._load_execution(conn, runtime, row[0])
                     assert existing is not None
                     return Begun(existing.id, 0, existing)
+                pruned = conn.execute(
+                    "SELECT execution_id FROM cm_keys WHERE runtime = ? AND key = ?", (runtime, key)
+                ).fetchone()
+                if pruned is not None:
+                    return Begun(pruned[0], 0, pruned=True)
             conn.execute(
                 "INSERT INTO cm_executions (runtime, id, code, status, connectors, created_at, updated_at, attempt, "
                 "key, metadata) VALUES (?, ?, ?, 'running', ?, ?, ?, 1, ?, ?)",
@@ -704,14 +713,17 @@ class SqliteStore:
 
     @staticmethod
     def _prune(conn: sqlite3.Connection, runtime: str, keep: int, exclude: str | None) -> int:
-        ids = [
-            r[0]
-            for r in conn.execute(
-                f"SELECT id FROM cm_executions WHERE runtime = ? AND status IN {_TERMINAL} AND id != ? "
-                "ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?",
-                (runtime, exclude or "", max(keep, 0)),
-            )
-        ]
+        rows = conn.execute(
+            f"SELECT id, key FROM cm_executions WHERE runtime = ? AND status IN {_TERMINAL} AND id != ? "
+            "ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?",
+            (runtime, exclude or "", max(keep, 0)),
+        ).fetchall()
+        ids = [r[0] for r in rows]
+        # A pruned run's key stays taken: a framework re-running that tool call must not start it again.
+        conn.executemany(
+            "INSERT OR REPLACE INTO cm_keys (runtime, key, execution_id) VALUES (?, ?, ?)",
+            [(runtime, key, execution_id) for execution_id, key in rows if key is not None],
+        )
         for execution_id in ids:
             conn.execute("DELETE FROM cm_log WHERE runtime = ? AND execution_id = ?", (runtime, execution_id))
             conn.execute("DELETE FROM cm_executions WHERE runtime = ? AND id = ?", (runtime, execution_id))
