@@ -449,15 +449,17 @@ async def test_expire_paused(runtime: Runtime, items: Items, language: str) -> N
     assert (await runtime.approve(paused.execution_id, paused.pending[0].seq)).status == "error"
 
 
-async def test_expire_stuck_running(runtime: Runtime, language: str) -> None:
+async def test_expire_stuck_running(make_runtime: RuntimeFactory, items: Items, language: str) -> None:
+    runtime = make_runtime(items, heartbeat_interval=0.2)
     eid = (await runtime.store.begin(runtime.name, program(language, "1", "1;"), ["items"], 50)).execution_id
     assert await runtime.expire_paused(timedelta(minutes=1)) == []
-    await asyncio.sleep(0.01)
-    assert await runtime.expire_paused(timedelta(0)) == [eid]
+    await asyncio.sleep(1.1)
+    assert await runtime.expire_paused(timedelta(0)) == []  # too short to tell a stuck run from a live one
+    assert await runtime.expire_paused(timedelta(seconds=1)) == [eid]
     execution = await runtime.execution(eid)
     assert execution is not None and execution.status == "error"
     assert "Expired while running" in (execution.error or "")
-    assert await runtime.expire_paused(timedelta(0)) == []
+    assert await runtime.expire_paused(timedelta(seconds=1)) == []
 
 
 async def test_deleting_a_paused_run_disposes(runtime: Runtime, items: Items, language: str) -> None:

@@ -102,6 +102,9 @@ class Pass:
         self._recorded = {
             entry.seq: entry for entry in recorded if entry.state in ("applied", "error") and not entry.ephemeral
         }
+        # Entries waiting for this pass to reach them: an approved (or undecided) action, or a call a
+        # crash left unrecorded. A program that ends without reaching one has diverged.
+        self.unreached = {entry.seq: entry for entry in recorded if entry.state in ("pending", "executing")}
         self.paused = False  # some call is pending a human: the pass ends paused
         self.failure: str | None = None  # the run failed at a call (divergence, unrecordable value)
         self.lost = False  # the run is no longer this pass's: write nothing more
@@ -118,6 +121,7 @@ class Pass:
         if self.stopped or self._is_lost():
             self.lost = self.lost or (not self.ended and self._is_lost())
             return Verdict("lost", call.seq)
+        self.unreached.pop(call.seq, None)
         entry = self._recorded.pop(call.seq, None)
         if entry is not None:
             verdict = judge(call, _as_recorded(entry))

@@ -8,12 +8,13 @@ application raises.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import jsonschema
 
@@ -70,6 +71,23 @@ TransformResult = Callable[[Any], Any]
 OnPause = Callable[[list[PendingAction]], Any]
 
 
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def _counted(method: F) -> F:
+    """Counts the operations in flight, so `aclose` can wait for them instead of pulling the store away."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Runtime, *args: Any, **kwargs: Any) -> Any:
+        self._active += 1
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            self._active -= 1
+
+    return cast(F, wrapper)
+
+
 class Runtime:
     """A durable code-mode runtime. Construct once; use from many tasks (and processes sharing the store)."""
 
@@ -112,6 +130,7 @@ class Runtime:
         self.heartbeat_interval = heartbeat_interval
         self.on_pause = on_pause
         self._heartbeats = Heartbeats(store, name, heartbeat_interval)
+        self._active = 0  # operations that may run a pass or a rollback, on any event loop
         self._setup: Setup | None = None
         self._setup_lock = asyncio.Lock()
         self._sync: SyncRuntime | None = None
@@ -128,7 +147,14 @@ class Runtime:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Release sandboxes, connector connections and the store's connections."""
+        """Release sandboxes, connector connections and the store's connections.
+
+        Passes and rollbacks still running are waited for first (a pass is bounded by the sandbox's
+        time limit), so none is left running unfenced while another host takes its run over."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._pass_bound()
+        while self._active and loop.time() < deadline:
+            await asyncio.sleep(0.02)
         self._heartbeats.close()
         await self.executor.aclose()
         results = await asyncio.gather(*(c.aclose() for c in self.connectors), return_exceptions=True)
@@ -185,6 +211,7 @@ class Runtime:
 
     # -- running ------------------------------------------------------------
 
+    @_counted
     async def execute(self, code: str, *, key: str | None = None, metadata: Mapping[str, str] | None = None) -> Outcome:
         """Run a program: completed, paused for approval, or error.
 
@@ -235,6 +262,7 @@ class Runtime:
             error = execution.error or f"Execution ended with status {execution.status}."
         return Outcome(status="error", execution_id=eid, error=error, logs=execution.logs, calls=execution.log)
 
+    @_counted
     async def approve(
         self,
         execution_id: str,
@@ -264,6 +292,7 @@ class Runtime:
         settlement = await self.store.settle(self.name, execution_id, seq, decision)
         return await self._after_settlement(execution_id, seq, settlement, setup)
 
+    @_counted
     async def reject(
         self,
         execution_id: str,
@@ -342,6 +371,7 @@ class Runtime:
             return None
         return _refused(execution_id, f"{problem} Nothing was approved; action {seq} is still pending.")
 
+    @_counted
     async def recover(self, execution_id: str, *, stale_after: timedelta = timedelta(minutes=1)) -> Outcome:
         """Resume a run whose host died mid-pass (still `running`, no heartbeat for `stale_after`).
 
@@ -360,6 +390,10 @@ class Runtime:
                 f"a run left running with no heartbeat for {stale_after} can be.",
             )
         return await self._run_pass(execution_id, claim.execution.code, setup, claim.attempt, claim.execution.log)
+
+    def _pass_bound(self) -> float:
+        """How long a pass can run: the sandbox's time limit plus time for its calls to record."""
+        return float(getattr(self.executor, "timeout", 60.0)) + 15.0
 
     def _check_stale_after(self, stale_after: timedelta) -> None:
         if stale_after < timedelta(seconds=1) or stale_after.total_seconds() <= self.heartbeat_interval:
@@ -446,6 +480,15 @@ class Runtime:
                 message = _original_line(result.error or "The program was stopped.", normalized, code)
                 host.failure = self._with_globals_hint(message, host.setup)
                 written = await store.fail(self.name, eid, attempt, host.failure, _bounded_logs(result.logs))
+            elif host.unreached:
+                seq, entry = min(host.unreached.items())
+                what = "approved action" if entry.decision is not None else "call"
+                host.failure = (
+                    f"Codemode replay divergence at step {seq}: the program ended without reaching the {what} "
+                    f"{entry.connector}.{entry.method} it made before. Code must be deterministic up to tool calls "
+                    "and steps. Wrap nondeterministic work in codemode.step(name, fn)."
+                )
+                written = await store.fail_at(self.name, eid, attempt, seq, host.failure)
             else:
                 try:
                     stored = codec.to_stored("The result", result.result)
@@ -521,6 +564,7 @@ class Runtime:
         """Actions awaiting a human: of one run, or of every paused run (newest first)."""
         return await self.store.list_pending(self.name, execution_id)
 
+    @_counted
     async def rollback(
         self,
         execution_id: str,
@@ -616,8 +660,12 @@ class Runtime:
         return report
 
     async def expire_paused(self, max_age: timedelta = DEFAULT_PAUSED_TTL) -> list[str]:
-        """Expire runs paused (or stuck running) longer than `max_age`; returns their ids."""
-        expired = await self.store.expire(self.name, max_age)
+        """Expire runs paused (or stuck running) longer than `max_age`; returns their ids.
+
+        Running runs are expired only when `max_age` is at least a second and longer than the heartbeat
+        interval: a live pass heartbeats, so it is never taken for stuck."""
+        running = max_age >= timedelta(seconds=1) and max_age.total_seconds() > self.heartbeat_interval
+        expired = await self.store.expire(self.name, max_age, running=running)
         for execution_id in expired:
             await self._hooks("dispose_execution", execution_id, "rejected")
         return expired

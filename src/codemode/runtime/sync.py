@@ -42,6 +42,12 @@ class SyncRuntime:
         self._lock = threading.Lock()
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError(
+                "runtime.sync was called from inside the runtime's own loop (from a hook such as on_pause); "
+                "that would wait on itself forever. Use the async API there, or hand the work to another thread."
+            )
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()

@@ -145,7 +145,10 @@ class Store(Protocol):
         returned in the claim."""
         ...
 
-    async def expire(self, runtime: str, max_age: timedelta) -> list[str]: ...
+    async def expire(self, runtime: str, max_age: timedelta, *, running: bool = True) -> list[str]:
+        """Paused runs (and, with `running`, runs stuck running) untouched for `max_age`: paused ones end
+        `rejected`, running ones `error`, each under a new attempt so a pass still alive is fenced."""
+        ...
 
     async def claim_rollback(self, runtime: str, execution_id: str, stale_after: timedelta) -> Claim | None:
         """Move a paused or ended run (or a `rolling_back` one whose rollback died) to `rolling_back`."""

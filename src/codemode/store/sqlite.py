@@ -107,6 +107,7 @@ class SqliteStore:
         self._pool: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._opened = False
+        self._closed = False  # closed by its owner: no operation reopens it behind their back
         self._open_lock = threading.Lock()
         self._conn_lock = threading.Lock()  # one user of the connection at a time
         self._waits: bool | None = None  # the busy timeout currently set on the connection
@@ -116,6 +117,8 @@ class SqliteStore:
     async def _run(self, fn: Callable[[sqlite3.Connection], T], name: str = "", *, write: bool = True) -> T:
         """One transaction; `name` is the operation's crash point (see `codemode.crashpoints`)."""
         if not self._opened:
+            if self._closed:
+                raise RuntimeError("This SqliteStore was closed; open() it again (or use a new one) to keep using it.")
             await self.open()
         assert self._pool is not None
         crashpoints.reached(f"before:{name}")
@@ -178,12 +181,12 @@ class SqliteStore:
             if self._opened:
                 return
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codemode-sqlite")
-            self._opened = True
+            self._opened, self._closed = True, False
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._pool, self._waiting_transaction, self._migrate, True)
         except BaseException:
-            await self.close()
+            await self._shutdown()
             raise
 
     @staticmethod
@@ -205,6 +208,11 @@ class SqliteStore:
         )
 
     async def close(self) -> None:
+        """Close the connection; later operations raise until `open()` is called again."""
+        self._closed = True
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
         pool, self._pool = self._pool, None
         if pool is None:
             return
@@ -360,9 +368,9 @@ class SqliteStore:
     @staticmethod
     def _fail_at(conn: sqlite3.Connection, runtime: str, execution_id: str, seq: int, message: str) -> None:
         conn.execute(
-            "UPDATE cm_log SET state = 'error' WHERE runtime = ? AND execution_id = ? AND seq = ? "
+            "UPDATE cm_log SET state = 'error', result = ? WHERE runtime = ? AND execution_id = ? AND seq = ? "
             "AND state IN ('executing', 'pending')",
-            (runtime, execution_id, seq),
+            (dumps({"error": message[:MAX_ERROR_CHARS], "kind": "RuntimeError"}), runtime, execution_id, seq),
         )
         conn.execute(
             "UPDATE cm_executions SET status = 'error', error = ?, updated_at = ? WHERE runtime = ? AND id = ?",
@@ -540,12 +548,13 @@ class SqliteStore:
 
         return await self._run(op, "settle")
 
-    async def expire(self, runtime: str, max_age: timedelta) -> list[str]:
+    async def expire(self, runtime: str, max_age: timedelta, *, running: bool = True) -> list[str]:
         cutoff = _now_ms() - int(max_age.total_seconds() * 1000)
+        statuses = "('paused', 'running')" if running else "('paused')"
 
         def op(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(
-                "SELECT id, status FROM cm_executions WHERE runtime = ? AND status IN ('paused', 'running') "
+                f"SELECT id, status FROM cm_executions WHERE runtime = ? AND status IN {statuses} "
                 "AND updated_at < ? ORDER BY created_at",
                 (runtime, cutoff),
             ).fetchall()
@@ -702,6 +711,11 @@ class SqliteStore:
             ).fetchone()
             if row is None:
                 return None
+            conn.execute(
+                "INSERT OR REPLACE INTO cm_keys (runtime, key, execution_id) SELECT runtime, key, id FROM "
+                "cm_executions WHERE runtime = ? AND id = ? AND key IS NOT NULL",
+                (runtime, execution_id),
+            )
             conn.execute("DELETE FROM cm_log WHERE runtime = ? AND execution_id = ?", (runtime, execution_id))
             conn.execute("DELETE FROM cm_executions WHERE runtime = ? AND id = ?", (runtime, execution_id))
             return str(row[0])
