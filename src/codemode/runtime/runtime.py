@@ -18,12 +18,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import jsonschema
 
-from codemode import crashpoints
 from codemode.connectors.base import (
     Connector,
     ConnectorDescription,
-    ToolContext,
-    idempotency_key,
     maybe_await,
     validate_namespace_name,
 )
@@ -32,13 +29,13 @@ from codemode.discovery import describe as describe_target
 from codemode.discovery import search as search_catalog
 from codemode.errors import ConnectorUnavailableError, RollbackError
 from codemode.runtime import codec
-from codemode.runtime.codec import DurableValueError
+from codemode.runtime.conclusion import conclude
+from codemode.runtime.decisions import check_edited_args, check_key_and_metadata, check_seq, now, refused, stale
 from codemode.runtime.heartbeat import Heartbeats
 from codemode.runtime.outcome import (
     DEFAULT_MAX_EXECUTIONS,
     DEFAULT_PAUSED_TTL,
     MAX_DURABLE_VALUE_BYTES,
-    STEP_CONNECTOR,
     Decision,
     Execution,
     LogEntry,
@@ -48,9 +45,10 @@ from codemode.runtime.outcome import (
     Snippet,
 )
 from codemode.runtime.passes import Pass, Setup
-from codemode.sandbox.base import ExecuteResult, Executor, Namespace
+from codemode.runtime.rollback import revert_all
+from codemode.sandbox.base import Executor, Namespace
 from codemode.schema.base import DeclarationRenderer
-from codemode.store.base import Claim, Settlement, Store
+from codemode.store.base import Settlement, Store
 
 if TYPE_CHECKING:
     from codemode.runtime.sync import SyncRuntime
@@ -222,7 +220,7 @@ class Runtime:
         size = len(code.encode("utf-8"))
         if size > MAX_DURABLE_VALUE_BYTES:
             return Outcome(status="error", execution_id="", error=codec.too_large_message("The execution code", size))
-        _check_key_and_metadata(key, metadata)
+        check_key_and_metadata(key, metadata)
         setup = await self._setup_or_refusal("")
         if isinstance(setup, Outcome):
             return setup
@@ -230,14 +228,14 @@ class Runtime:
             self.name, code, list(setup.connectors), self.max_executions, key=key, metadata=metadata
         )
         if begun.pruned:
-            return _refused(
+            return refused(
                 begun.execution_id,
                 f'The key "{key}" belongs to execution "{begun.execution_id}", which ended and was pruned from the '
                 "history, so its outcome is no longer known; nothing ran. Use a new key to run the program again.",
             )
         if begun.existing is not None:
             if begun.existing.code != code:
-                return _refused(
+                return refused(
                     begun.execution_id,
                     f'The key "{key}" already belongs to execution "{begun.execution_id}", which runs a different '
                     "program; use a new key for a new program.",
@@ -252,7 +250,7 @@ class Runtime:
             pending = await self.store.list_pending(self.name, eid)
             return Outcome(status="paused", execution_id=eid, pending=pending, logs=execution.logs, calls=execution.log)
         if execution.status == "completed":
-            result = await self._transform(execution.result)
+            result = await self.transform(execution.result)
             return Outcome(
                 status="completed", execution_id=eid, result=result, logs=execution.logs, calls=execution.log
             )
@@ -278,17 +276,17 @@ class Runtime:
         When it was the last undecided action, the run resumes by replay and runs it once. A `seq`
         that is not pending (decided already, another action pending now, run not paused) changes
         nothing: the outcome is an error naming it and what is pending now."""
-        _check_seq(seq)
+        check_seq(seq)
         setup = await self._resumable_setup(execution_id)
         if isinstance(setup, Outcome):
             return setup
         edited: dict[str, Any] | None = None
         if args is not None:
-            refusal = await self._check_edited_args(execution_id, seq, args, setup)
+            refusal = await check_edited_args(self, execution_id, seq, args, setup)
             if refusal is not None:
                 return refusal
             edited = dict(args)
-        decision = Decision("approve", by, reason, _now(), edited)
+        decision = Decision("approve", by, reason, now(), edited)
         settlement = await self.store.settle(self.name, execution_id, seq, decision)
         return await self._after_settlement(execution_id, seq, settlement, setup)
 
@@ -307,14 +305,14 @@ class Runtime:
         `resume=False` ends the run `rejected`. `resume=True` lets the program go on: the call raises
         `PermissionError` inside it, catchable, and the same on every replay; once nothing is left
         undecided the run resumes here (see `execution(execution_id)` for where it got to)."""
-        _check_seq(seq)
+        check_seq(seq)
         execution = await self.store.get_execution(self.name, execution_id)
         if execution is None:
             return False
         entry = next((e for e in execution.log if e.seq == seq), None)
         what = f"{entry.connector}.{entry.method}" if entry else f"step {seq}"
         message = f"Action {what} rejected by {by or 'user'}" + (f": {reason}" if reason else "")
-        decision = Decision("reject", by, reason, _now())
+        decision = Decision("reject", by, reason, now())
         if not resume:
             settlement = await self.store.settle(self.name, execution_id, seq, decision, end_error=message)
             if settlement.kind == "ended":
@@ -330,7 +328,7 @@ class Runtime:
 
     async def _after_settlement(self, execution_id: str, seq: int, settlement: Settlement, setup: Setup) -> Outcome:
         if settlement.kind == "stale":
-            return _stale(execution_id, seq, settlement)
+            return stale(execution_id, seq, settlement)
         if settlement.kind == "waiting":
             execution = await self.store.get_execution(self.name, execution_id)
             return Outcome(
@@ -347,30 +345,6 @@ class Runtime:
         claim = settlement.claim
         return await self._run_pass(execution_id, claim.execution.code, setup, claim.attempt, claim.execution.log)
 
-    async def _check_edited_args(
-        self, execution_id: str, seq: int, args: Mapping[str, Any], setup: Setup
-    ) -> Outcome | None:
-        """Edited arguments must fit the tool's schema and be recordable; otherwise nothing changes."""
-        execution = await self.store.get_execution(self.name, execution_id)
-        entry = next((e for e in execution.log if e.seq == seq), None) if execution else None
-        if execution is None or entry is None or entry.state != "pending" or entry.decision is not None:
-            pending = await self.store.list_pending(self.name, execution_id)
-            status = execution.status if execution else "deleted"
-            return _stale(execution_id, seq, Settlement("stale", status, pending))
-        description = setup.descriptions.get(entry.connector)
-        spec = description.tools.get(entry.method) if description else None
-        if not isinstance(args, Mapping) or spec is None:
-            return _refused(execution_id, f"Edited arguments for {entry.connector}.{entry.method} must be an object.")
-        problem = Pass(self, setup, execution_id, 0).invalid_arguments(entry.connector, entry.method, spec, dict(args))
-        if problem is None:
-            try:
-                codec.to_stored(f"Edited arguments for {entry.connector}.{entry.method}", dict(args))
-            except DurableValueError as exc:
-                problem = str(exc)
-        if problem is None:
-            return None
-        return _refused(execution_id, f"{problem} Nothing was approved; action {seq} is still pending.")
-
     @_counted
     async def recover(self, execution_id: str, *, stale_after: timedelta = timedelta(minutes=1)) -> Outcome:
         """Resume a run whose host died mid-pass (still `running`, no heartbeat for `stale_after`).
@@ -384,7 +358,7 @@ class Runtime:
             return setup
         claim = await self.store.claim_stale(self.name, execution_id, stale_after)
         if claim is None:
-            return _refused(
+            return refused(
                 execution_id,
                 f'Execution "{execution_id}" cannot be recovered (status: {await self._status(execution_id)}); only '
                 f"a run left running with no heartbeat for {stale_after} can be.",
@@ -410,11 +384,11 @@ class Runtime:
             return setup
         existing = await self.store.get_execution(self.name, execution_id)
         if existing is None:
-            return _refused(execution_id, f'No execution "{execution_id}" to resume.')
+            return refused(execution_id, f'No execution "{execution_id}" to resume.')
         missing = [c for c in existing.connectors if c not in setup.connectors]
         if missing:
             names = ", ".join(f'"{c}"' for c in missing)
-            return _refused(
+            return refused(
                 execution_id,
                 f'Execution "{execution_id}" requires connector(s) {names} that are not configured on this runtime.',
             )
@@ -442,7 +416,7 @@ class Runtime:
             normalized = self.executor.normalize(code)
             result = await self.executor.execute(normalized, setup.namespaces, host)
             host.ended = True
-            outcome = await self._conclude(host, result, normalized, code)
+            outcome = await conclude(self, host, result, normalized, code)
             if host.lost or host.store_error:
                 # The run did not end here: it belongs to another pass, or waits for `recover`.
                 ended = True
@@ -458,68 +432,6 @@ class Runtime:
                 await self._hooks("on_pass_end", execution_id, "error")
                 await self._hooks("dispose_execution", execution_id, "error")
 
-    async def _conclude(self, host: Pass, result: ExecuteResult, normalized: str, code: str) -> Outcome:
-        """Record how the pass ended (one fenced write) and build its outcome."""
-        eid, attempt, store = host.execution_id, host.attempt, self.store
-        if host.store_error is None and host.in_flight:
-            host.store_error = f"{host.in_flight} connector call(s) were still running when the pass ended"
-        if host.store_error is not None:
-            return Outcome(
-                status="error",
-                execution_id=eid,
-                error=f"The durable log could not be written ({host.store_error}). The run was stopped and left "
-                f"running; once the store is healthy, `recover` it: a call that ran but was not recorded runs "
-                "again with the same idempotency key.",
-                logs=result.logs,
-            )
-        written = True
-        if host.failure is None and not host.lost:
-            if host.paused:
-                written = await store.pause(self.name, eid, attempt)
-            elif result.error is not None or result.stopped:
-                message = _original_line(result.error or "The program was stopped.", normalized, code)
-                host.failure = self._with_globals_hint(message, host.setup)
-                written = await store.fail(self.name, eid, attempt, host.failure, _bounded_logs(result.logs))
-            elif host.unreached:
-                seq, entry = min(host.unreached.items())
-                what = "approved action" if entry.decision is not None else "call"
-                host.failure = (
-                    f"Codemode replay divergence at step {seq}: the program ended without reaching the {what} "
-                    f"{entry.connector}.{entry.method} it made before. Code must be deterministic up to tool calls "
-                    "and steps. Wrap nondeterministic work in codemode.step(name, fn)."
-                )
-                written = await store.fail_at(self.name, eid, attempt, seq, host.failure)
-            else:
-                try:
-                    stored = codec.to_stored("The result", result.result)
-                except DurableValueError as exc:
-                    stored = codec.dumps(f"[codemode: result omitted from the audit trail: {exc}]")
-                written = await store.complete(self.name, eid, attempt, stored, _bounded_logs(result.logs))
-        execution = await store.get_execution(self.name, eid)
-        calls = execution.log if execution else []
-        if host.lost or not written:
-            status = execution.status if execution else "deleted"
-            return Outcome(
-                status="error",
-                execution_id=eid,
-                error=f'This pass no longer owns execution "{eid}" (status now: {status}): it was recovered, '
-                "rolled back, expired or deleted elsewhere, so the pass stopped and wrote nothing more.",
-                logs=result.logs,
-                calls=calls,
-            )
-        if host.failure is not None:
-            return Outcome(status="error", execution_id=eid, error=host.failure, logs=result.logs, calls=calls)
-        if host.paused:
-            pending = await store.list_pending(self.name, eid)
-            return Outcome(status="paused", execution_id=eid, pending=pending, logs=result.logs, calls=calls)
-        return Outcome(
-            status="completed",
-            execution_id=eid,
-            result=await self._transform(result.result),
-            logs=result.logs,
-            calls=calls,
-        )
-
     async def _notify_pause(self, pending: list[PendingAction]) -> None:
         """`on_pause` pages the approvers; its failure is logged, never the run's."""
         if self.on_pause is None or not pending:
@@ -529,13 +441,8 @@ class Runtime:
         except Exception:
             log.warning("codemode: on_pause raised for %s", pending[0].execution_id, exc_info=True)
 
-    def _with_globals_hint(self, message: str, setup: Setup) -> str:
-        if re.search(r"\bis not defined\b", message):
-            names = ", ".join([*setup.connectors, "codemode"])
-            return f"{message}\n(the only globals available in the sandbox are: {names})"
-        return message
-
-    async def _transform(self, result: Any) -> Any:
+    async def transform(self, result: Any) -> Any:
+        """`transform_result` applied to a completed run's result (the raw result if it raises)."""
         if self.transform_result is None:
             return result
         try:
@@ -598,7 +505,7 @@ class Runtime:
             )
         beat = self._heartbeats.start(execution_id, claim.attempt)
         try:
-            report = await self._revert_all(claim, setup, Decision("rollback", by, None, _now()), retry_interrupted)
+            report = await revert_all(self, claim, setup, Decision("rollback", by, None, now()), retry_interrupted)
         finally:
             self._heartbeats.stop(beat)
         await self._hooks("dispose_execution", execution_id, "rolled_back")
@@ -609,54 +516,6 @@ class Runtime:
                 + "; ".join(failures),
                 report,
             )
-        return report
-
-    async def _revert_all(
-        self, claim: Claim, setup: Setup, decision: Decision, retry_interrupted: bool
-    ) -> RollbackReport:
-        execution_id, attempt, store = claim.execution.id, claim.attempt, self.store
-        report = RollbackReport()
-        for entry in reversed(claim.execution.log):
-            if entry.connector == STEP_CONNECTOR or entry.ephemeral:
-                continue
-            seq = entry.seq
-            if entry.state == "executing":
-                report.failed[seq] = (
-                    "it started and its result was never recorded (the host stopped mid-call): whether it took "
-                    "effect is unknown; check by hand"
-                )
-                continue
-            if entry.state not in ("applied", "reverting"):
-                continue
-            connector = setup.connectors.get(entry.connector)
-            description = setup.descriptions.get(entry.connector)
-            spec = description.tools.get(entry.method) if description else None
-            if entry.state == "reverting" and not retry_interrupted:
-                report.failed[seq] = (
-                    "an earlier rollback started this revert and stopped before confirming it; it is not run "
-                    "twice: check the effect by hand, then roll back with retry_interrupted=True if it is "
-                    "still there"
-                )
-            elif connector is None:
-                report.failed[seq] = f'connector "{entry.connector}" is not configured on this runtime'
-            elif spec is None or spec.revert is None:
-                report.irreversible.append(seq)
-            else:
-                if not await store.begin_revert(self.name, execution_id, attempt, seq, decision):
-                    raise RuntimeError(_TAKEN_OVER.format(execution_id))
-                ran_with = entry.decision.args if entry.decision and entry.decision.args is not None else entry.args
-                ctx = ToolContext(execution_id, seq, idempotency_key(execution_id, seq) + ":revert")
-                try:
-                    await connector.revert_action(entry.method, ran_with, entry.result, ctx)
-                except Exception as exc:
-                    report.failed[seq] = f"{entry.connector}.{entry.method}: {exc}"
-                crashpoints.reached("after:revert")
-                if not await store.end_revert(self.name, execution_id, attempt, seq, seq not in report.failed):
-                    raise RuntimeError(_TAKEN_OVER.format(execution_id))
-                if seq not in report.failed:
-                    report.reverted.append(seq)
-        if not await store.finish_rollback(self.name, execution_id, attempt, decision):
-            raise RuntimeError(_TAKEN_OVER.format(execution_id))
         return report
 
     async def expire_paused(self, max_age: timedelta = DEFAULT_PAUSED_TTL) -> list[str]:
@@ -759,90 +618,3 @@ async def _describe(connector: Connector) -> ConnectorDescription:
         raise
     except Exception as exc:  # the service behind the connector: a dead server, a refused connection
         raise ConnectorUnavailableError(connector.name, exc) from exc
-
-
-_AT_LINE = re.compile(r"\bat line (\d+)")
-
-
-def _original_line(error: str, normalized: str, original: str) -> str:
-    """Point "at line N" at the model's own code: normalization strips fences and may wrap the program."""
-    match = _AT_LINE.search(error)
-    if match is None or normalized == original:
-        return error
-    line = int(match.group(1))
-    normalized_lines = normalized.splitlines()
-    if not 1 <= line <= len(normalized_lines):
-        return error
-    target = normalized_lines[line - 1].strip()
-    candidates = [
-        number
-        for number, text in enumerate(original.splitlines(), 1)
-        if (stripped := text.strip().rstrip(";").rstrip()) and stripped in target
-    ]
-    if not candidates:
-        return error
-    best = min(candidates, key=lambda number: abs(number - line))
-    return error[: match.start(1)] + str(best) + error[match.end(1) :]
-
-
-_TAKEN_OVER = (
-    'Execution "{}" was taken over during its rollback (by a rollback that found it stale, or it was deleted); '
-    "this rollback stopped. Look at the run's log before rolling back again."
-)
-
-
-def _refused(execution_id: str, message: str) -> Outcome:
-    """An error outcome for a request that changed nothing."""
-    return Outcome(status="error", execution_id=execution_id, error=message)
-
-
-def _stale(execution_id: str, seq: int, settlement: Settlement) -> Outcome:
-    """A click on an action that is not pending: nothing ran; say what is pending now."""
-    if settlement.status == "deleted":
-        return _refused(execution_id, f'No execution "{execution_id}".')
-    now = (
-        "; ".join(f"seq {p.seq}: {p.connector}.{p.method}({codec.dumps(p.args)[:200]})" for p in settlement.pending)
-        or "nothing"
-    )
-    return Outcome(
-        status="error",
-        execution_id=execution_id,
-        error=f'Action {seq} of execution "{execution_id}" is not awaiting a decision (run status: '
-        f"{settlement.status}), so nothing ran. Pending now: {now}. Show the approver the current pending "
-        "actions and decide one of those by its seq.",
-        pending=settlement.pending,
-    )
-
-
-def _check_seq(seq: object) -> None:
-    """A seq is the int a PendingAction showed; anything else is the host's mistake."""
-    if type(seq) is not int or not 0 <= seq < 2**63:
-        raise TypeError(f"seq must be the int of a PendingAction (its .seq), not {seq!r}.")
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _check_key_and_metadata(key: str | None, metadata: Mapping[str, str] | None) -> None:
-    """The host's own mistakes: raised, not returned to the model."""
-    if key is not None and (not isinstance(key, str) or not key or len(key) > MAX_KEY_CHARS):
-        raise ValueError(f"execute(key=...) must be a non-empty string of at most {MAX_KEY_CHARS} characters.")
-    if metadata is None:
-        return
-    if not isinstance(metadata, Mapping) or len(metadata) > MAX_METADATA_ITEMS:
-        raise ValueError(f"execute(metadata=...) must be a mapping of at most {MAX_METADATA_ITEMS} items.")
-    for name, value in metadata.items():
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise ValueError("execute(metadata=...) maps strings to strings.")
-        if len(name) + len(value) > MAX_METADATA_CHARS:
-            raise ValueError(f"execute(metadata=...): each item must be at most {MAX_METADATA_CHARS} characters.")
-
-
-def _bounded_logs(logs: list[str]) -> list[str]:
-    """Stored console output is capped: the oldest half is dropped until it fits."""
-    kept, dropped = list(logs), False
-    while kept and sum(len(line) for line in kept) > MAX_STORED_LOG_CHARS:
-        dropped = True
-        kept = kept[len(kept) // 2 :] if len(kept) > 1 else [kept[0][-MAX_STORED_LOG_CHARS // 2 :]]
-    return [LOGS_DROPPED, *kept] if dropped else kept

@@ -1,0 +1,124 @@
+"""How a pass ends: one fenced write of its status, and the outcome the caller gets."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from codemode.runtime import codec
+from codemode.runtime.codec import DurableValueError
+from codemode.runtime.outcome import Outcome
+from codemode.runtime.passes import Pass, Setup
+from codemode.sandbox.base import ExecuteResult
+
+if TYPE_CHECKING:
+    from codemode.runtime.runtime import Runtime
+
+__all__ = ["bounded_logs", "conclude"]
+
+MAX_STORED_LOG_CHARS = 1_000_000
+LOGS_DROPPED = "[codemode: earlier console output dropped: too large to record]"
+
+
+async def conclude(runtime: Runtime, host: Pass, result: ExecuteResult, normalized: str, code: str) -> Outcome:
+    """Record how the pass ended (one fenced write) and build its outcome."""
+    eid, attempt, store, name = host.execution_id, host.attempt, runtime.store, runtime.name
+    if host.store_error is None and host.in_flight:
+        host.store_error = f"{host.in_flight} connector call(s) were still running when the pass ended"
+    if host.store_error is not None:
+        return Outcome(
+            status="error",
+            execution_id=eid,
+            error=f"The durable log could not be written ({host.store_error}). The run was stopped and left "
+            f"running; once the store is healthy, `recover` it: a call that ran but was not recorded runs "
+            "again with the same idempotency key.",
+            logs=result.logs,
+        )
+    written = True
+    if host.failure is None and not host.lost:
+        if host.paused:
+            written = await store.pause(name, eid, attempt)
+        elif result.error is not None or result.stopped:
+            message = original_line(result.error or "The program was stopped.", normalized, code)
+            host.failure = with_globals_hint(message, host.setup)
+            written = await store.fail(name, eid, attempt, host.failure, bounded_logs(result.logs))
+        elif host.unreached:
+            seq, entry = min(host.unreached.items())
+            what = "approved action" if entry.decision is not None else "call"
+            host.failure = (
+                f"Codemode replay divergence at step {seq}: the program ended without reaching the {what} "
+                f"{entry.connector}.{entry.method} it made before. Code must be deterministic up to tool calls "
+                "and steps. Wrap nondeterministic work in codemode.step(name, fn)."
+            )
+            written = await store.fail_at(name, eid, attempt, seq, host.failure)
+        else:
+            try:
+                stored = codec.to_stored("The result", result.result)
+            except DurableValueError as exc:
+                stored = codec.dumps(f"[codemode: result omitted from the audit trail: {exc}]")
+            written = await store.complete(name, eid, attempt, stored, bounded_logs(result.logs))
+    execution = await store.get_execution(name, eid)
+    calls = execution.log if execution else []
+    if host.lost or not written:
+        status = execution.status if execution else "deleted"
+        return Outcome(
+            status="error",
+            execution_id=eid,
+            error=f'This pass no longer owns execution "{eid}" (status now: {status}): it was recovered, '
+            "rolled back, expired or deleted elsewhere, so the pass stopped and wrote nothing more.",
+            logs=result.logs,
+            calls=calls,
+        )
+    if host.failure is not None:
+        return Outcome(status="error", execution_id=eid, error=host.failure, logs=result.logs, calls=calls)
+    if host.paused:
+        pending = await store.list_pending(name, eid)
+        return Outcome(status="paused", execution_id=eid, pending=pending, logs=result.logs, calls=calls)
+    return Outcome(
+        status="completed",
+        execution_id=eid,
+        result=await runtime.transform(result.result),
+        logs=result.logs,
+        calls=calls,
+    )
+
+
+def with_globals_hint(message: str, setup: Setup) -> str:
+    """A name the program did not define: say which globals exist."""
+    if re.search(r"\bis not defined\b", message):
+        names = ", ".join([*setup.connectors, "codemode"])
+        return f"{message}\n(the only globals available in the sandbox are: {names})"
+    return message
+
+
+_AT_LINE = re.compile(r"\bat line (\d+)")
+
+
+def original_line(error: str, normalized: str, original: str) -> str:
+    """Point "at line N" at the model's own code: normalization strips fences and may wrap the program."""
+    match = _AT_LINE.search(error)
+    if match is None or normalized == original:
+        return error
+    line = int(match.group(1))
+    normalized_lines = normalized.splitlines()
+    if not 1 <= line <= len(normalized_lines):
+        return error
+    target = normalized_lines[line - 1].strip()
+    candidates = [
+        number
+        for number, text in enumerate(original.splitlines(), 1)
+        if (stripped := text.strip().rstrip(";").rstrip()) and stripped in target
+    ]
+    if not candidates:
+        return error
+    best = min(candidates, key=lambda number: abs(number - line))
+    return error[: match.start(1)] + str(best) + error[match.end(1) :]
+
+
+def bounded_logs(logs: list[str]) -> list[str]:
+    """Stored console output is capped: the oldest half is dropped until it fits."""
+    kept, dropped = list(logs), False
+    while kept and sum(len(line) for line in kept) > MAX_STORED_LOG_CHARS:
+        dropped = True
+        kept = kept[len(kept) // 2 :] if len(kept) > 1 else [kept[0][-MAX_STORED_LOG_CHARS // 2 :]]
+    return [LOGS_DROPPED, *kept] if dropped else kept

@@ -1,0 +1,71 @@
+"""Rollback: undo a claimed run's applied actions, never one twice, and report every action."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from codemode import crashpoints
+from codemode.connectors.base import ToolContext, idempotency_key
+from codemode.runtime.outcome import STEP_CONNECTOR, Decision, RollbackReport
+from codemode.runtime.passes import Setup
+from codemode.store.base import Claim
+
+if TYPE_CHECKING:
+    from codemode.runtime.runtime import Runtime
+
+__all__ = ["revert_all"]
+
+TAKEN_OVER = (
+    'Execution "{}" was taken over during its rollback (by a rollback that found it stale, or it was deleted); '
+    "this rollback stopped. Look at the run's log before rolling back again."
+)
+
+
+async def revert_all(
+    runtime: Runtime, claim: Claim, setup: Setup, decision: Decision, retry_interrupted: bool
+) -> RollbackReport:
+    """Every applied action with a revert, newest first, each logged before and after it runs."""
+    execution_id, attempt, store, name = claim.execution.id, claim.attempt, runtime.store, runtime.name
+    report = RollbackReport()
+    for entry in reversed(claim.execution.log):
+        if entry.connector == STEP_CONNECTOR or entry.ephemeral:
+            continue
+        seq = entry.seq
+        if entry.state == "executing":
+            report.failed[seq] = (
+                "it started and its result was never recorded (the host stopped mid-call): whether it took "
+                "effect is unknown; check by hand"
+            )
+            continue
+        if entry.state not in ("applied", "reverting"):
+            continue
+        connector = setup.connectors.get(entry.connector)
+        description = setup.descriptions.get(entry.connector)
+        spec = description.tools.get(entry.method) if description else None
+        if entry.state == "reverting" and not retry_interrupted:
+            report.failed[seq] = (
+                "an earlier rollback started this revert and stopped before confirming it; it is not run "
+                "twice: check the effect by hand, then roll back with retry_interrupted=True if it is "
+                "still there"
+            )
+        elif connector is None:
+            report.failed[seq] = f'connector "{entry.connector}" is not configured on this runtime'
+        elif spec is None or spec.revert is None:
+            report.irreversible.append(seq)
+        else:
+            if not await store.begin_revert(name, execution_id, attempt, seq, decision):
+                raise RuntimeError(TAKEN_OVER.format(execution_id))
+            ran_with = entry.decision.args if entry.decision and entry.decision.args is not None else entry.args
+            ctx = ToolContext(execution_id, seq, idempotency_key(execution_id, seq) + ":revert")
+            try:
+                await connector.revert_action(entry.method, ran_with, entry.result, ctx)
+            except Exception as exc:
+                report.failed[seq] = f"{entry.connector}.{entry.method}: {exc}"
+            crashpoints.reached("after:revert")
+            if not await store.end_revert(name, execution_id, attempt, seq, seq not in report.failed):
+                raise RuntimeError(TAKEN_OVER.format(execution_id))
+            if seq not in report.failed:
+                report.reverted.append(seq)
+    if not await store.finish_rollback(name, execution_id, attempt, decision):
+        raise RuntimeError(TAKEN_OVER.format(execution_id))
+    return report
