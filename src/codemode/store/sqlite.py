@@ -323,14 +323,16 @@ class SqliteStore:
         seq = call.seq
 
         def op(conn: sqlite3.Connection) -> Verdict:
-            if not self._owned(conn, runtime, execution_id, attempt):
-                return Verdict("lost", seq)  # ended, paused, taken over or deleted: refuse, record nothing
+            # The fence and the entry in one read.
             row = conn.execute(
-                "SELECT connector, method, args, result, ephemeral, state, decision FROM cm_log "
-                "WHERE runtime = ? AND execution_id = ? AND seq = ?",
-                (runtime, execution_id, seq),
+                "SELECT l.connector, l.method, l.args, l.result, l.ephemeral, l.state, l.decision FROM cm_executions e "
+                "LEFT JOIN cm_log l ON l.runtime = e.runtime AND l.execution_id = e.id AND l.seq = ? "
+                "WHERE e.runtime = ? AND e.id = ? AND e.attempt = ? AND e.status = 'running'",
+                (seq, runtime, execution_id, attempt),
             ).fetchone()
-            recorded = None if row is None else _recorded(row)
+            if row is None:
+                return Verdict("lost", seq)  # ended, paused, taken over or deleted: refuse, record nothing
+            recorded = None if row[0] is None else _recorded(row)
             verdict = judge(call, recorded)
             if verdict.kind == "new":
                 if call.args_error is not None:
@@ -351,14 +353,12 @@ class SqliteStore:
                         "pending" if call.requires_approval else "executing",
                     ),
                 )
-                self._touch(conn, runtime, execution_id)
                 return Verdict("pause" if call.requires_approval else "execute", seq)
             if verdict.kind == "fail":
                 self._fail_at(conn, runtime, execution_id, seq, verdict.message)
             elif verdict.kind == "execute" and recorded is not None and recorded.state != "executing":
                 # Approved since the last pass (or an ephemeral read): persisted before the call runs.
                 self._set_state(conn, runtime, execution_id, seq, "executing")
-                self._touch(conn, runtime, execution_id)
             elif verdict.kind in ("replay", "raise") and recorded is not None:
                 return Verdict(verdict.kind, seq, loads(recorded.result_json))
             return verdict
@@ -402,17 +402,18 @@ class SqliteStore:
         self, runtime: str, execution_id: str, attempt: int, seq: int, text: str | None, state: LogState, name: str
     ) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
-            if not self._owned(conn, runtime, execution_id, attempt):
-                return False
+            # The fence inside the write itself: one statement on the hot path.
             cur = conn.execute(
                 "UPDATE cm_log SET result = ?, state = ? WHERE runtime = ? AND execution_id = ? AND seq = ? "
-                "AND state = 'executing'",
-                (text, state, runtime, execution_id, seq),
+                "AND state = 'executing' AND EXISTS (SELECT 1 FROM cm_executions WHERE runtime = ? AND id = ? "
+                "AND attempt = ? AND status = 'running')",
+                (text, state, runtime, execution_id, seq, runtime, execution_id, attempt),
             )
-            if cur.rowcount == 0:
-                raise LookupError(f"No executing log entry at step {seq} of {execution_id}")
-            self._touch(conn, runtime, execution_id)
-            return True
+            if cur.rowcount == 1:
+                return True
+            if not self._owned(conn, runtime, execution_id, attempt):
+                return False
+            raise LookupError(f"No executing log entry at step {seq} of {execution_id}")
 
         return await self._run(op, name)
 
