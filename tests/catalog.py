@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from codemode import ToolSpec
 from codemode.schema.names import sanitize_identifier
@@ -27,7 +26,14 @@ def spec(input_schema: Any = None, output_schema: Any = None, description: str =
     )
 
 
-SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
+SPECS = Path(__file__).resolve().parent / "specs"  # gzip-compressed copies: see specs/SOURCE.md
+
+
+@cache
+def load_spec(name: str) -> dict[str, Any]:
+    """A real OpenAPI document, parsed once per session (the same object every time)."""
+    with gzip.open(SPECS / f"{name}.json.gz", "rt", encoding="utf-8") as handle:
+        return dict(json.load(handle))
 
 
 def _deref(doc: Mapping[str, Any], node: Any) -> Any:
@@ -42,10 +48,7 @@ def _deref(doc: Mapping[str, Any], node: Any) -> Any:
 @cache
 def openapi_tools(name: str) -> dict[str, ToolSpec]:
     """One tool per operation, its schemas pointing into the document's `components` carried at their root."""
-    path = SPECS / f"{name}.json"
-    if not path.exists():
-        pytest.skip(f"{path} not found")
-    doc = json.loads(path.read_text())
+    doc = load_spec(name)
     components = doc["components"]
     tools: dict[str, ToolSpec] = {}
     for route, item in doc["paths"].items():

@@ -53,18 +53,17 @@ from codemode.connectors.openapi import (
 from codemode.schema.python import PythonDeclarations
 from openapi_server import Reply, ValidatingServer
 
+from catalog import load_spec
 from conftest import RuntimeFactory, program
 
-SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
 ROOT = Path(__file__).resolve().parents[1]
 CTX = ToolContext(execution_id="test")
-needs_specs = pytest.mark.skipif(not SPECS.is_dir(), reason=f"{SPECS} not found")
 
 
 @cache
 def document(name: str) -> dict[str, Any]:
     """A real document, parsed once per session (the same object every time, as a connector would hold it)."""
-    return dict(json.loads((SPECS / f"{name}.json").read_text()))
+    return load_spec(name)
 
 
 def count_operations(doc: Mapping[str, Any]) -> int:
@@ -285,7 +284,6 @@ def generated_args(spec: ToolSpec) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 
-@needs_specs
 @pytest.mark.parametrize("name", ["github", "stripe", "slack"])
 async def test_every_operation_is_a_typed_tool(name: str) -> None:
     """Every operation, with a valid input schema; test_schema_large renders each one in both languages."""
@@ -362,7 +360,6 @@ def _validator_quirk(spec: ToolSpec) -> bool:
     )
 
 
-@needs_specs
 @pytest.mark.parametrize(("name", "size"), [("github", 60), ("stripe", 50), ("slack", 45)])
 async def test_generated_calls_pass_the_servers_validation(
     name: str, size: int, servers: dict[str, ValidatingServer]
@@ -393,7 +390,6 @@ async def test_generated_calls_pass_the_servers_validation(
     await connector.aclose()
 
 
-@needs_specs
 async def test_stripe_nested_form_body_round_trips(servers: dict[str, ValidatingServer]) -> None:
     """The server reads back exactly the nested structure the program passed (metadata map, list of objects)."""
     server = servers["stripe"]
@@ -416,7 +412,6 @@ async def test_stripe_nested_form_body_round_trips(servers: dict[str, Validating
     assert listing["parameters"]["query"] == {"created": {"gte": 1700000000}, "expand": ["data.tax"]}
 
 
-@needs_specs
 async def test_github_escape_hatch_uses_the_declared_operation(servers: dict[str, ValidatingServer]) -> None:
     server = servers["github"]
     github = HttpOpenApiConnector("github", document("github"), server.base_url)
@@ -432,7 +427,6 @@ async def test_github_escape_hatch_uses_the_declared_operation(servers: dict[str
     assert len(server.seen) == before + 1
 
 
-@needs_specs
 def test_memoized_per_document_object() -> None:
     doc = document("github")
     first = derive_operations(doc)
@@ -447,7 +441,6 @@ def test_memoized_per_document_object() -> None:
     assert len(simple_user) > 100 and all(s is simple_user[0] for s in simple_user)  # shared, not copies
 
 
-@needs_specs
 async def test_github_names_and_descriptions() -> None:
     github = HttpOpenApiConnector("github", document("github"))
     tools = (await github.describe()).tools
@@ -1477,7 +1470,6 @@ class GatedGitHub(HttpOpenApiConnector):
         return dataclasses.replace(spec, requires_approval=name == "request" or (op is not None and op.method != "GET"))
 
 
-@needs_specs
 @pytest.mark.parametrize("language", ["python", "javascript"])
 async def test_runtime_pauses_on_a_gated_operation_and_runs_it_once(
     make_runtime: RuntimeFactory, language: str, servers: dict[str, ValidatingServer]

@@ -8,7 +8,6 @@ budget and be valid code: Python that compiles, TypeScript in which the tree-sit
 
 from __future__ import annotations
 
-import json
 import re
 from functools import cache
 
@@ -21,7 +20,7 @@ from codemode.schema.python import PythonDeclarations
 from codemode.schema.typescript import TypeScriptDeclarations
 from test_schema_typescript import ts_syntax_errors
 
-from catalog import SPECS, openapi_tools, spec
+from catalog import load_spec, openapi_tools, spec
 
 CATALOGS = ("github", "stripe", "slack")
 # A named type other than a tool's own `<Tool>Input`/`<Tool>Output`.
@@ -63,10 +62,7 @@ def syntax_errors(language: str, src: str) -> list[str]:
 @cache
 def defs_tools(name: str) -> dict[str, ToolSpec]:
     """The tools `HttpOpenApiConnector` derives from the document: each schema carries the `$defs` it reaches."""
-    path = SPECS / f"{name}.json"
-    if not path.exists():
-        pytest.skip(f"{path} not found")
-    ops = derive_operations(json.loads(path.read_text()))
+    ops = derive_operations(load_spec(name))
     return {op.tool_name: spec(op.input_schema, op.output_schema, op.description) for op in ops}
 
 
