@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from codemode.runtime import codec
 from codemode.runtime.codec import DurableValueError
-from codemode.runtime.outcome import Outcome
-from codemode.runtime.passes import Pass, Setup
+from codemode.runtime.outcome import Execution, Outcome
+from codemode.runtime.passes import Setup
 from codemode.store.base import Settlement
 
 if TYPE_CHECKING:
@@ -72,20 +72,19 @@ def check_key_and_metadata(key: str | None, metadata: Mapping[str, str] | None) 
 
 
 async def check_edited_args(
-    runtime: Runtime, execution_id: str, seq: int, args: Mapping[str, Any], setup: Setup
+    runtime: Runtime, execution: Execution, seq: int, args: Mapping[str, Any], setup: Setup
 ) -> Outcome | None:
     """Edited arguments must fit the tool's schema and be recordable; otherwise nothing changes."""
-    execution = await runtime.store.get_execution(runtime.name, execution_id)
-    entry = next((e for e in execution.log if e.seq == seq), None) if execution else None
-    if execution is None or entry is None or entry.state != "pending" or entry.decision is not None:
+    execution_id = execution.id
+    entry = next((e for e in execution.log if e.seq == seq), None)
+    if entry is None or entry.state != "pending" or entry.decision is not None:
         pending = await runtime.store.list_pending(runtime.name, execution_id)
-        status = execution.status if execution else "deleted"
-        return stale(execution_id, seq, Settlement("stale", status, pending))
+        return stale(execution_id, seq, Settlement("stale", execution.status, pending))
     description = setup.descriptions.get(entry.connector)
     spec = description.tools.get(entry.method) if description else None
     if not isinstance(args, Mapping) or spec is None:
         return refused(execution_id, f"Edited arguments for {entry.connector}.{entry.method} must be an object.")
-    problem = Pass(runtime, setup, execution_id, 0).invalid_arguments(entry.connector, entry.method, spec, dict(args))
+    problem = setup.invalid_arguments(entry.connector, entry.method, spec, dict(args))
     if problem is None:
         try:
             codec.to_stored(f"Edited arguments for {entry.connector}.{entry.method}", dict(args))

@@ -66,6 +66,23 @@ class Setup:
                 self.validators[key] = None
         return self.validators[key]
 
+    def invalid_arguments(self, namespace: str, method: str, spec: ToolSpec, args: Any) -> str | None:
+        """Why `args` do not fit the tool's input schema, or None when they do."""
+        validator = self.validator(namespace, method, spec)
+        if validator is None:
+            return None
+        try:
+            error = best_match(validator.iter_errors(codec.schema_view(args)))
+        except (TypeError, ValueError) as exc:
+            return f"Invalid arguments for {namespace}.{method}: {exc}"
+        if error is None:
+            return None
+        where = "".join(f"[{p!r}]" for p in error.absolute_path) or "arguments"
+        return (
+            f"Invalid arguments for {namespace}.{method}: {where}: {error.message}. "
+            f'See codemode.describe("{namespace}.{method}") for the expected arguments.'
+        )
+
     def result_adapter(self, connector: str, method: str, spec: ToolSpec) -> TypeAdapter[Any] | None:
         """The tool's declared return type as a pydantic adapter (None without one)."""
         key = (connector, method)
@@ -118,8 +135,9 @@ class Pass:
 
     async def _decide(self, call: Call) -> Verdict:
         """The replay rule, from memory for recorded facts, else from the store (one transaction)."""
-        if self.stopped or self._is_lost():
-            self.lost = self.lost or (not self.ended and self._is_lost())
+        if self._is_lost() and not self.ended:
+            self.lost = True  # the heartbeat found the run owned elsewhere
+        if self.stopped:
             return Verdict("lost", call.seq)
         self.unreached.pop(call.seq, None)
         entry = self._recorded.pop(call.seq, None)
@@ -207,12 +225,12 @@ class Pass:
             error = {"error": message, "kind": "TimeoutError" if cancelled else _python_kind(exc)}
             crashpoints.reached("after:effect")
             try:
-                await self._write(store.record_error(runtime, self.execution_id, self.attempt, seq, codec.dumps(error)))
+                failure = await self._record_failure(seq, error)
             finally:
                 self.in_flight -= 1
             if cancelled:
                 raise
-            raise _recorded_error(error) from None
+            raise failure from None
         self.in_flight -= 1
         crashpoints.reached("after:effect")
         if ephemeral:
@@ -247,6 +265,14 @@ class Pass:
         )
         return codec.loads(text)
 
+    async def _record_failure(self, seq: int, error: dict[str, str]) -> ToolError:
+        """Log a failure as a fact; the exception the program gets, now and on every replay."""
+        store = self.runtime.store
+        await self._write(
+            store.record_error(self.runtime.name, self.execution_id, self.attempt, seq, codec.dumps(error))
+        )
+        return _recorded_error(error)
+
     def _refuse_inside_step(self, what: str) -> None:
         """A step's value is replayed without running its function, so what the function calls would
         shift every later sequence number: calls inside a step are refused.
@@ -265,26 +291,9 @@ class Pass:
 
     def _validate(self, namespace: str, method: str, spec: ToolSpec, args: dict[str, Any]) -> None:
         """Bad arguments never reach the log: the program gets an error naming the field."""
-        message = self.invalid_arguments(namespace, method, spec, args)
+        message = self.setup.invalid_arguments(namespace, method, spec, args)
         if message is not None:
             raise ToolError(message, "TypeError")
-
-    def invalid_arguments(self, namespace: str, method: str, spec: ToolSpec, args: Any) -> str | None:
-        """Why `args` do not fit the tool's input schema, or None when they do."""
-        validator = self.setup.validator(namespace, method, spec)
-        if validator is None:
-            return None
-        try:
-            error = best_match(validator.iter_errors(codec.schema_view(args)))
-        except (TypeError, ValueError) as exc:
-            return f"Invalid arguments for {namespace}.{method}: {exc}"
-        if error is None:
-            return None
-        where = "".join(f"[{p!r}]" for p in error.absolute_path) or "arguments"
-        return (
-            f"Invalid arguments for {namespace}.{method}: {where}: {error.message}. "
-            f'See codemode.describe("{namespace}.{method}") for the expected arguments.'
-        )
 
     # -- the codemode platform namespace ------------------------------------
 
@@ -334,12 +343,7 @@ class Pass:
         seq, _ = self._close_step(token)
         if kind not in TOOL_ERROR_KINDS:
             message, kind = f"{kind}: {message}" if kind else message, "RuntimeError"
-        error = {"error": message, "kind": kind}
-        store = self.runtime.store
-        await self._write(
-            store.record_error(self.runtime.name, self.execution_id, self.attempt, seq, codec.dumps(error))
-        )
-        raise _recorded_error(error)
+        raise await self._record_failure(seq, {"error": message, "kind": kind})
 
     async def _run_snippet(self, name: str, input: Any) -> Any:
         snippet = await self.runtime.store.get_snippet(self.runtime.name, name)

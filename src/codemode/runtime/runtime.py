@@ -277,12 +277,13 @@ class Runtime:
         that is not pending (decided already, another action pending now, run not paused) changes
         nothing: the outcome is an error naming it and what is pending now."""
         check_seq(seq)
-        setup = await self._resumable_setup(execution_id)
-        if isinstance(setup, Outcome):
-            return setup
+        resumable = await self._resumable(execution_id)
+        if isinstance(resumable, Outcome):
+            return resumable
+        setup, execution = resumable
         edited: dict[str, Any] | None = None
         if args is not None:
-            refusal = await check_edited_args(self, execution_id, seq, args, setup)
+            refusal = await check_edited_args(self, execution, seq, args, setup)
             if refusal is not None:
                 return refusal
             edited = dict(args)
@@ -306,21 +307,24 @@ class Runtime:
         `PermissionError` inside it, catchable, and the same on every replay; once nothing is left
         undecided the run resumes here (see `execution(execution_id)` for where it got to)."""
         check_seq(seq)
-        execution = await self.store.get_execution(self.name, execution_id)
+        resumable = await self._resumable(execution_id) if resume else None
+        if isinstance(resumable, Outcome):
+            if await self.store.get_execution(self.name, execution_id) is None:
+                return False
+            raise RuntimeError(resumable.error)
+        execution = resumable[1] if resumable else await self.store.get_execution(self.name, execution_id)
         if execution is None:
             return False
         entry = next((e for e in execution.log if e.seq == seq), None)
         what = f"{entry.connector}.{entry.method}" if entry else f"step {seq}"
         message = f"Action {what} rejected by {by or 'user'}" + (f": {reason}" if reason else "")
         decision = Decision("reject", by, reason, now())
-        if not resume:
+        if resumable is None:
             settlement = await self.store.settle(self.name, execution_id, seq, decision, end_error=message)
             if settlement.kind == "ended":
                 await self._hooks("dispose_execution", execution_id, "rejected")
             return settlement.kind == "ended"
-        setup = await self._resumable_setup(execution_id)
-        if isinstance(setup, Outcome):
-            raise RuntimeError(setup.error)
+        setup = resumable[0]
         error = codec.dumps({"error": message, "kind": "PermissionError"})
         settlement = await self.store.settle(self.name, execution_id, seq, decision, error_json=error)
         await self._after_settlement(execution_id, seq, settlement, setup)
@@ -353,9 +357,10 @@ class Runtime:
         idempotency key, so a connector call is never lost. Exactly one caller wins the takeover, and
         the pass it took the run from (if still alive) writes nothing more."""
         self._check_stale_after(stale_after)
-        setup = await self._resumable_setup(execution_id)
-        if isinstance(setup, Outcome):
-            return setup
+        resumable = await self._resumable(execution_id)
+        if isinstance(resumable, Outcome):
+            return resumable
+        setup = resumable[0]
         claim = await self.store.claim_stale(self.name, execution_id, stale_after)
         if claim is None:
             return refused(
@@ -376,9 +381,9 @@ class Runtime:
                 f"({self.heartbeat_interval:g} s), or a live pass could be taken over."
             )
 
-    async def _resumable_setup(self, execution_id: str) -> Setup | Outcome:
-        """The setup, or an error outcome when a connector is unavailable, the run does not exist, or it
-        needs connectors this runtime lacks."""
+    async def _resumable(self, execution_id: str) -> tuple[Setup, Execution] | Outcome:
+        """The setup and the run as stored, or an error outcome when a connector is unavailable, the run
+        does not exist, or it needs connectors this runtime lacks."""
         setup = await self._setup_or_refusal(execution_id)
         if isinstance(setup, Outcome):
             return setup
@@ -392,7 +397,7 @@ class Runtime:
                 execution_id,
                 f'Execution "{execution_id}" requires connector(s) {names} that are not configured on this runtime.',
             )
-        return setup
+        return setup, existing
 
     async def _status(self, execution_id: str) -> str:
         current = await self.store.get_execution(self.name, execution_id)
