@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from typing import TYPE_CHECKING
+
+from codemode.runtime.loop_thread import LoopThread
 
 if TYPE_CHECKING:
     from codemode.store.base import Store
@@ -42,22 +43,11 @@ class Heartbeats:
         self.store = store
         self.runtime = runtime
         self.interval = interval
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="codemode-heartbeat", daemon=True)
-                thread.start()
-                self._loop, self._thread = loop, thread
-            return self._loop
+        self._loop = LoopThread("codemode-heartbeat")
 
     def start(self, execution_id: str, attempt: int) -> Beat:
         beat = Beat(execution_id, attempt)
-        loop = self._running_loop()
+        loop = self._loop.loop()
 
         def schedule() -> None:
             beat.task = loop.create_task(self._beat(beat))
@@ -66,7 +56,7 @@ class Heartbeats:
         return beat
 
     def stop(self, beat: Beat) -> None:
-        loop = self._loop
+        loop = self._loop.started
         if loop is None or loop.is_closed():
             return
 
@@ -91,22 +81,4 @@ class Heartbeats:
 
     def close(self) -> None:
         """Stop the thread; beats still running end with it."""
-        with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is None:
-            return
-
-        async def shutdown() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        if thread is not None:
-            thread.join(timeout=10)
-        if not loop.is_running():
-            loop.close()
+        self._loop.stop(timeout=10)

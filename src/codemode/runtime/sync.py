@@ -8,12 +8,12 @@ would start them cold every time).
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Coroutine, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from codemode.discovery import Description, SearchOutput
+from codemode.runtime.loop_thread import LoopThread
 from codemode.runtime.outcome import (
     DEFAULT_MAX_EXECUTIONS,
     DEFAULT_PAUSED_TTL,
@@ -37,39 +37,25 @@ class SyncRuntime:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._loop = LoopThread("codemode-sync")
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        if threading.current_thread() is self._thread:
+        if self._loop.is_current():
             coro.close()
             raise RuntimeError(
                 "runtime.sync was called from inside the runtime's own loop (from a hook such as on_pause); "
                 "that would wait on itself forever. Use the async API there, or hand the work to another thread."
             )
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="codemode-sync", daemon=True)
-                thread.start()
-                self._loop, self._thread = loop, thread
-            loop = self._loop
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        return asyncio.run_coroutine_threadsafe(coro, self._loop.loop()).result()
 
     def close(self) -> None:
         """Release sandboxes and the store, then stop the background loop."""
-        if self._loop is None:
+        if self._loop.started is None:
             return
         try:
             self._call(self.runtime.aclose())
         finally:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-            loop.call_soon_threadsafe(loop.stop)
-            if thread is not None:
-                thread.join()
-            loop.close()
+            self._loop.stop()
 
     def __enter__(self) -> SyncRuntime:
         return self
