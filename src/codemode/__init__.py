@@ -43,6 +43,7 @@ from codemode.sandbox.deno import DenoExecutor
 from codemode.sandbox.monty import MontyExecutor
 from codemode.schema.names import sanitize_identifier
 from codemode.store.base import Store
+from codemode.store.postgres import PostgresStore, StoreChange, StoreConnectionError
 from codemode.store.sqlite import SqliteStore
 from codemode.truncate import truncate_response, truncate_result
 
@@ -78,6 +79,7 @@ __all__ = [
     "OpenApiRequest",
     "Outcome",
     "PendingAction",
+    "PostgresStore",
     "RollbackError",
     "RollbackReport",
     "Runtime",
@@ -87,6 +89,8 @@ __all__ = [
     "SqliteStore",
     "StopExecution",
     "Store",
+    "StoreChange",
+    "StoreConnectionError",
     "SyncRuntime",
     "ToolArgumentsError",
     "ToolContext",

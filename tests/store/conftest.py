@@ -24,7 +24,19 @@ def _sqlite(directory: Path) -> Store:
     return codemode.SqliteStore(directory / "contract.db")
 
 
-BACKENDS: dict[str, StoreFactory] = {"sqlite": _sqlite}
+def _postgres(directory: Path) -> Store:
+    """A schema of its own per test directory, on the suite's real PostgreSQL server."""
+    from postgres_server import shared_server
+
+    server = shared_server()
+    schema = _schemas.get(directory)
+    if schema is None:
+        schema = _schemas[directory] = server.new_schema()
+    return codemode.PostgresStore(server.dsn(schema))
+
+
+_schemas: dict[Path, str] = {}
+BACKENDS: dict[str, StoreFactory] = {"sqlite": _sqlite, "postgres": _postgres}
 
 
 def _external() -> dict[str, StoreFactory]:

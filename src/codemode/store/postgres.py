@@ -1,0 +1,325 @@
+"""`PostgresStore`: one runtime shared by several hosts through one PostgreSQL database.
+
+Every operation is one `SERIALIZABLE` transaction, so each compare-and-set of the shared SQL
+(`store/sql.py`) behaves exactly as under SQLite's single writer, across hosts. A transaction the
+server aborts as a serialization conflict is retried: none has effects outside the database.
+
+A connection lost before the transaction was committed is retried on a fresh connection (the server
+rolled it back); one lost while committing is reported, since it may or may not have committed,
+and the caller's pass fails cleanly so `recover` can finish the run.
+
+Status changes are announced with `NOTIFY codemode` (see `PostgresStore.changes`), so approvers and
+waiting hosts learn of a pause without polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from codemode import crashpoints
+from codemode.store.sql import Op, Rows, SqlStore, Tx
+
+if TYPE_CHECKING:
+    import psycopg
+    import psycopg_pool
+
+__all__ = ["PostgresStore", "StoreChange", "StoreConnectionError"]
+
+T = TypeVar("T")
+CHANNEL = "codemode"
+_MIGRATION_LOCK = 0x636F64656D6F6465  # "codemode": serializes schema creation across hosts
+
+# Versioned migrations, in step with SQLite's: index i upgrades the schema from version i to i + 1.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE cm_executions (
+        runtime TEXT NOT NULL, id TEXT NOT NULL, code TEXT NOT NULL, status TEXT NOT NULL,
+        result TEXT, error TEXT, logs TEXT, connectors TEXT,
+        created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
+        PRIMARY KEY (runtime, id)
+    );
+    CREATE INDEX cm_executions_status ON cm_executions (runtime, status, created_at);
+    CREATE TABLE cm_log (
+        runtime TEXT NOT NULL, execution_id TEXT NOT NULL, seq INTEGER NOT NULL,
+        connector TEXT NOT NULL, method TEXT NOT NULL, args TEXT, result TEXT,
+        requires_approval INTEGER NOT NULL DEFAULT 0, ephemeral INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL,
+        PRIMARY KEY (runtime, execution_id, seq)
+    );
+    CREATE TABLE cm_snippets (
+        runtime TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL, code TEXT NOT NULL,
+        saved_at BIGINT NOT NULL, input_schema TEXT, connectors TEXT,
+        PRIMARY KEY (runtime, name)
+    );
+    """,
+    """
+    ALTER TABLE cm_executions ADD COLUMN attempt BIGINT NOT NULL DEFAULT 1;
+    ALTER TABLE cm_executions ADD COLUMN key TEXT;
+    ALTER TABLE cm_executions ADD COLUMN metadata TEXT;
+    CREATE UNIQUE INDEX cm_executions_key ON cm_executions (runtime, key) WHERE key IS NOT NULL;
+    ALTER TABLE cm_log ADD COLUMN decision TEXT;
+    ALTER TABLE cm_log ADD COLUMN rollback TEXT;
+    CREATE TABLE cm_keys (
+        runtime TEXT NOT NULL, key TEXT NOT NULL, execution_id TEXT NOT NULL,
+        PRIMARY KEY (runtime, key)
+    );
+    """,
+)
+
+
+@dataclass(frozen=True)
+class StoreChange:
+    """A run changed status on some host: `status` is the new one (`deleted` when it was deleted)."""
+
+    runtime: str
+    execution_id: str
+    status: str
+
+
+class StoreConnectionError(ConnectionError):
+    """The database could not be reached, or the connection broke while a write was committing."""
+
+
+class PostgresStore(SqlStore):
+    """Durable state in a PostgreSQL database, shared safely by any number of hosts.
+
+    `dsn` is a libpq connection string or URI. Tables live in the connection's current schema
+    (set `options=-csearch_path=...` in the DSN to choose another). Needs `pip install 'codemode[postgres]'`.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_connections: int = 1,
+        max_connections: int = 10,
+        connect_timeout: float = 10.0,
+        conflict_retries: int = 20,
+    ) -> None:
+        self.dsn = dsn
+        self.min_connections = min_connections
+        self.max_connections = max_connections
+        self.connect_timeout = connect_timeout
+        self.conflict_retries = conflict_retries
+        self._pool: psycopg_pool.AsyncConnectionPool[Any] | None = None
+        self._open_lock: asyncio.Lock | None = None
+        self._closed = False
+        self._sql: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({_safe_dsn(self.dsn)!r})"
+
+    def _metadata_match(self) -> str:
+        return "(cm_executions.metadata::jsonb ->> ?) = ?"
+
+    async def _notify(self, tx: Tx, runtime: str, execution_id: str, status: str) -> None:
+        payload = json.dumps({"runtime": runtime, "execution_id": execution_id, "status": status})
+        await tx.execute("SELECT pg_notify(?, ?)", (CHANNEL, payload))
+
+    # -- connections --------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if self._pool is not None:
+                return
+            psycopg, psycopg_pool = _drivers()
+            await self._check_reachable(psycopg)
+            pool = psycopg_pool.AsyncConnectionPool(
+                self.dsn,
+                min_size=self.min_connections,
+                max_size=self.max_connections,
+                kwargs={"autocommit": False, "connect_timeout": max(1, int(self.connect_timeout))},
+                configure=_configure,
+                open=False,
+                name="codemode",
+            )
+            try:
+                await pool.open(wait=True, timeout=self.connect_timeout)
+                async with pool.connection() as conn:
+                    await _migrate(conn)
+            except BaseException:
+                await pool.close()
+                raise
+            self._pool, self._closed = pool, False
+
+    async def _check_reachable(self, psycopg: Any) -> None:
+        """Connect once directly, so a bad DSN or a down server is reported with libpq's own reason."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=max(1, int(self.connect_timeout)))
+        except psycopg.Error as exc:
+            raise StoreConnectionError(
+                f"Cannot connect to PostgreSQL at {_safe_dsn(self.dsn)}: {str(exc).strip()}. Check the DSN "
+                "(host, port, database, user, password) and that the server is running."
+            ) from None
+        await conn.close()
+
+    async def close(self) -> None:
+        """Close every connection; later operations raise until `open()` is called again."""
+        self._closed = True
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def _run(self, op: Op[T], name: str = "", *, write: bool = True) -> T:
+        if self._pool is None:
+            if self._closed:
+                raise RuntimeError(
+                    "This PostgresStore was closed; open() it again (or use a new one) to keep using it."
+                )
+            await self.open()
+        pool = self._pool
+        assert pool is not None
+        psycopg, psycopg_pool = _drivers()
+        crashpoints.reached(f"before:{name}")
+        retryable = (
+            psycopg.errors.SerializationFailure,
+            psycopg.errors.DeadlockDetected,
+            psycopg.errors.UniqueViolation,
+        )
+        tries = 0
+        while True:
+            tx = _PgTx(self._sql)
+            try:
+                async with pool.connection() as conn:
+                    tx.conn = conn
+                    async with conn.transaction():
+                        result = await op(tx)
+                        tx.committing = True
+                break
+            except retryable:
+                tries += 1
+                if tries > self.conflict_retries:
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.002 * 2 ** min(tries, 6)))
+            except psycopg_pool.PoolTimeout as exc:
+                raise StoreConnectionError(
+                    f"No PostgreSQL connection became available within {pool.timeout:g} s for {name or 'this'}; "
+                    "the server may be down or every connection busy (raise max_connections)."
+                ) from exc
+            except psycopg.OperationalError as exc:
+                if tx.committing:
+                    raise StoreConnectionError(
+                        f"The connection to PostgreSQL broke while committing {name or 'a write'}; it may or may "
+                        f"not have been applied ({str(exc).strip()})."
+                    ) from exc
+                tries += 1
+                if tries > 3:
+                    raise StoreConnectionError(
+                        f"PostgreSQL is unreachable ({str(exc).strip()}); nothing was written for {name or 'this'}."
+                    ) from exc
+                await pool.check()  # drop the connections a server restart broke, then try a fresh one
+        crashpoints.reached(f"after:{name}")
+        return result
+
+    # -- notifications ------------------------------------------------------
+
+    async def changes(self) -> AsyncIterator[StoreChange]:
+        """Every status change any host makes from now on (pauses, decisions, ends), as it commits.
+
+        Uses a dedicated connection with `LISTEN`; iterate in a task and cancel it to stop."""
+        psycopg, _ = _drivers()
+        conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+        try:
+            await conn.execute(f"LISTEN {CHANNEL}")
+            async for note in conn.notifies():
+                data = json.loads(note.payload)
+                yield StoreChange(data["runtime"], data["execution_id"], data["status"])
+        finally:
+            await conn.close()
+
+
+class _PgTx:
+    """One transaction on a pooled connection; translates `?` placeholders to psycopg's `%s`."""
+
+    __slots__ = ("committing", "conn", "sql")
+
+    def __init__(self, sql: dict[str, str]) -> None:
+        self.sql = sql
+        self.conn: Any = None
+        self.committing = False
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        text = self.sql.get(sql)
+        if text is None:
+            text = self.sql[sql] = sql.replace("%", "%%").replace("?", "%s")
+        cur = await self.conn.execute(text, params)
+        rows = await cur.fetchall() if cur.description is not None else []
+        return _Fetched(rows, cur.rowcount)
+
+
+class _Fetched:
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self._rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    import psycopg
+
+    await conn.set_isolation_level(psycopg.IsolationLevel.SERIALIZABLE)
+    await conn.set_autocommit(False)
+
+
+async def _migrate(conn: psycopg.AsyncConnection[Any]) -> None:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        await conn.execute("CREATE TABLE IF NOT EXISTS cm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = await (await conn.execute("SELECT value FROM cm_meta WHERE key = 'schema_version'")).fetchone()
+        version = int(row[0]) if row else 0
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"The codemode database schema is version {version}, newer than this library "
+                f"understands ({len(MIGRATIONS)}); upgrade codemode."
+            )
+        for script in MIGRATIONS[version:]:
+            for statement in script.split(";"):
+                if statement.strip():
+                    await conn.execute(statement)
+        await conn.execute(
+            "INSERT INTO cm_meta (key, value) VALUES ('schema_version', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(len(MIGRATIONS)),),
+        )
+
+
+def _drivers() -> tuple[Any, Any]:
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError as exc:
+        raise ImportError(
+            f"PostgresStore needs psycopg 3 and its pool ({exc.name} is missing): pip install 'codemode[postgres]'"
+        ) from exc
+    return psycopg, psycopg_pool
+
+
+def _safe_dsn(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        params = conninfo_to_dict(dsn)
+    except Exception:
+        return "<unparseable DSN>"
+    params.pop("password", None)
+    return make_conninfo(**{k: str(v) for k, v in params.items()})

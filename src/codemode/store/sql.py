@@ -1,0 +1,774 @@
+"""The SQL both stores share: every operation of the `Store` protocol, written once.
+
+A backend supplies only the transaction (`_run`) and the few fragments where the dialects really
+differ (`_metadata_match`). Each operation is an `async` function of one transaction (`Tx`), so a
+backend with real I/O (PostgreSQL) awaits its statements, while SQLite, whose statements never
+suspend, drives the same function synchronously inside its own transaction (`drive`).
+
+Placeholders are `?` throughout; a backend with another style translates them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol, TypeVar
+
+from codemode.runtime.codec import dumps, loads
+from codemode.runtime.outcome import (
+    TERMINAL_STATUSES,
+    Decision,
+    Execution,
+    ExecutionStatus,
+    LogEntry,
+    LogState,
+    PendingAction,
+    Snippet,
+)
+from codemode.runtime.replay import Call, Recorded, Verdict, judge
+from codemode.store.base import Begun, Claim, Settlement
+
+__all__ = ["MAX_ERROR_CHARS", "Op", "Rows", "SqlStore", "Tx", "drive", "new_execution_id"]
+
+T = TypeVar("T")
+MAX_ERROR_CHARS = 1_000_000
+NO_LIMIT = 2**62  # LIMIT for "all rows" that both dialects accept
+_TERMINAL = "('" + "','".join(TERMINAL_STATUSES) + "')"
+_ID_COUNTER = itertools.count()
+
+
+class Rows(Protocol):
+    """What a statement returns: a DB-API cursor's reading side."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Tx(Protocol):
+    """One open transaction."""
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows: ...
+
+
+Op = Callable[[Tx], Coroutine[Any, Any, T]]
+
+
+def drive(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (a SQLite transaction) to its end, synchronously."""
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    coroutine.close()
+    raise RuntimeError("a synchronous store transaction tried to suspend")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def new_execution_id() -> str:
+    """Lexical order matches creation order: by millisecond, then (within this process) by a counter
+    ahead of the random part, so runs begun in the same millisecond still list newest first."""
+    return f"exec_{now_ms():016d}_{next(_ID_COUNTER) % 2**32:08x}{uuid.uuid4().hex[:24]}"
+
+
+class SqlStore:
+    """Every store operation as one transaction; subclasses provide `_run` and the dialect fragments."""
+
+    async def _run(self, op: Op[T], name: str = "", *, write: bool = True) -> T:
+        """Run `op` in one transaction (serializable with every other write); `name` is its crash point."""
+        raise NotImplementedError
+
+    def _metadata_match(self) -> str:
+        """A condition on `cm_executions` true when its metadata has key `?` with value `?`."""
+        raise NotImplementedError
+
+    async def _notify(self, tx: Tx, runtime: str, execution_id: str, status: str) -> None:
+        """Tell other hosts a run changed (PostgreSQL: NOTIFY); nothing by default."""
+
+    # -- one pass -------------------------------------------------------------
+
+    async def begin(
+        self,
+        runtime: str,
+        code: str,
+        connectors: Sequence[str],
+        max_executions: int,
+        *,
+        key: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Begun:
+        execution_id = new_execution_id()
+        now = now_ms()
+
+        async def op(tx: Tx) -> Begun:
+            if key is not None:
+                row = (
+                    await tx.execute("SELECT id FROM cm_executions WHERE runtime = ? AND key = ?", (runtime, key))
+                ).fetchone()
+                if row is not None:
+                    existing = await self._load_execution(tx, runtime, row[0])
+                    assert existing is not None
+                    return Begun(existing.id, 0, existing)
+                pruned = (
+                    await tx.execute("SELECT execution_id FROM cm_keys WHERE runtime = ? AND key = ?", (runtime, key))
+                ).fetchone()
+                if pruned is not None:
+                    return Begun(pruned[0], 0, pruned=True)
+            await tx.execute(
+                "INSERT INTO cm_executions (runtime, id, code, status, connectors, created_at, updated_at, attempt, "
+                "key, metadata) VALUES (?, ?, ?, 'running', ?, ?, ?, 1, ?, ?)",
+                (
+                    runtime,
+                    execution_id,
+                    code,
+                    json.dumps(list(connectors)),
+                    now,
+                    now,
+                    key,
+                    json.dumps(dict(metadata or {}), ensure_ascii=False),
+                ),
+            )
+            await self._prune(tx, runtime, max_executions, execution_id)
+            return Begun(execution_id, 1)
+
+        return await self._run(op, "begin")
+
+    async def heartbeat(self, runtime: str, execution_id: str, attempt: int) -> bool:
+        async def op(tx: Tx) -> bool:
+            cur = await tx.execute(
+                "UPDATE cm_executions SET updated_at = ? WHERE runtime = ? AND id = ? AND attempt = ? "
+                "AND status IN ('running', 'rolling_back')",
+                (now_ms(), runtime, execution_id, attempt),
+            )
+            return cur.rowcount == 1
+
+        return await self._run(op, "heartbeat")
+
+    async def claim_stale(self, runtime: str, execution_id: str, older_than: timedelta) -> Claim | None:
+        cutoff = now_ms() - int(older_than.total_seconds() * 1000)
+
+        async def op(tx: Tx) -> Claim | None:
+            cur = await tx.execute(
+                "UPDATE cm_executions SET updated_at = ?, attempt = attempt + 1 WHERE runtime = ? AND id = ? "
+                "AND status = 'running' AND updated_at < ?",
+                (now_ms(), runtime, execution_id, cutoff),
+            )
+            return await self._claim(tx, runtime, execution_id) if cur.rowcount == 1 else None
+
+        return await self._run(op, "claim_stale")
+
+    async def _claim(self, tx: Tx, runtime: str, execution_id: str) -> Claim:
+        execution = await self._load_execution(tx, runtime, execution_id)
+        row = (
+            await tx.execute("SELECT attempt FROM cm_executions WHERE runtime = ? AND id = ?", (runtime, execution_id))
+        ).fetchone()
+        assert execution is not None and row is not None
+        return Claim(execution, int(row[0]))
+
+    @staticmethod
+    async def _owned(tx: Tx, runtime: str, execution_id: str, attempt: int, status: str = "running") -> bool:
+        """The fence: this attempt still owns the run, checked inside the write's own transaction."""
+        row = (
+            await tx.execute(
+                "SELECT 1 FROM cm_executions WHERE runtime = ? AND id = ? AND attempt = ? AND status = ?",
+                (runtime, execution_id, attempt, status),
+            )
+        ).fetchone()
+        return row is not None
+
+    async def decide(self, runtime: str, execution_id: str, attempt: int, call: Call) -> Verdict:
+        seq = call.seq
+
+        async def op(tx: Tx) -> Verdict:
+            # The fence and the entry in one read.
+            row = (
+                await tx.execute(
+                    "SELECT l.connector, l.method, l.args, l.result, l.ephemeral, l.state, l.decision "
+                    "FROM cm_executions e LEFT JOIN cm_log l ON l.runtime = e.runtime AND l.execution_id = e.id "
+                    "AND l.seq = ? WHERE e.runtime = ? AND e.id = ? AND e.attempt = ? AND e.status = 'running'",
+                    (seq, runtime, execution_id, attempt),
+                )
+            ).fetchone()
+            if row is None:
+                return Verdict("lost", seq)  # ended, paused, taken over or deleted: refuse, record nothing
+            recorded = None if row[0] is None else _recorded(row)
+            verdict = judge(call, recorded)
+            if verdict.kind == "new":
+                if call.args_error is not None:
+                    await self._fail_at(tx, runtime, execution_id, seq, call.args_error)
+                    return Verdict("fail", seq, message=call.args_error)
+                await tx.execute(
+                    "INSERT INTO cm_log (runtime, execution_id, seq, connector, method, args, result, "
+                    "requires_approval, ephemeral, state) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+                    (
+                        runtime,
+                        execution_id,
+                        seq,
+                        call.connector,
+                        call.method,
+                        call.args_json,
+                        int(call.requires_approval),
+                        int(call.ephemeral),
+                        "pending" if call.requires_approval else "executing",
+                    ),
+                )
+                return Verdict("pause" if call.requires_approval else "execute", seq)
+            if verdict.kind == "fail":
+                await self._fail_at(tx, runtime, execution_id, seq, verdict.message)
+            elif verdict.kind == "execute" and recorded is not None and recorded.state != "executing":
+                # Approved since the last pass (or an ephemeral read): persisted before the call runs.
+                await self._set_state(tx, runtime, execution_id, seq, "executing")
+            elif verdict.kind in ("replay", "raise") and recorded is not None:
+                return Verdict(verdict.kind, seq, loads(recorded.result_json))
+            return verdict
+
+        return await self._run(op, "decide")
+
+    @staticmethod
+    async def _fail_at(tx: Tx, runtime: str, execution_id: str, seq: int, message: str) -> None:
+        await tx.execute(
+            "UPDATE cm_log SET state = 'error', result = ? WHERE runtime = ? AND execution_id = ? AND seq = ? "
+            "AND state IN ('executing', 'pending')",
+            (dumps({"error": message[:MAX_ERROR_CHARS], "kind": "RuntimeError"}), runtime, execution_id, seq),
+        )
+        await tx.execute(
+            "UPDATE cm_executions SET status = 'error', error = ?, updated_at = ? WHERE runtime = ? AND id = ?",
+            (message[:MAX_ERROR_CHARS], now_ms(), runtime, execution_id),
+        )
+
+    @staticmethod
+    async def _set_state(tx: Tx, runtime: str, execution_id: str, seq: int, state: LogState) -> None:
+        await tx.execute(
+            "UPDATE cm_log SET state = ? WHERE runtime = ? AND execution_id = ? AND seq = ?",
+            (state, runtime, execution_id, seq),
+        )
+
+    @staticmethod
+    async def _touch(tx: Tx, runtime: str, execution_id: str) -> None:
+        await tx.execute(
+            "UPDATE cm_executions SET updated_at = ? WHERE runtime = ? AND id = ?", (now_ms(), runtime, execution_id)
+        )
+
+    async def record_result(
+        self, runtime: str, execution_id: str, attempt: int, seq: int, result_json: str | None
+    ) -> bool:
+        return await self._record(runtime, execution_id, attempt, seq, result_json, "applied", "record_result")
+
+    async def record_error(self, runtime: str, execution_id: str, attempt: int, seq: int, error_json: str) -> bool:
+        return await self._record(runtime, execution_id, attempt, seq, error_json, "error", "record_error")
+
+    async def _record(
+        self, runtime: str, execution_id: str, attempt: int, seq: int, text: str | None, state: LogState, name: str
+    ) -> bool:
+        async def op(tx: Tx) -> bool:
+            # The fence inside the write itself: one statement on the hot path.
+            cur = await tx.execute(
+                "UPDATE cm_log SET result = ?, state = ? WHERE runtime = ? AND execution_id = ? AND seq = ? "
+                "AND state = 'executing' AND EXISTS (SELECT 1 FROM cm_executions WHERE runtime = ? AND id = ? "
+                "AND attempt = ? AND status = 'running')",
+                (text, state, runtime, execution_id, seq, runtime, execution_id, attempt),
+            )
+            if cur.rowcount == 1:
+                return True
+            if not await self._owned(tx, runtime, execution_id, attempt):
+                return False
+            raise LookupError(f"No executing log entry at step {seq} of {execution_id}")
+
+        return await self._run(op, name)
+
+    async def fail_at(self, runtime: str, execution_id: str, attempt: int, seq: int, message: str) -> bool:
+        async def op(tx: Tx) -> bool:
+            if not await self._owned(tx, runtime, execution_id, attempt):
+                return False
+            await self._fail_at(tx, runtime, execution_id, seq, message)
+            return True
+
+        return await self._run(op, "fail_at")
+
+    async def pause(self, runtime: str, execution_id: str, attempt: int) -> bool:
+        return await self._end_pass(runtime, execution_id, attempt, "paused", (), "pause")
+
+    async def complete(
+        self, runtime: str, execution_id: str, attempt: int, result_json: str, logs: Sequence[str]
+    ) -> bool:
+        return await self._end_pass(
+            runtime, execution_id, attempt, "completed", (("result", result_json),), "complete", logs
+        )
+
+    async def fail(self, runtime: str, execution_id: str, attempt: int, error: str, logs: Sequence[str]) -> bool:
+        return await self._end_pass(
+            runtime, execution_id, attempt, "error", (("error", error[:MAX_ERROR_CHARS]),), "fail", logs
+        )
+
+    async def _end_pass(
+        self,
+        runtime: str,
+        execution_id: str,
+        attempt: int,
+        status: ExecutionStatus,
+        fields: Sequence[tuple[str, str]],
+        name: str,
+        logs: Sequence[str] | None = None,
+    ) -> bool:
+        """`running` -> `status` by the attempt that owns the run, with the given columns."""
+        assignments = "".join(f", {column} = ?" for column, _ in fields)
+        values: list[Any] = [value for _, value in fields]
+        if logs is not None:
+            assignments += ", logs = ?"
+            values.append(json.dumps(list(logs), ensure_ascii=False))
+
+        async def op(tx: Tx) -> bool:
+            cur = await tx.execute(
+                f"UPDATE cm_executions SET status = ?, updated_at = ?{assignments} "
+                "WHERE runtime = ? AND id = ? AND attempt = ? AND status = 'running'",
+                (status, now_ms(), *values, runtime, execution_id, attempt),
+            )
+            if cur.rowcount == 1 and status == "paused":
+                await self._notify(tx, runtime, execution_id, status)
+            return cur.rowcount == 1
+
+        return await self._run(op, name)
+
+    # -- approvals ------------------------------------------------------------
+
+    async def list_pending(self, runtime: str, execution_id: str | None = None) -> list[PendingAction]:
+        return await self._run(lambda tx: self._pending(tx, runtime, execution_id), "list_pending", write=False)
+
+    @staticmethod
+    async def _pending(tx: Tx, runtime: str, execution_id: str | None) -> list[PendingAction]:
+        sql = (
+            "SELECT l.execution_id, l.seq, l.connector, l.method, l.args FROM cm_log l "
+            "JOIN cm_executions e ON e.runtime = l.runtime AND e.id = l.execution_id "
+            "WHERE l.runtime = ? AND l.state = 'pending' AND l.decision IS NULL AND e.status = 'paused'"
+        )
+        params: tuple[Any, ...] = (runtime,)
+        if execution_id is not None:
+            sql += " AND l.execution_id = ?"
+            params += (execution_id,)
+        sql += " ORDER BY e.created_at DESC, e.id DESC, l.seq"
+        return [
+            PendingAction(execution_id=r[0], seq=r[1], connector=r[2], method=r[3], args=loads(r[4]))
+            for r in await tx.execute(sql, params)
+        ]
+
+    async def settle(
+        self,
+        runtime: str,
+        execution_id: str,
+        seq: int,
+        decision: Decision,
+        *,
+        error_json: str | None = None,
+        end_error: str | None = None,
+    ) -> Settlement:
+        decision_json = _decision_json(decision)
+
+        async def op(tx: Tx) -> Settlement:
+            row = (
+                await tx.execute(
+                    "SELECT e.status, l.state, l.decision FROM cm_executions e LEFT JOIN cm_log l "
+                    "ON l.runtime = e.runtime AND l.execution_id = e.id AND l.seq = ? "
+                    "WHERE e.runtime = ? AND e.id = ?",
+                    (seq, runtime, execution_id),
+                )
+            ).fetchone()
+            if row is None:
+                return Settlement("stale", "deleted")
+            status, state, decided = row
+            if status != "paused" or state != "pending" or decided is not None:
+                return Settlement("stale", status, await self._pending(tx, runtime, execution_id))
+            where = "WHERE runtime = ? AND execution_id = ? AND seq = ?"
+            if end_error is not None:
+                await tx.execute(
+                    f"UPDATE cm_log SET state = 'reverted', decision = ? {where}",
+                    (decision_json, runtime, execution_id, seq),
+                )
+                await tx.execute(
+                    "UPDATE cm_log SET state = 'reverted' WHERE runtime = ? AND execution_id = ? AND state = 'pending'",
+                    (runtime, execution_id),
+                )
+                await tx.execute(
+                    "UPDATE cm_executions SET status = 'rejected', error = ?, attempt = attempt + 1, updated_at = ? "
+                    "WHERE runtime = ? AND id = ?",
+                    (end_error[:MAX_ERROR_CHARS], now_ms(), runtime, execution_id),
+                )
+                await self._notify(tx, runtime, execution_id, "rejected")
+                return Settlement("ended", "rejected")
+            if error_json is not None:
+                await tx.execute(
+                    f"UPDATE cm_log SET state = 'error', result = ?, decision = ? {where}",
+                    (error_json, decision_json, runtime, execution_id, seq),
+                )
+            else:
+                await tx.execute(f"UPDATE cm_log SET decision = ? {where}", (decision_json, runtime, execution_id, seq))
+            undecided = await self._pending(tx, runtime, execution_id)
+            if undecided:
+                await self._touch(tx, runtime, execution_id)
+                await self._notify(tx, runtime, execution_id, "paused")
+                return Settlement("waiting", "paused", undecided)
+            await tx.execute(
+                "UPDATE cm_executions SET status = 'running', attempt = attempt + 1, updated_at = ? "
+                "WHERE runtime = ? AND id = ?",
+                (now_ms(), runtime, execution_id),
+            )
+            await self._notify(tx, runtime, execution_id, "running")
+            return Settlement("resumed", "running", claim=await self._claim(tx, runtime, execution_id))
+
+        return await self._run(op, "settle")
+
+    async def expire(self, runtime: str, max_age: timedelta, *, running: bool = True) -> list[str]:
+        cutoff = now_ms() - int(max_age.total_seconds() * 1000)
+        statuses = "('paused', 'running')" if running else "('paused')"
+
+        async def op(tx: Tx) -> list[str]:
+            rows = (
+                await tx.execute(
+                    f"SELECT id, status FROM cm_executions WHERE runtime = ? AND status IN {statuses} "
+                    "AND updated_at < ? ORDER BY created_at",
+                    (runtime, cutoff),
+                )
+            ).fetchall()
+            expired: list[str] = []
+            now = now_ms()
+            for execution_id, status in rows:
+                new_status, error = (
+                    ("rejected", "Expired awaiting approval")
+                    if status == "paused"
+                    else ("error", "Expired while running: the host never completed the pass")
+                )
+                cur = await tx.execute(
+                    "UPDATE cm_executions SET status = ?, error = ?, updated_at = ?, attempt = attempt + 1 "
+                    "WHERE runtime = ? AND id = ? AND status = ?",
+                    (new_status, error, now, runtime, execution_id, status),
+                )
+                if cur.rowcount == 1:
+                    await tx.execute(
+                        "UPDATE cm_log SET state = 'reverted' WHERE runtime = ? AND execution_id = ? "
+                        "AND state = 'pending'",
+                        (runtime, execution_id),
+                    )
+                    await self._notify(tx, runtime, execution_id, new_status)
+                    expired.append(execution_id)
+            return expired
+
+        return await self._run(op, "expire")
+
+    # -- rollback -------------------------------------------------------------
+
+    async def claim_rollback(self, runtime: str, execution_id: str, stale_after: timedelta) -> Claim | None:
+        cutoff = now_ms() - int(stale_after.total_seconds() * 1000)
+
+        async def op(tx: Tx) -> Claim | None:
+            cur = await tx.execute(
+                "UPDATE cm_executions SET status = 'rolling_back', attempt = attempt + 1, updated_at = ? "
+                "WHERE runtime = ? AND id = ? AND (status IN ('paused', 'completed', 'error', 'rejected', "
+                "'rolled_back') OR (status = 'rolling_back' AND updated_at < ?))",
+                (now_ms(), runtime, execution_id, cutoff),
+            )
+            if cur.rowcount != 1:
+                return None
+            await self._notify(tx, runtime, execution_id, "rolling_back")
+            return await self._claim(tx, runtime, execution_id)
+
+        return await self._run(op, "claim_rollback")
+
+    async def begin_revert(self, runtime: str, execution_id: str, attempt: int, seq: int, decision: Decision) -> bool:
+        decision_json = _decision_json(decision)
+
+        async def op(tx: Tx) -> bool:
+            if not await self._owned(tx, runtime, execution_id, attempt, "rolling_back"):
+                return False
+            cur = await tx.execute(
+                "UPDATE cm_log SET state = 'reverting', rollback = ? WHERE runtime = ? AND execution_id = ? "
+                "AND seq = ? AND state IN ('applied', 'reverting')",
+                (decision_json, runtime, execution_id, seq),
+            )
+            await self._touch(tx, runtime, execution_id)
+            return cur.rowcount == 1
+
+        return await self._run(op, "begin_revert")
+
+    async def end_revert(self, runtime: str, execution_id: str, attempt: int, seq: int, reverted: bool) -> bool:
+        async def op(tx: Tx) -> bool:
+            if not await self._owned(tx, runtime, execution_id, attempt, "rolling_back"):
+                return False
+            cur = await tx.execute(
+                "UPDATE cm_log SET state = ? WHERE runtime = ? AND execution_id = ? AND seq = ? "
+                "AND state = 'reverting'",
+                ("reverted" if reverted else "applied", runtime, execution_id, seq),
+            )
+            await self._touch(tx, runtime, execution_id)
+            return cur.rowcount == 1
+
+        return await self._run(op, "end_revert")
+
+    async def finish_rollback(self, runtime: str, execution_id: str, attempt: int, decision: Decision) -> bool:
+        decision_json = _decision_json(decision)
+
+        async def op(tx: Tx) -> bool:
+            if not await self._owned(tx, runtime, execution_id, attempt, "rolling_back"):
+                return False
+            await tx.execute(
+                "UPDATE cm_log SET state = 'reverted', rollback = ? WHERE runtime = ? "
+                "AND execution_id = ? AND state = 'pending'",
+                (decision_json, runtime, execution_id),
+            )
+            await tx.execute(
+                "UPDATE cm_executions SET status = 'rolled_back', updated_at = ? WHERE runtime = ? AND id = ?",
+                (now_ms(), runtime, execution_id),
+            )
+            await self._notify(tx, runtime, execution_id, "rolled_back")
+            return True
+
+        return await self._run(op, "finish_rollback")
+
+    # -- reading and retention --------------------------------------------------
+
+    async def get_execution(self, runtime: str, execution_id: str) -> Execution | None:
+        return await self._run(lambda tx: self._load_execution(tx, runtime, execution_id), "get_execution", write=False)
+
+    @staticmethod
+    async def _load_execution(tx: Tx, runtime: str, execution_id: str) -> Execution | None:
+        row = (
+            await tx.execute(
+                f"SELECT {_EXECUTION_COLUMNS} FROM cm_executions WHERE runtime = ? AND id = ?",
+                (runtime, execution_id),
+            )
+        ).fetchone()
+        if row is None:
+            return None
+        entries = await tx.execute(
+            f"SELECT {_ENTRY_COLUMNS} FROM cm_log WHERE runtime = ? AND execution_id = ? ORDER BY seq",
+            (runtime, execution_id),
+        )
+        return _execution(row, [_entry(r) for r in entries])
+
+    async def list_executions(
+        self,
+        runtime: str,
+        limit: int | None = None,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        status: Collection[str] | None = None,
+    ) -> list[Execution]:
+        where, params = "WHERE runtime = ?", [runtime]
+        if status is not None:
+            where += f" AND status IN ({','.join('?' * len(status))})" if status else " AND 1 = 0"
+            params.extend(status)
+        for name, value in (metadata or {}).items():
+            where += f" AND {self._metadata_match()}"
+            params.extend((name, value))
+
+        async def op(tx: Tx) -> list[Execution]:
+            rows = (
+                await tx.execute(
+                    f"SELECT {_EXECUTION_COLUMNS} FROM cm_executions {where} ORDER BY created_at DESC, id DESC LIMIT ?",
+                    (*params, NO_LIMIT if limit is None else max(limit, 0)),
+                )
+            ).fetchall()
+            logs: dict[str, list[LogEntry]] = {r[0]: [] for r in rows}
+            if rows:
+                marks = ",".join("?" * len(rows))
+                for r in await tx.execute(
+                    f"SELECT {_ENTRY_COLUMNS}, execution_id FROM cm_log WHERE runtime = ? AND execution_id IN "
+                    f"({marks}) ORDER BY execution_id, seq",
+                    (runtime, *logs),
+                ):
+                    logs[r[-1]].append(_entry(r))
+            return [_execution(r, logs[r[0]]) for r in rows]
+
+        return await self._run(op, "list_executions", write=False)
+
+    async def delete_execution(self, runtime: str, execution_id: str) -> str | None:
+        async def op(tx: Tx) -> str | None:
+            row = (
+                await tx.execute(
+                    "SELECT status FROM cm_executions WHERE runtime = ? AND id = ?", (runtime, execution_id)
+                )
+            ).fetchone()
+            if row is None:
+                return None
+            await tx.execute(
+                "INSERT INTO cm_keys (runtime, key, execution_id) SELECT runtime, key, id FROM cm_executions "
+                "WHERE runtime = ? AND id = ? AND key IS NOT NULL "
+                "ON CONFLICT (runtime, key) DO UPDATE SET execution_id = excluded.execution_id",
+                (runtime, execution_id),
+            )
+            await tx.execute("DELETE FROM cm_log WHERE runtime = ? AND execution_id = ?", (runtime, execution_id))
+            await tx.execute("DELETE FROM cm_executions WHERE runtime = ? AND id = ?", (runtime, execution_id))
+            await self._notify(tx, runtime, execution_id, "deleted")
+            return str(row[0])
+
+        return await self._run(op, "delete_execution")
+
+    async def prune_executions(self, runtime: str, keep: int, exclude: str | None = None) -> int:
+        return await self._run(lambda tx: self._prune(tx, runtime, keep, exclude), "prune_executions")
+
+    @staticmethod
+    async def _prune(tx: Tx, runtime: str, keep: int, exclude: str | None) -> int:
+        rows = (
+            await tx.execute(
+                f"SELECT id, key FROM cm_executions WHERE runtime = ? AND status IN {_TERMINAL} AND id != ? "
+                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                (runtime, exclude or "", NO_LIMIT, max(keep, 0)),
+            )
+        ).fetchall()
+        # A pruned run's key stays taken: a framework re-running that tool call must not start it again.
+        for execution_id, key in rows:
+            if key is not None:
+                await tx.execute(
+                    "INSERT INTO cm_keys (runtime, key, execution_id) VALUES (?, ?, ?) "
+                    "ON CONFLICT (runtime, key) DO UPDATE SET execution_id = excluded.execution_id",
+                    (runtime, key, execution_id),
+                )
+            await tx.execute("DELETE FROM cm_log WHERE runtime = ? AND execution_id = ?", (runtime, execution_id))
+            await tx.execute("DELETE FROM cm_executions WHERE runtime = ? AND id = ?", (runtime, execution_id))
+        return len(rows)
+
+    # -- snippets -------------------------------------------------------------
+
+    async def save_snippet(self, runtime: str, snippet: Snippet, input_schema_json: str | None) -> None:
+        async def op(tx: Tx) -> None:
+            await tx.execute(
+                "INSERT INTO cm_snippets (runtime, name, description, code, saved_at, input_schema, connectors) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (runtime, name) DO UPDATE SET "
+                "description = excluded.description, code = excluded.code, saved_at = excluded.saved_at, "
+                "input_schema = excluded.input_schema, connectors = excluded.connectors",
+                (
+                    runtime,
+                    snippet.name,
+                    snippet.description,
+                    snippet.code,
+                    int(snippet.saved_at.timestamp() * 1000),
+                    input_schema_json,
+                    json.dumps(snippet.connectors),
+                ),
+            )
+
+        await self._run(op, "save_snippet")
+
+    async def get_snippet(self, runtime: str, name: str) -> Snippet | None:
+        async def op(tx: Tx) -> Snippet | None:
+            row = (
+                await tx.execute(
+                    f"SELECT {_SNIPPET_COLUMNS} FROM cm_snippets WHERE runtime = ? AND name = ?", (runtime, name)
+                )
+            ).fetchone()
+            return None if row is None else _snippet(row)
+
+        return await self._run(op, "get_snippet", write=False)
+
+    async def list_snippets(self, runtime: str) -> list[Snippet]:
+        async def op(tx: Tx) -> list[Snippet]:
+            rows = await tx.execute(
+                f"SELECT {_SNIPPET_COLUMNS} FROM cm_snippets WHERE runtime = ? ORDER BY name", (runtime,)
+            )
+            return [_snippet(r) for r in rows]
+
+        return await self._run(op, "list_snippets", write=False)
+
+    async def delete_snippet(self, runtime: str, name: str) -> bool:
+        async def op(tx: Tx) -> bool:
+            cur = await tx.execute("DELETE FROM cm_snippets WHERE runtime = ? AND name = ?", (runtime, name))
+            return cur.rowcount == 1
+
+        return await self._run(op, "delete_snippet")
+
+
+# -- rows to records -------------------------------------------------------------
+
+_EXECUTION_COLUMNS = "id, code, status, result, error, logs, connectors, created_at, updated_at, key, metadata"
+_ENTRY_COLUMNS = "seq, connector, method, args, result, requires_approval, ephemeral, state, decision, rollback"
+_SNIPPET_COLUMNS = "name, description, code, saved_at, input_schema, connectors"
+
+
+def _decision_json(decision: Decision) -> str:
+    return dumps(
+        {
+            "kind": decision.kind,
+            "by": decision.by,
+            "reason": decision.reason,
+            "at": int(decision.at.timestamp() * 1000),
+            "args": decision.args,
+        }
+    )
+
+
+def _decision(text: str | None) -> Decision | None:
+    data = loads(text)
+    if data is None:
+        return None
+    return Decision(kind=data["kind"], by=data["by"], reason=data["reason"], at=_dt(data["at"]), args=data["args"])
+
+
+def _recorded(row: Sequence[Any]) -> Recorded:
+    connector, method, args, result, ephemeral, state, decision = row
+    kind = args_json = None
+    if decision is not None:
+        data = json.loads(decision)
+        kind = data["kind"]
+        args_json = None if data.get("args") is None else json.dumps(data["args"], ensure_ascii=False)
+    return Recorded(connector, method, args, result, bool(ephemeral), state, kind, args_json)
+
+
+def _entry(row: Sequence[Any]) -> LogEntry:
+    seq, connector, method, args, result, requires_approval, ephemeral, state, decision, rollback = row[:10]
+    return LogEntry(
+        seq=seq,
+        connector=connector,
+        method=method,
+        args=loads(args),
+        result=loads(result),
+        requires_approval=bool(requires_approval),
+        ephemeral=bool(ephemeral),
+        state=state,
+        decision=_decision(decision),
+        rollback=_decision(rollback),
+    )
+
+
+def _execution(row: Sequence[Any], log: list[LogEntry]) -> Execution:
+    execution_id, code, status, result, error, logs, connectors, created_at, updated_at, key, metadata = row
+    status_value: ExecutionStatus = status
+    return Execution(
+        id=execution_id,
+        code=code,
+        status=status_value,
+        log=log,
+        result=loads(result),
+        error=error,
+        logs=json.loads(logs) if logs else [],
+        connectors=json.loads(connectors) if connectors else [],
+        created_at=_dt(created_at),
+        updated_at=_dt(updated_at),
+        key=key,
+        metadata=json.loads(metadata) if metadata else {},
+    )
+
+
+def _snippet(row: Sequence[Any]) -> Snippet:
+    name, description, code, saved_at, input_schema, connectors = row
+    return Snippet(
+        name=name,
+        description=description,
+        code=code,
+        saved_at=_dt(saved_at),
+        input_schema=loads(input_schema),
+        connectors=json.loads(connectors) if connectors else [],
+    )
