@@ -151,12 +151,57 @@ async def executor(language: str) -> AsyncIterator[codemode.Executor]:
 
 
 @pytest.fixture
-async def make_runtime(db_path: Path, executor: codemode.Executor) -> AsyncIterator[RuntimeFactory]:
-    """Runtimes on one SQLite file and one executor, closed after the test."""
-    stores: list[codemode.SqliteStore] = []
+def store_kind() -> str:
+    """The store backend; modules with `BOTH_STORES = True` run every test on each (see below)."""
+    return "sqlite"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Modules that set `BOTH_STORES = True` run on SQLite and on a real PostgreSQL server; a test
+    marked `sqlite_only` (it opens the SQLite file itself) runs on SQLite alone."""
+    if "store_kind" in metafunc.fixturenames and getattr(metafunc.module, "BOTH_STORES", False):
+        only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        metafunc.parametrize("store_kind", ["sqlite"] if only_sqlite else ["sqlite", "postgres"])
+
+
+_pg_schemas: dict[Path, str] = {}
+
+
+def new_store(store_kind: str, path: Path) -> codemode.Store:
+    """A store of the given backend; stores made for one `path` share one database."""
+    if store_kind == "sqlite":
+        return codemode.SqliteStore(path)
+    from postgres_server import shared_server
+
+    server = shared_server()
+    if path not in _pg_schemas:
+        _pg_schemas[path] = server.new_schema()
+    return codemode.PostgresStore(server.dsn(_pg_schemas[path]))
+
+
+def execute_sql(store_kind: str, path: Path, sql: str, params: tuple[Any, ...] = ()) -> None:
+    """Change the database behind the runtime's back (another writer, a crash's leftovers): `?` placeholders."""
+    if store_kind == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(path) as conn:
+            conn.execute(sql, params)
+        return
+    import psycopg
+
+    from postgres_server import shared_server
+
+    with psycopg.connect(shared_server().dsn(_pg_schemas[path]), autocommit=True) as conn:
+        conn.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def make_runtime(db_path: Path, executor: codemode.Executor, store_kind: str) -> AsyncIterator[RuntimeFactory]:
+    """Runtimes on one database (a SQLite file, or a PostgreSQL schema) and one executor, closed after the test."""
+    stores: list[codemode.Store] = []
 
     def make(*connectors: Connector, **kwargs: Any) -> codemode.Runtime:
-        store = codemode.SqliteStore(kwargs.pop("path", db_path))
+        store = new_store(store_kind, kwargs.pop("path", db_path))
         stores.append(store)
         return codemode.Runtime(list(connectors), executor=kwargs.pop("executor", executor), store=store, **kwargs)
 

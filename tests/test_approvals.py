@@ -20,7 +20,9 @@ import pytest
 import codemode
 from codemode import Connector, Runtime, ToolContext, tool
 
-from conftest import RuntimeFactory, program
+from conftest import RuntimeFactory, execute_sql, new_store, program
+
+BOTH_STORES = True  # every test runs on SQLite and on PostgreSQL (conftest.pytest_generate_tests)
 
 
 @pytest.fixture(params=["python", "javascript"])
@@ -450,12 +452,16 @@ async def test_a_failed_revert_is_retried_with_the_arguments_the_call_ran_with(
 
 
 async def test_an_interrupted_revert_runs_again_only_when_asked(
-    runtime: Runtime, pay: Pay, db_path: Path, language: str
+    runtime: Runtime, pay: Pay, db_path: Path, language: str, store_kind: str
 ) -> None:
     done = await run_to_completion(runtime, three_effects(language))
     # The state a host killed in the middle of reverting the payment leaves behind.
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("UPDATE cm_log SET state = 'reverting' WHERE execution_id = ? AND seq = 2", (done.execution_id,))
+    execute_sql(
+        store_kind,
+        db_path,
+        "UPDATE cm_log SET state = 'reverting' WHERE execution_id = ? AND seq = 2",
+        (done.execution_id,),
+    )
     with pytest.raises(codemode.RollbackError, match="check the effect by hand") as raised:
         await runtime.rollback(done.execution_id)
     assert raised.value.report.reverted == [0] and list(raised.value.report.failed) == [2]
@@ -597,7 +603,7 @@ async def test_on_pause_pages_approvers(make_runtime: RuntimeFactory, pay: Pay, 
 
 
 async def test_a_blocked_event_loop_does_not_make_a_live_pass_recoverable(
-    make_runtime: RuntimeFactory, pay: Pay, db_path: Path, language: str
+    make_runtime: RuntimeFactory, pay: Pay, db_path: Path, language: str, store_kind: str
 ) -> None:
     runtime = make_runtime(pay, heartbeat_interval=0.2)
     started = threading.Event()
@@ -608,7 +614,7 @@ async def test_a_blocked_event_loop_does_not_make_a_live_pass_recoverable(
         time.sleep(1.5)  # the first host's event loop is blocked for longer than stale_after
 
         async def main() -> None:
-            async with Runtime([Pay()], store=codemode.SqliteStore(db_path), heartbeat_interval=0.2) as rival:
+            async with Runtime([Pay()], store=new_store(store_kind, db_path), heartbeat_interval=0.2) as rival:
                 execution = (await rival.executions())[0]
                 recovered.append(await rival.recover(execution.id, stale_after=timedelta(seconds=1)))
 
@@ -661,6 +667,7 @@ async def test_a_pass_that_lost_its_run_writes_nothing_more(
     assert execution is not None and execution.status == "completed"
 
 
+@pytest.mark.sqlite_only  # the fault is SQLite's write lock
 async def test_a_store_failure_while_recording_stops_the_pass(
     make_runtime: RuntimeFactory, pay: Pay, db_path: Path, language: str
 ) -> None:

@@ -7,7 +7,6 @@ each test runs once per language (`[python]` / `[javascript]` in the test ids).
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -17,7 +16,9 @@ import codemode
 from codemode import Connector, Runtime, tool
 from codemode.runtime.replay import Call
 
-from conftest import Items, RuntimeFactory, program
+from conftest import Items, RuntimeFactory, execute_sql, program
+
+BOTH_STORES = True  # every test runs on SQLite and on PostgreSQL (conftest.pytest_generate_tests)
 
 
 @pytest.fixture(params=["python", "javascript"])
@@ -614,11 +615,10 @@ async def test_parallel_calls_get_program_order_seqs(runtime: Runtime, items: It
     assert items.notes == ["n"]
 
 
-async def test_reject_needs_a_paused_run(runtime: Runtime, db_path: Path, language: str) -> None:
+async def test_reject_needs_a_paused_run(runtime: Runtime, db_path: Path, language: str, store_kind: str) -> None:
     paused = await runtime.execute(create(language, "x"))
     # Another writer failed the run while its entry still reads `pending`.
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("UPDATE cm_executions SET status = 'error' WHERE id = ?", (paused.execution_id,))
+    execute_sql(store_kind, db_path, "UPDATE cm_executions SET status = 'error' WHERE id = ?", (paused.execution_id,))
     assert await runtime.reject(paused.execution_id, paused.pending[0].seq) is False
 
 

@@ -15,6 +15,7 @@ waiting hosts learn of a pause without polling.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -106,8 +107,10 @@ class PostgresStore(SqlStore):
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
         self.conflict_retries = conflict_retries
-        self._pool: psycopg_pool.AsyncConnectionPool[Any] | None = None
-        self._open_lock: asyncio.Lock | None = None
+        # One pool per event loop: the runtime's heartbeats call from a loop of their own.
+        self._pools: dict[asyncio.AbstractEventLoop, psycopg_pool.AsyncConnectionPool[Any]] = {}
+        self._opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        self._migrated = False
         self._closed = False
         self._sql: dict[str, str] = {}
 
@@ -124,32 +127,46 @@ class PostgresStore(SqlStore):
     # -- connections --------------------------------------------------------
 
     async def open(self) -> None:
-        if self._pool is not None:
-            return
-        if self._open_lock is None:
-            self._open_lock = asyncio.Lock()
-        async with self._open_lock:
-            if self._pool is not None:
-                return
-            psycopg, psycopg_pool = _drivers()
+        """Connect and create or migrate the schema; idempotent."""
+        self._closed = False
+        await self._loop_pool()
+
+    async def _loop_pool(self) -> psycopg_pool.AsyncConnectionPool[Any]:
+        """The pool of the running event loop, opened on first use (the first one also migrates)."""
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is not None:
+            return pool
+        lock = self._opening.setdefault(loop, asyncio.Lock())
+        async with lock:
+            pool = self._pools.get(loop)
+            if pool is not None:
+                return pool
+            for other in [other for other in self._pools if other.is_closed()]:
+                del self._pools[other]  # a finished loop's pool: its connections went with it
+            psycopg, pool_module = _drivers()
             await self._check_reachable(psycopg)
-            pool = psycopg_pool.AsyncConnectionPool(
+            home = not self._pools
+            created: psycopg_pool.AsyncConnectionPool[Any] = pool_module.AsyncConnectionPool(
                 self.dsn,
-                min_size=self.min_connections,
-                max_size=self.max_connections,
+                min_size=self.min_connections if home else 1,
+                max_size=self.max_connections if home else 2,
                 kwargs={"autocommit": False, "connect_timeout": max(1, int(self.connect_timeout))},
                 configure=_configure,
                 open=False,
                 name="codemode",
             )
             try:
-                await pool.open(wait=True, timeout=self.connect_timeout)
-                async with pool.connection() as conn:
-                    await _migrate(conn)
+                await created.open(wait=True, timeout=self.connect_timeout)
+                if not self._migrated:
+                    async with created.connection() as conn:
+                        await _migrate(conn)
+                    self._migrated = True
             except BaseException:
-                await pool.close()
+                await created.close()
                 raise
-            self._pool, self._closed = pool, False
+            self._pools[loop] = created
+            return created
 
     async def _check_reachable(self, psycopg: Any) -> None:
         """Connect once directly, so a bad DSN or a down server is reported with libpq's own reason."""
@@ -165,19 +182,20 @@ class PostgresStore(SqlStore):
     async def close(self) -> None:
         """Close every connection; later operations raise until `open()` is called again."""
         self._closed = True
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        pools, self._pools = self._pools, {}
+        current = asyncio.get_running_loop()
+        for loop, pool in pools.items():
+            if loop is current:
+                await pool.close()
+            elif loop.is_running():  # a pool of another thread's loop is closed on that loop
+                done = asyncio.run_coroutine_threadsafe(pool.close(), loop)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.wrap_future(done), timeout=10)
 
     async def _run(self, op: Op[T], name: str = "", *, write: bool = True) -> T:
-        if self._pool is None:
-            if self._closed:
-                raise RuntimeError(
-                    "This PostgresStore was closed; open() it again (or use a new one) to keep using it."
-                )
-            await self.open()
-        pool = self._pool
-        assert pool is not None
+        if self._closed:
+            raise RuntimeError("This PostgresStore was closed; open() it again (or use a new one) to keep using it.")
+        pool = await self._loop_pool()
         psycopg, psycopg_pool = _drivers()
         crashpoints.reached(f"before:{name}")
         retryable = (
