@@ -1,9 +1,9 @@
-"""A host process for the race tests: one runtime operation on a shared SQLite file, one JSON line out.
+"""A host process for the race tests: one runtime operation on a shared database, one JSON line out.
 
     python race_worker.py MODE DB LEDGER [ID] [SEQ] [--at T | --at -] [--delay S] [--program NAME] ...
 
 Modes: `pause` (execute a program, print its outcome), `approve ID SEQ`, `reject ID SEQ [--resume]`,
-`rollback ID`, `recover ID`, `expire`, `delete ID`, `show ID`.
+`rollback ID`, `recover ID`, `expire`, `delete ID`, `show ID`. DB is a SQLite file or a PostgreSQL DSN.
 
 `--at T` starts the operation at wall-clock instant T (time.time()); `--at -` first prints
 `{"ready": true}` (runtime open, connectors described) and then reads T from stdin, so a test can
@@ -89,8 +89,16 @@ class Ledger(Connector):
             await asyncio.sleep(self.delay)
 
 
+def make_store(db: str | Path) -> codemode.Store:
+    """`db` is a SQLite file, or a PostgreSQL DSN (`host=...` or `postgresql://...`)."""
+    text = str(db)
+    if text.startswith(("host=", "postgresql://", "postgres://")):
+        return codemode.PostgresStore(text)
+    return codemode.SqliteStore(db)
+
+
 def make_runtime(db: str | Path, ledger: str | Path, delay: float = 0.0) -> codemode.Runtime:
-    return codemode.Runtime([Ledger(ledger, delay)], store=codemode.SqliteStore(db), heartbeat_interval=0.2)
+    return codemode.Runtime([Ledger(ledger, delay)], store=make_store(db), heartbeat_interval=0.2)
 
 
 def _outcome(outcome: codemode.Outcome) -> dict[str, Any]:

@@ -153,6 +153,7 @@ class PostgresStore(SqlStore):
                 max_size=self.max_connections if home else 2,
                 kwargs={"autocommit": False, "connect_timeout": max(1, int(self.connect_timeout))},
                 configure=_configure,
+                timeout=self.connect_timeout,  # how long an operation waits for a free (or new) connection
                 open=False,
                 name="codemode",
             )
@@ -240,14 +241,17 @@ class PostgresStore(SqlStore):
 
     # -- notifications ------------------------------------------------------
 
-    async def changes(self) -> AsyncIterator[StoreChange]:
+    async def changes(self, *, ready: asyncio.Event | None = None) -> AsyncIterator[StoreChange]:
         """Every status change any host makes from now on (pauses, decisions, ends), as it commits.
 
-        Uses a dedicated connection with `LISTEN`; iterate in a task and cancel it to stop."""
+        Uses a dedicated connection with `LISTEN`; `ready` is set once listening. Iterate in a task and
+        cancel it (or break) to stop."""
         psycopg, _ = _drivers()
         conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
         try:
             await conn.execute(f"LISTEN {CHANNEL}")
+            if ready is not None:
+                ready.set()
             async for note in conn.notifies():
                 data = json.loads(note.payload)
                 yield StoreChange(data["runtime"], data["execution_id"], data["status"])
@@ -300,6 +304,8 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
 
 async def _migrate(conn: psycopg.AsyncConnection[Any]) -> None:
     async with conn.transaction():
+        # Read committed, so that after waiting for another host's migration we see what it created.
+        await conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         await conn.execute("CREATE TABLE IF NOT EXISTS cm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         row = await (await conn.execute("SELECT value FROM cm_meta WHERE key = 'schema_version'")).fetchone()

@@ -339,7 +339,7 @@ class SqlStore:
                 "WHERE runtime = ? AND id = ? AND attempt = ? AND status = 'running'",
                 (status, now_ms(), *values, runtime, execution_id, attempt),
             )
-            if cur.rowcount == 1 and status == "paused":
+            if cur.rowcount == 1:
                 await self._notify(tx, runtime, execution_id, status)
             return cur.rowcount == 1
 

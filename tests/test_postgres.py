@@ -1,0 +1,154 @@
+"""PostgresStore specifics, on a real server of the test's own: bad DSNs, a server restart or a killed
+connection in the middle of a pass, a server that is down, and notifications across hosts.
+
+Everything else a store must do is the contract suite (tests/store) and the runtime, approval and race
+suites, which run on PostgreSQL too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+import codemode
+from codemode import Connector, ToolContext, tool
+from postgres_server import PostgresServer
+
+
+@pytest.fixture
+def server() -> Iterator[PostgresServer]:
+    """A server of this test alone: these tests stop and restart it."""
+    own = PostgresServer()
+    own.start()
+    yield own
+    own.close()
+
+
+class Effects(Connector):
+    """Every effect is counted by idempotency key; `hook` runs inside the call (the fault)."""
+
+    name = "fx"
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+        self.hook: Any = None
+
+    @tool
+    async def act(self, n: int, ctx: ToolContext) -> int:
+        """An effect."""
+        self.ran.append(ctx.idempotency_key)
+        if self.hook is not None:
+            hook, self.hook = self.hook, None
+            await asyncio.to_thread(hook)
+        return n
+
+    @tool(requires_approval=True)
+    async def pay(self, n: int, ctx: ToolContext) -> int:
+        """A gated effect."""
+        self.ran.append(ctx.idempotency_key)
+        return n
+
+
+PROGRAM = "a = await fx.act(n=1)\nb = await fx.act(n=2)\nreturn a + b"
+
+
+async def test_a_bad_dsn_says_what_is_wrong_without_the_password() -> None:
+    store = codemode.PostgresStore("host=/nonexistent-dir dbname=nope user=someone password=s3cret connect_timeout=2")
+    with pytest.raises(codemode.StoreConnectionError, match="Cannot connect to PostgreSQL") as raised:
+        await store.open()
+    assert "s3cret" not in str(raised.value)
+    assert "Check the DSN" in str(raised.value)
+    garbled = codemode.PostgresStore("this is = not a dsn =")
+    with pytest.raises(codemode.StoreConnectionError):
+        await garbled.open()
+
+
+async def test_a_server_restart_mid_pass_loses_nothing(server: PostgresServer) -> None:
+    fx = Effects()
+    fx.hook = lambda: server.restart("fast")  # every pooled connection breaks while the call runs
+    async with codemode.Runtime([fx], store=codemode.PostgresStore(server.dsn())) as runtime:
+        outcome = await runtime.execute(PROGRAM)
+        assert outcome.status == "completed", outcome.error
+        assert outcome.result == 3
+        assert len(fx.ran) == 2 and len(set(fx.ran)) == 2  # each effect once
+        execution = await runtime.execution(outcome.execution_id)
+        assert execution is not None and [e.state for e in execution.log] == ["applied", "applied"]
+
+
+async def test_a_killed_connection_mid_pass_is_replaced(server: PostgresServer) -> None:
+    fx = Effects()
+
+    def kill_every_backend() -> None:
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                "AND datname = current_database()"
+            )
+
+    fx.hook = kill_every_backend
+    async with codemode.Runtime([fx], store=codemode.PostgresStore(server.dsn())) as runtime:
+        outcome = await runtime.execute(PROGRAM)
+        assert outcome.status == "completed", outcome.error
+        assert len(fx.ran) == 2
+
+
+async def test_a_server_down_mid_pass_fails_the_pass_cleanly_and_recover_finishes_it(server: PostgresServer) -> None:
+    fx = Effects()
+    fx.hook = lambda: server.stop("fast")
+    store = codemode.PostgresStore(server.dsn(), connect_timeout=2)
+    async with codemode.Runtime([fx], store=store, heartbeat_interval=0.2) as runtime:
+        failed = await runtime.execute(PROGRAM)
+        assert failed.status == "error"
+        assert "durable log could not be written" in (failed.error or "") and "`recover` it" in (failed.error or "")
+        server.start()
+        [execution] = await runtime.executions()
+        assert execution.status == "running"  # the first call ran; its result could not be recorded
+        await asyncio.sleep(1.2)
+        outcome = await runtime.recover(execution.id, stale_after=timedelta(seconds=1))
+        assert outcome.status == "completed", outcome.error
+        # The call whose result was lost re-ran once, with the same idempotency key (the crash window).
+        assert fx.ran[0] == fx.ran[1] and len(fx.ran) == 3 and len(set(fx.ran)) == 2
+
+
+async def test_a_restart_while_paused_keeps_the_approval_exactly_once(server: PostgresServer) -> None:
+    fx = Effects()
+    async with codemode.Runtime([fx], store=codemode.PostgresStore(server.dsn())) as runtime:
+        paused = await runtime.execute("return await fx.pay(n=5)")
+        assert paused.status == "paused"
+        server.restart("immediate")  # a crash of the server, not a clean shutdown
+        done = await runtime.approve(paused.execution_id, paused.pending[0].seq, by="ana")
+        assert done.status == "completed", done.error
+        assert done.result == 5 and len(fx.ran) == 1
+        again = await runtime.approve(paused.execution_id, paused.pending[0].seq, by="bob")
+        assert again.status == "error" and "not awaiting a decision" in (again.error or "")
+        assert len(fx.ran) == 1
+
+
+async def test_every_host_hears_of_a_pause_and_its_decision(server: PostgresServer) -> None:
+    dsn = server.dsn()
+    listener = codemode.PostgresStore(dsn)
+    heard: list[codemode.StoreChange] = []
+    ready = asyncio.Event()
+
+    async def listen() -> None:
+        async for change in listener.changes(ready=ready):
+            heard.append(change)
+            if change.status == "completed":
+                return
+
+    task = asyncio.ensure_future(listen())
+    await asyncio.wait_for(ready.wait(), 10)
+    async with codemode.Runtime([Effects()], store=codemode.PostgresStore(dsn), name="other-host") as runtime:
+        paused = await runtime.execute("return await fx.pay(n=5)")
+        await runtime.approve(paused.execution_id, paused.pending[0].seq)
+    await asyncio.wait_for(task, 10)
+    assert [(c.runtime, c.execution_id, c.status) for c in heard] == [
+        ("other-host", paused.execution_id, "paused"),
+        ("other-host", paused.execution_id, "running"),
+        ("other-host", paused.execution_id, "completed"),
+    ]
