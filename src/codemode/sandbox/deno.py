@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -365,6 +366,66 @@ def _import_error(code: str) -> str | None:
         "SyntaxError: import is not available in the sandbox. Use the connector globals and codemode.* "
         f"instead; standard JavaScript built-ins need no import.\n  at line {lines[0]}: {source}"
     )
+
+
+_PYTHON = re.compile(
+    r"^\s*(?:def\s+\w+\s*\(.*\)\s*(?:->.*)?:|(?:if|elif|for|while|with|try|except|class)\b.*:|else\s*:|"
+    r"from\s+[\w.]+\s+import\s|import\s+[\w.]+(?:\s+as\s+\w+)?)\s*$|\bprint\(|\b(?:None|True|False)\b|"
+    r"\bf[\"']\{|\basyncio\.",
+    re.MULTILINE,
+)
+_NO_ACCESS = {
+    "net": "the sandbox has no network access",
+    "read": "the sandbox has no file system",
+    "write": "the sandbox has no file system",
+    "env": "the sandbox has no environment variables",
+    "run": "the sandbox cannot start processes",
+    "sys": "the sandbox has no access to the system",
+    "ffi": "the sandbox cannot load native code",
+}
+
+
+def javascript_hint(message: str, code: str, names: Sequence[str]) -> str | None:
+    """One line of advice for a mistake the JavaScript sandbox sees often, in terms of what it offers.
+
+    `names` are the namespaces the program can call (connectors, then `codemode`)."""
+    ns = names[0] if names else "codemode"
+    first = message.splitlines()[0] if message else ""
+    access = re.search(r"Requires (\w+) access", first)
+    if access or "Fetch failed" in first:
+        what = _NO_ACCESS.get(access.group(1), "the sandbox has no such access") if access else _NO_ACCESS["net"]
+        return (
+            f"{what}, and none can be granted: reach the outside only through connector methods, found with "
+            "`codemode.search(...)`"
+        )
+    if ("SyntaxError" in first or "ReferenceError" in first) and _PYTHON.search(code):
+        return (
+            f"this sandbox runs JavaScript, not Python: write `const x = await {ns}.method({{ ... }});`, "
+            "`console.log(...)`, `null`/`true`/`false`, and `Promise.all([...])` for concurrent calls"
+        )
+    if first.startswith("TypeError") and re.search(
+        r"Cannot read properties of|is not a function|is not iterable", first
+    ):
+        call = _unawaited(code, names)
+        if call is not None:
+            return (
+                f"`{call[0]} = {call[1]}(...)` has no `await`, so `{call[0]}` is a Promise: connector and codemode "
+                f"methods are async, write `const {call[0]} = await {call[1]}(...)`"
+            )
+    undeclared = re.match(r"ReferenceError: ([\w$]+) is not defined", first)
+    if undeclared and re.search(rf"^\s*{re.escape(undeclared.group(1))}\s*=[^=]", code, re.MULTILINE):
+        name = undeclared.group(1)
+        return f"declare variables before use: `const {name} = ...` or `let {name} = ...` (programs run in strict mode)"
+    return None
+
+
+def _unawaited(code: str, names: Sequence[str]) -> tuple[str, str] | None:
+    """The first `x = ns.method(` assignment without `await`: a Promise used as the value."""
+    if not names:
+        return None
+    spaces = "|".join(re.escape(n) for n in names)
+    match = re.search(rf"([A-Za-z_$][\w$]*)\s*=\s*((?:{spaces})\.[\w$]+)\s*\(", code)
+    return (match.group(1), match.group(2)) if match else None
 
 
 def _limit_memory(pid: int, limit: int) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast
@@ -334,6 +335,60 @@ def _describe_error(exc: monty.MontyRuntimeError, executor: MontyExecutor) -> st
         source = (frame.source_line or "").strip()
         message += f"\n  at line {frame.line}" + (f": {source}" if source else "")
     return message
+
+
+# What `import` finds in Monty 1.4 (checked by tests/test_hints.py): no other module, no third-party package.
+MODULES = (
+    *("asyncio", "base64", "binascii", "bisect", "collections", "copy", "csv", "dataclasses", "datetime", "decimal"),
+    *("functools", "hashlib", "itertools", "json", "math", "os", "pathlib", "random", "re", "sys", "time", "typing"),
+    "unicodedata",
+)
+_JAVASCRIPT = re.compile(
+    r"^\s*(?:const|let|var)\s+[\w${\[]|=>|\bfunction\b\s*[\w$]*\s*\(|\bconsole\.\w+\(|[!=]==|"
+    r"^\s*\}|\b(?:null|undefined)\b",
+    re.MULTILINE,
+)
+
+
+def python_hint(message: str, code: str, names: Sequence[str]) -> str | None:
+    """One line of advice for a mistake the Python sandbox sees often, in terms of what it offers.
+
+    `names` are the namespaces the program can call (connectors, then `codemode`)."""
+    ns = names[0] if names else "codemode"
+    if ("SyntaxError" in message or "NameError" in message) and _JAVASCRIPT.search(code):
+        return (
+            f"this sandbox runs Python, not JavaScript: write `x = await {ns}.method(...)`, `print(...)`, "
+            "`None`/`True`/`False`, and `import asyncio` then `asyncio.gather(...)` for concurrent calls"
+        )
+    missing = re.match(r"NameError: name '(\w+)' is not defined", message)
+    if missing and missing.group(1) in MODULES:
+        module = missing.group(1)
+        return f"modules are not preloaded: `import {module}` first; the only globals are {', '.join(names)}"
+    if "'coroutine'" in message:
+        call = _unawaited(code, names)
+        shown = f"`{call[0]} = await {call[1]}(...)`" if call else f"`x = await {ns}.method(...)`"
+        return f"connector and codemode methods are async: `await` each call before using its result, e.g. {shown}"
+    first = message.splitlines()[0] if message else ""
+    if first.startswith("ModuleNotFoundError"):
+        return (
+            f"the sandbox's only modules are {', '.join(MODULES)}; there are no third-party packages, and "
+            "files, network and environment are reached only through connector methods"
+        )
+    if first.startswith("PermissionError: Permission denied: '/") or "is not supported in this environment" in first:
+        return (
+            "the sandbox has no file system, environment or network: keep data in variables and read or write "
+            "it through connector methods, found with `codemode.search(...)`"
+        )
+    return None
+
+
+def _unawaited(code: str, names: Sequence[str]) -> tuple[str, str] | None:
+    """The first `x = ns.method(` assignment without `await`: the usual cause of a coroutine error."""
+    if not names:
+        return None
+    spaces = "|".join(re.escape(n) for n in names)
+    match = re.search(rf"^\s*([A-Za-z_]\w*)\s*=\s*((?:{spaces})\.\w+)\s*\(", code, re.MULTILINE)
+    return (match.group(1), match.group(2)) if match else None
 
 
 def _strip_traceback_header(text: str) -> str:
