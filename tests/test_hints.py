@@ -96,8 +96,14 @@ PY_NO_AWAIT = {
     "iteration": (
         "for item in items.list_items():\n    pass",
         "'coroutine' object is not iterable",
-        "x = await items.method",
+        "`await items.list_items(...)`",
     ),
+    "gather": (
+        "import asyncio\nboth = asyncio.gather(items.list_items(), items.list_items())\nboth[0]",
+        "TypeError: 'coroutine' object is not subscriptable",
+        "`both = await asyncio.gather(...)`",
+    ),
+    "len": ("len(codemode.search('items'))", "object of type 'coroutine' has no len()", "`await codemode.search(...)`"),
 }
 
 
@@ -197,6 +203,16 @@ JS_NO_AWAIT = {
         "items.list_items",
     ),
 }
+
+
+@pytest.mark.parametrize("language", ["javascript"])
+async def test_a_promise_used_as_a_value_in_place(runtime: Runtime) -> None:
+    message, hint = await failing(runtime, "for (const item of items.list_items()) {\n  console.log(item);\n}")
+    assert message.startswith("TypeError: ") and "is not iterable" in message
+    assert hint == (
+        "(`items.list_items(...)` returns a Promise: connector and codemode methods are async, write "
+        "`await items.list_items(...)`)"
+    )
 
 
 @pytest.mark.parametrize("language", ["javascript"])

@@ -406,12 +406,9 @@ def javascript_hint(message: str, code: str, names: Sequence[str]) -> str | None
     if first.startswith("TypeError") and re.search(
         r"Cannot read properties of|is not a function|is not iterable", first
     ):
-        call = _unawaited(code, names)
+        call = _unawaited(message, code, names)
         if call is not None:
-            return (
-                f"`{call[0]} = {call[1]}(...)` has no `await`, so `{call[0]}` is a Promise: connector and codemode "
-                f"methods are async, write `const {call[0]} = await {call[1]}(...)`"
-            )
+            return call
     undeclared = re.match(r"ReferenceError: ([\w$]+) is not defined", first)
     if undeclared and re.search(rf"^\s*{re.escape(undeclared.group(1))}\s*=[^=]", code, re.MULTILINE):
         name = undeclared.group(1)
@@ -419,13 +416,25 @@ def javascript_hint(message: str, code: str, names: Sequence[str]) -> str | None
     return None
 
 
-def _unawaited(code: str, names: Sequence[str]) -> tuple[str, str] | None:
-    """The first `x = ns.method(` assignment without `await`: a Promise used as the value."""
+def _unawaited(message: str, code: str, names: Sequence[str]) -> str | None:
+    """A call used without `await` (so its Promise is used as the value), and how to write it."""
     if not names:
         return None
     spaces = "|".join(re.escape(n) for n in names)
-    match = re.search(rf"([A-Za-z_$][\w$]*)\s*=\s*((?:{spaces})\.[\w$]+)\s*\(", code)
-    return (match.group(1), match.group(2)) if match else None
+    assigned = re.search(rf"([A-Za-z_$][\w$]*)\s*=\s*((?:{spaces})\.[\w$]+)\s*\(", code)
+    if assigned:
+        name, call = assigned.groups()
+        return (
+            f"`{name} = {call}(...)` has no `await`, so `{name}` is a Promise: connector and codemode methods "
+            f"are async, write `const {name} = await {call}(...)`"
+        )
+    line = re.search(r"\n  at line \d+: (.*)", message)
+    source = line.group(1) if line else ""
+    called = re.search(rf"(?<![\w$.])((?:{spaces})\.[\w$]+)\s*\(", source)
+    if called and not re.search(rf"\bawait\s+{re.escape(called.group(1))}", source):
+        call = called.group(1)
+        return f"`{call}(...)` returns a Promise: connector and codemode methods are async, write `await {call}(...)`"
+    return None
 
 
 def _limit_memory(pid: int, limit: int) -> None:

@@ -365,9 +365,9 @@ def python_hint(message: str, code: str, names: Sequence[str]) -> str | None:
         module = missing.group(1)
         return f"modules are not preloaded: `import {module}` first; the only globals are {', '.join(names)}"
     if "'coroutine'" in message:
-        call = _unawaited(code, names)
-        shown = f"`{call[0]} = await {call[1]}(...)`" if call else f"`x = await {ns}.method(...)`"
-        return f"connector and codemode methods are async: `await` each call before using its result, e.g. {shown}"
+        return "connector and codemode methods are async: `await` each call before using its result, e.g. " + _awaited(
+            message, code, [*names, "asyncio"], ns
+        )
     first = message.splitlines()[0] if message else ""
     if first.startswith("ModuleNotFoundError"):
         return (
@@ -382,13 +382,18 @@ def python_hint(message: str, code: str, names: Sequence[str]) -> str | None:
     return None
 
 
-def _unawaited(code: str, names: Sequence[str]) -> tuple[str, str] | None:
-    """The first `x = ns.method(` assignment without `await`: the usual cause of a coroutine error."""
-    if not names:
-        return None
+def _awaited(message: str, code: str, names: Sequence[str], ns: str) -> str:
+    """The program's own call without `await`, written with it: an `x = ns.method(` assignment, else a
+    call on the failing line, else a generic example."""
     spaces = "|".join(re.escape(n) for n in names)
-    match = re.search(rf"^\s*([A-Za-z_]\w*)\s*=\s*((?:{spaces})\.\w+)\s*\(", code, re.MULTILINE)
-    return (match.group(1), match.group(2)) if match else None
+    assigned = re.search(rf"^\s*([A-Za-z_]\w*)\s*=\s*((?:{spaces})\.\w+)\s*\(", code, re.MULTILINE)
+    if assigned:
+        return f"`{assigned.group(1)} = await {assigned.group(2)}(...)`"
+    line = re.search(r"\n  at line \d+: (.*)", message)
+    called = re.search(rf"(?<![\w.])((?:{spaces})\.\w+)\s*\(", line.group(1)) if line else None
+    if called and not re.search(rf"\bawait\s+{re.escape(called.group(1))}", line.group(1) if line else ""):
+        return f"`await {called.group(1)}(...)`"
+    return f"`x = await {ns}.method(...)`"
 
 
 def _strip_traceback_header(text: str) -> str:
