@@ -155,6 +155,17 @@ async def test_javascript_sent_to_the_python_sandbox(runtime: Runtime, code: str
     assert hint.startswith("(this sandbox runs Python, not JavaScript:") and "asyncio.gather" in hint
 
 
+@pytest.mark.parametrize("language", ["python", "javascript"])
+async def test_a_plain_undefined_name_keeps_the_globals_hint(runtime: Runtime, language: str) -> None:
+    """A string that merely mentions the other language does not make the program that language."""
+    code = (
+        'note = "null => None"\nmissing_name' if language == "python" else 'const note = "print(None)";\nmissingName;'
+    )
+    message, hint = await failing(runtime, code)
+    assert "is not defined" in message
+    assert hint == "(the only globals available in the sandbox are: items, codemode)"
+
+
 # -- JavaScript (Deno) --------------------------------------------------------------
 
 JS_NO_NETWORK = {

@@ -368,12 +368,27 @@ def _import_error(code: str) -> str | None:
     )
 
 
+# Signs that a program is Python: its structure (any error), or a Python name JavaScript does not define.
 _PYTHON = re.compile(
     r"^\s*(?:def\s+\w+\s*\(.*\)\s*(?:->.*)?:|(?:if|elif|for|while|with|try|except|class)\b.*:|else\s*:|"
-    r"from\s+[\w.]+\s+import\s|import\s+[\w.]+(?:\s+as\s+\w+)?)\s*$|\bprint\(|\b(?:None|True|False)\b|"
-    r"\bf[\"']\{|\basyncio\.",
+    r"from\s+[\w.]+\s+import\s|import\s+[\w.]+(?:\s+as\s+\w+)?)\s*$|\bf[\"']\{",
     re.MULTILINE,
 )
+_STRINGS = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|`(?:[^`\\]|\\.)*`")
+_PYTHON_NAMES = frozenset(
+    {"print", "None", "True", "False", "len", "range", "str", "int", "dict", "list", "asyncio", "self", "elif"}
+)
+
+
+def _looks_like_python(first: str, code: str) -> bool:
+    if first.startswith("SyntaxError"):
+        return _PYTHON.search(code) is not None
+    missing = re.match(r"ReferenceError: ([\w$]+) is not defined", first)
+    # For a reference error, what string literals say is no sign: the program parsed as JavaScript.
+    unquoted = _STRINGS.sub('""', code)
+    return missing is not None and (missing.group(1) in _PYTHON_NAMES or _PYTHON.search(unquoted) is not None)
+
+
 _NO_ACCESS = {
     "net": "the sandbox has no network access",
     "read": "the sandbox has no file system",
@@ -398,7 +413,7 @@ def javascript_hint(message: str, code: str, names: Sequence[str]) -> str | None
             f"{what}, and none can be granted: reach the outside only through connector methods, found with "
             "`codemode.search(...)`"
         )
-    if ("SyntaxError" in first or "ReferenceError" in first) and _PYTHON.search(code):
+    if _looks_like_python(first, code):
         return (
             f"this sandbox runs JavaScript, not Python: write `const x = await {ns}.method({{ ... }});`, "
             "`console.log(...)`, `null`/`true`/`false`, and `Promise.all([...])` for concurrent calls"

@@ -343,11 +343,23 @@ MODULES = (
     *("functools", "hashlib", "itertools", "json", "math", "os", "pathlib", "random", "re", "sys", "time", "typing"),
     "unicodedata",
 )
+# Signs that a program is JavaScript: its structure (any error), or a JavaScript name Python does not define.
 _JAVASCRIPT = re.compile(
-    r"^\s*(?:const|let|var)\s+[\w${\[]|=>|\bfunction\b\s*[\w$]*\s*\(|\bconsole\.\w+\(|[!=]==|"
-    r"^\s*\}|\b(?:null|undefined)\b",
+    r"^\s*(?:const|let|var)\s+[\w${\[]|=>|\bfunction\b\s*[\w$]*\s*\(|[!=]==|^\s*\}",
     re.MULTILINE,
 )
+_STRINGS = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'")
+_JAVASCRIPT_NAMES = frozenset({"console", "null", "undefined", "true", "false", "JSON", "Math", "Promise", "require"})
+
+
+def _looks_like_javascript(message: str, code: str) -> bool:
+    first = message.splitlines()[0] if message else ""
+    if "SyntaxError" in message:
+        return _JAVASCRIPT.search(code) is not None
+    missing = re.match(r"NameError: name '(\w+)' is not defined", first)
+    # For a name error, what string literals say is no sign: the program parsed as Python.
+    unquoted = _STRINGS.sub('""', code)
+    return missing is not None and (missing.group(1) in _JAVASCRIPT_NAMES or _JAVASCRIPT.search(unquoted) is not None)
 
 
 def python_hint(message: str, code: str, names: Sequence[str]) -> str | None:
@@ -355,7 +367,7 @@ def python_hint(message: str, code: str, names: Sequence[str]) -> str | None:
 
     `names` are the namespaces the program can call (connectors, then `codemode`)."""
     ns = names[0] if names else "codemode"
-    if ("SyntaxError" in message or "NameError" in message) and _JAVASCRIPT.search(code):
+    if _looks_like_javascript(message, code):
         return (
             f"this sandbox runs Python, not JavaScript: write `x = await {ns}.method(...)`, `print(...)`, "
             "`None`/`True`/`False`, and `import asyncio` then `asyncio.gather(...)` for concurrent calls"
