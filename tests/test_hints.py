@@ -217,6 +217,22 @@ JS_NO_AWAIT = {
 
 
 @pytest.mark.parametrize("language", ["javascript"])
+async def test_an_unrelated_error_gets_no_await_hint(runtime: Runtime) -> None:
+    """A call kept unawaited on purpose (awaited later) is not blamed for an error on another value."""
+    outcome = await runtime.execute("const later = items.list_items();\nconst row = {};\nrow.id.x;\nawait later;")
+    assert outcome.status == "error"
+    assert (outcome.error or "").splitlines()[-1] == "  at line 3: row.id.x;"
+
+
+@pytest.mark.parametrize("language", ["python"])
+async def test_the_await_hint_names_the_value_the_failing_line_uses(runtime: Runtime) -> None:
+    code = 'later = items.list_items()\nfound = codemode.search("x")\nfound["results"]\nawait later'
+    message, hint = await failing(runtime, code)
+    assert "'coroutine' object is not subscriptable" in message
+    assert hint.endswith("e.g. `found = await codemode.search(...)`)")
+
+
+@pytest.mark.parametrize("language", ["javascript"])
 async def test_a_promise_used_as_a_value_in_place(runtime: Runtime) -> None:
     message, hint = await failing(runtime, "for (const item of items.list_items()) {\n  console.log(item);\n}")
     assert message.startswith("TypeError: ") and "is not iterable" in message

@@ -436,15 +436,15 @@ def _unawaited(message: str, code: str, names: Sequence[str]) -> str | None:
     if not names:
         return None
     spaces = "|".join(re.escape(n) for n in names)
-    assigned = re.search(rf"([A-Za-z_$][\w$]*)\s*=\s*((?:{spaces})\.[\w$]+)\s*\(", code)
-    if assigned:
-        name, call = assigned.groups()
-        return (
-            f"`{name} = {call}(...)` has no `await`, so `{name}` is a Promise: connector and codemode methods "
-            f"are async, write `const {name} = await {call}(...)`"
-        )
     line = re.search(r"\n  at line \d+: (.*)", message)
     source = line.group(1) if line else ""
+    for assigned in re.finditer(rf"([A-Za-z_$][\w$]*)\s*=\s*((?:{spaces})\.[\w$]+)\s*\(", code):
+        name, call = assigned.groups()
+        if not source or re.search(rf"(?<![\w$.]){re.escape(name)}(?![\w$])", source):  # the failing line uses it
+            return (
+                f"`{name} = {call}(...)` has no `await`, so `{name}` is a Promise: connector and codemode methods "
+                f"are async, write `const {name} = await {call}(...)`"
+            )
     called = re.search(rf"(?<![\w$.])((?:{spaces})\.[\w$]+)\s*\(", source)
     if called and not re.search(rf"\bawait\s+{re.escape(called.group(1))}", source):
         call = called.group(1)

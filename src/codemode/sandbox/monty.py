@@ -398,10 +398,11 @@ def _awaited(message: str, code: str, names: Sequence[str], ns: str) -> str:
     """The program's own call without `await`, written with it: an `x = ns.method(` assignment, else a
     call on the failing line, else a generic example."""
     spaces = "|".join(re.escape(n) for n in names)
-    assigned = re.search(rf"^\s*([A-Za-z_]\w*)\s*=\s*((?:{spaces})\.\w+)\s*\(", code, re.MULTILINE)
-    if assigned:
-        return f"`{assigned.group(1)} = await {assigned.group(2)}(...)`"
     line = re.search(r"\n  at line \d+: (.*)", message)
+    for assigned in re.finditer(rf"^\s*([A-Za-z_]\w*)\s*=\s*((?:{spaces})\.\w+)\s*\(", code, re.MULTILINE):
+        name, call = assigned.groups()
+        if line is None or re.search(rf"(?<![\w.]){re.escape(name)}\b", line.group(1)):  # the failing line uses it
+            return f"`{name} = await {call}(...)`"
     called = re.search(rf"(?<![\w.])((?:{spaces})\.\w+)\s*\(", line.group(1)) if line else None
     if called and not re.search(rf"\bawait\s+{re.escape(called.group(1))}", line.group(1) if line else ""):
         return f"`await {called.group(1)}(...)`"
