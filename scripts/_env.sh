@@ -1,4 +1,7 @@
 # Shared set-up for the scripts: a project virtual environment with codemode installed.
+# EXTRAS names the optional dependencies a script needs: unset means the dev toolset (scripts/test),
+# empty means the core package alone (scripts/quickstart). Each set has its own stamp file, so a
+# core-only install never passes for the dev one; a dev install (a superset) also serves the core scripts.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -10,9 +13,15 @@ fi
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
-STAMP=.venv/.codemode-installed
-if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e ".[${EXTRAS:-dev}]"
+EXTRAS="${EXTRAS-dev}"
+stamp_fresh() { [ -f "$1" ] && [ ! pyproject.toml -nt "$1" ]; }
+STAMP=".venv/.codemode-installed-${EXTRAS:-core}"
+if ! stamp_fresh "$STAMP" && ! { [ -z "$EXTRAS" ] && stamp_fresh .venv/.codemode-installed-dev; }; then
+    echo "Installing codemode${EXTRAS:+[$EXTRAS]} into .venv (first run only)..." >&2
+    # Editable installs of a pyproject.toml-only project need pip 21.3 or newer; upgrade only an older pip.
+    if ! .venv/bin/python -c 'import pip, sys; sys.exit(tuple(map(int, pip.__version__.split(".")[:2])) < (21, 3))'; then
+        .venv/bin/python -m pip install --quiet --upgrade pip
+    fi
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${EXTRAS:+[$EXTRAS]}"
     touch "$STAMP"
 fi

@@ -5,7 +5,7 @@ in its prompt, so the prompt stays small however large the catalog is.
 
 Two scorers share one index:
 
-- `"baseline"` reproduces Cloudflare's ranking exactly (spec §6.2-§6.4). It is
+- `"baseline"` reproduces Cloudflare's ranking exactly. It is
   the yardstick the benchmark (`benchmarks/search_quality.py`) measures against.
 - `"codemode"` (the default) keeps the baseline's shape (weighted fields, phrase
   bonuses, coverage rule) and adds recall: plural and verb-form folding, verb
@@ -109,7 +109,7 @@ class Description:
 
 
 # ---------------------------------------------------------------------------
-# Text normalization (spec §6.2, exact)
+# Text normalization (Cloudflare's, exact)
 # ---------------------------------------------------------------------------
 
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
@@ -210,7 +210,7 @@ def _canonical(stem: str) -> str:
 # The index
 # ---------------------------------------------------------------------------
 
-# Field order inside an entry. The first four are the spec's fields.
+# Field order inside an entry. The first four are Cloudflare's fields.
 _F_PATH, _F_CONNECTOR, _F_METHOD, _F_DESCRIPTION, _F_PARAMS, _F_PARAM_DOCS, _F_INSTRUCTIONS = range(7)
 _BASELINE_WEIGHTS = (12.0, 8.0, 10.0, 5.0)
 
@@ -444,7 +444,7 @@ class _Index:
     def relations(self, token: str, codemode: bool) -> dict[str, int]:
         """Vocabulary token -> strength of its best relation to a query token.
 
-        Baseline strengths follow spec §6.3 (4 equal, 2 prefix either way,
+        Baseline strengths follow Cloudflare's ranking (4 equal, 2 prefix either way,
         1 substring). The codemode scorer adds 3 for the same stem and 2 for a
         synonym, and ignores prefixes and substrings shorter than 3 characters.
         """
@@ -573,7 +573,7 @@ def _phrase_score(raw: str, q: str) -> int:
 
 
 def _bonuses(entry: _Entry, q: str, qt0: str, coverage: float, first_canon: str | None) -> float:
-    """Coverage, first-token and exact-name bonuses (spec §6.3)."""
+    """Coverage, first-token and exact-name bonuses (Cloudflare's)."""
     bonus = 25 if coverage == 1 else _js_round(coverage * 10)
     if qt0 in entry.first_tokens or (first_canon is not None and first_canon in entry.first_canons):
         bonus += 8
@@ -592,7 +592,7 @@ def _phrases(entry: _Entry, q: str, weights: Sequence[float]) -> float:
 
 
 def _score_baseline(index: _Index, q: str, qt: list[str]) -> list[tuple[float, _Entry]]:
-    """Spec §6.3 to the letter, over the entries sharing a token relation with the query."""
+    """Cloudflare's ranking to the letter, over the entries sharing a token relation with the query."""
     unique = list(dict.fromkeys(qt))
     token_score: dict[int, float] = {}
     matched: dict[int, int] = {}
@@ -731,7 +731,7 @@ def search(
 
 
 # ---------------------------------------------------------------------------
-# describe (spec §6.5)
+# describe
 # ---------------------------------------------------------------------------
 
 
@@ -748,10 +748,10 @@ def describe(
     """Declarations for a snippet, a whole connector, one method, or a type a method uses, in the
     sandbox's language.
 
-    Lookup order follows the spec: a snippet with that exact name; a connector
+    Lookup order follows Cloudflare's code mode: a snippet with that exact name; a connector
     (`"github"`); a method (`"github.create_issue"`, or a bare `"create_issue"`
     on any connector). A miss names the closest paths instead of just failing.
-    Beyond the spec, which ignores what follows `connector.method`, further
+    Beyond Cloudflare's, which ignores what follows `connector.method`, further
     pieces name a type in the method's declarations (`"stripe.GetCharge.Customer"`)
     and then a type in that type's (`"stripe.GetCharge.Customer.Address"`): the
     declarations of a large method leave some types out and say so.

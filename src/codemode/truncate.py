@@ -5,9 +5,9 @@ answer, so results are cut before the model sees them. The budget is in
 characters: `max_chars`, or `max_tokens * 4` (about four characters a token).
 
 - `truncate_response(text)` cuts text and appends a footer saying how big the
-  response was (spec §4.18, same text).
+  response was (the same text as Cloudflare's code mode).
 - `truncate_result(value)` leaves strings to `truncate_response` and measures
-  any other value as pretty JSON (`indent=2`). Unlike the spec, which turns an
+  any other value as pretty JSON (`indent=2`). Unlike Cloudflare's code mode, which turns an
   oversized value into a cut string of JSON, it returns a smaller value of the
   same shape, so the model still gets valid, navigable data. The largest parts
   are cut first, and every cut leaves a marker:

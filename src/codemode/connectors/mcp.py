@@ -24,7 +24,7 @@ connection that dies is replaced on the next call (a crashed stdio server is sta
 `McpConnector.stdio(...)` and `McpConnector.http(...)` are ready connections on the `mcp` SDK.
 A call is bounded by `call_timeout`, connecting by `connect_timeout`; a server that cannot be reached
 makes `describe()` raise, which the runtime turns into an error outcome. Results are unwrapped as the
-reference does (spec §8.2), see `unwrap_result`.
+reference does (Cloudflare's code mode), see `unwrap_result`.
 
 Every tool call of a run tells the server which call it is, in the request's `_meta`:
 `codemode/idempotency_key` (the same whenever the runtime performs that one call again, as after a
@@ -615,7 +615,7 @@ def _takes_meta(call_tool: Any) -> bool:
 
 
 def unwrap_result(result: Any) -> Any:
-    """The value a tool call gives the program (spec §8.2).
+    """The value a tool call gives the program, as Cloudflare's code mode unwraps it.
 
     1. A legacy `toolResult` is returned as is.
     2. `isError` raises `McpToolError` with the text parts joined by newlines.

@@ -4,7 +4,7 @@
 (`spec()`) and performs the calls (`request(req)`). `HttpOpenApiConnector` is
 the ready subclass that speaks HTTP with `httpx`.
 
-Derivation rules (beyond the reference, spec §7):
+Derivation rules (beyond Cloudflare's code mode):
 
 - Operations come in document order: paths in key order, then `get, put,
   post, delete, patch, options, head, trace`. None is dropped silently: the
@@ -747,7 +747,7 @@ _DOT_SEGMENTS = {".": "%2E", "..": "%2E%2E"}
 
 
 def build_request(op: Operation, args: Mapping[str, Any], *, idempotency_key: str = "") -> OpenApiRequest:
-    """The request an operation's tool makes for `args` (spec §7.5, with each parameter's style), carrying
+    """The request an operation's tool makes for `args` (with each parameter's style), carrying
     the call's `idempotency_key`."""
     if not isinstance(args, Mapping):
         args = {}

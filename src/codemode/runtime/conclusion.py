@@ -40,7 +40,7 @@ async def conclude(runtime: Runtime, host: Pass, result: ExecuteResult, normaliz
             written = await store.pause(name, eid, attempt)
         elif result.error is not None or result.stopped:
             message = original_line(result.error or "The program was stopped.", normalized, code)
-            host.failure = with_globals_hint(message, host.setup)
+            host.failure = with_hint(message, host.setup, runtime.executor.language, code)
             written = await store.fail(name, eid, attempt, host.failure, bounded_logs(result.logs))
         elif host.unreached:
             seq, entry = min(host.unreached.items())
@@ -83,6 +83,27 @@ async def conclude(runtime: Runtime, host: Pass, result: ExecuteResult, normaliz
     )
 
 
+def with_hint(message: str, setup: Setup, language: str, code: str) -> str:
+    """The error, plus at most one line of advice for a common mistake, in terms of what the sandbox offers."""
+    names = [*setup.connectors, "codemode"]
+    if language == "javascript":
+        from codemode.sandbox.deno import javascript_hint
+
+        hint = javascript_hint(message, code, names)
+    else:
+        from codemode.sandbox.monty import python_hint
+
+        hint = python_hint(message, code, names)
+    if hint is None and message.startswith("Execution timed out"):
+        hint = (
+            "the limit covers the whole run, connector calls included: make sure every loop ends, and do less "
+            "per run: fewer calls, smaller batches, or the job split over several runs"
+        )
+    if hint is not None:
+        return f"{message}\n({hint})"
+    return with_globals_hint(message, setup)
+
+
 def with_globals_hint(message: str, setup: Setup) -> str:
     """A name the program did not define: say which globals exist."""
     if re.search(r"\bis not defined\b", message):
@@ -95,7 +116,7 @@ _AT_LINE = re.compile(r"\bat line (\d+)")
 
 
 def original_line(error: str, normalized: str, original: str) -> str:
-    """Point "at line N" at the model's own code: normalization strips fences and may wrap the program."""
+    """Point "at line N: source" at the model's own code: normalization strips fences and may wrap the program."""
     match = _AT_LINE.search(error)
     if match is None or normalized == original:
         return error
@@ -112,7 +133,11 @@ def original_line(error: str, normalized: str, original: str) -> str:
     if not candidates:
         return error
     best = min(candidates, key=lambda number: abs(number - line))
-    return error[: match.start(1)] + str(best) + error[match.end(1) :]
+    rest = error[match.end(1) :]
+    if rest.startswith(": "):  # the line as the model wrote it, not as normalization rewrote it
+        end = rest.find("\n")
+        rest = ": " + original.splitlines()[best - 1].strip() + (rest[end:] if end >= 0 else "")
+    return error[: match.start(1)] + str(best) + rest
 
 
 def bounded_logs(logs: list[str]) -> list[str]:

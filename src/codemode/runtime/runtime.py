@@ -87,7 +87,13 @@ def _counted(method: F) -> F:
 
 
 class Runtime:
-    """A durable code-mode runtime. Construct once; use from many tasks (and processes sharing the store)."""
+    """A durable code-mode runtime. Construct once; use from many tasks (and processes sharing the store).
+
+    Without `executor`, programs run in a `MontyExecutor()` (Python). Without `store`, the runtime uses
+    `SqliteStore("codemode.db")`: a file `codemode.db` (plus its `-wal`/`-shm` files) in the current
+    working directory, created by the first operation and kept across restarts. Pass a store with an
+    explicit path, or `SqliteStore(":memory:")` for a throwaway one.
+    """
 
     def __init__(
         self,

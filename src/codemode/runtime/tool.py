@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from codemode.runtime.outcome import Outcome
+from codemode.sandbox.monty import MODULES
 
 if TYPE_CHECKING:
     from codemode.runtime.runtime import Runtime
@@ -35,8 +36,9 @@ PYTHON = _Language(
     code_hint="The Python program to run in the sandbox.",
     describe_result="Python stubs: TypedDicts and async signatures",
     call="{ns}.<method>(name=value)",
-    builtins="Python builtins and standard modules such as json, re, math, datetime, asyncio",
-    parallel="pass keyword arguments (or one dict). Run independent calls concurrently with `asyncio.gather(...)`",
+    builtins="Python builtins; no module is preloaded, and `import` offers only " + ", ".join(MODULES),
+    parallel="pass keyword arguments (or one dict). Run independent calls concurrently with `import asyncio`, "
+    "then `await asyncio.gather(...)`",
     result="The program's result is the value of a top-level `return`, or of its last expression. `print()` "
     "output comes back as logs.",
     step='`await codemode.step("name", fn)`',

@@ -278,8 +278,20 @@ const TS = "application/typescript";
 
 function describeError(error, code) {
   if (!(error instanceof Error)) return `Uncaught ${typeof error === "string" ? error : inspect(error)}`;
-  let text = `${error.name}: ${error.message}`;
-  const match = programFrame.exec(String(error.stack ?? ""));
+  // The program runs with no permission on purpose: Deno's "run again with the --allow-net flag" is no advice.
+  let message = String(error.message).replace(/,? run again with the --allow-\w+ flag/, "");
+  let name = String(error.name);
+  let where = String(error.stack ?? "");
+  const syntax = /^SyntaxError: ([^\n]*)/.exec(message);
+  if (syntax) {
+    // Deno reports a program that does not parse as a TypeError wrapping the parser's code frame, numbered
+    // by the wrapped module: keep the parser's message; the line comes from the frame's location.
+    name = "SyntaxError";
+    where = message;
+    message = syntax[1];
+  }
+  let text = `${name}: ${message}`;
+  const match = programFrame.exec(where);
   if (match) {
     const line = Number(match[1]);
     const shown = (code.split("\n")[line - 1] ?? "").trim();

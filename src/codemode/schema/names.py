@@ -1,12 +1,12 @@
 """Names that are valid identifiers in both sandbox languages.
 
-`sanitize_identifier` follows the reference sanitizer (spec §3.1) step by step,
+`sanitize_identifier` follows Cloudflare's code-mode sanitizer step by step,
 with two deliberate deviations, because its result must be usable as-is in
 Python *and* in JavaScript:
 
 - `$` is not kept. It is legal in JavaScript but not in Python, so it is
   deleted like any other invalid character: `"@#$"` -> `"_"`, `"$jquery"` -> `"jquery"`.
-- The reserved set is the spec's JavaScript list plus every Python keyword
+- The reserved set is Cloudflare's JavaScript list plus every Python keyword
   (`keyword.kwlist`: `None`, `True`, `def`, `lambda`, `pass`, `not`, ...) and
   `__debug__`, which Python refuses as a binding name. Soft keywords (`match`,
   `case`, `type`, `_`) are ordinary names in Python, so they are left alone.
@@ -19,7 +19,7 @@ import re
 
 __all__ = ["RESERVED_WORDS", "sanitize_identifier", "to_pascal_case"]
 
-# The spec's list, verbatim.
+# Cloudflare's list, verbatim.
 _JS_RESERVED = """
 abstract arguments await boolean break byte case catch char class const continue debugger default delete do double
 else enum eval export extends false final finally float for function goto if implements import in instanceof int
@@ -49,7 +49,7 @@ def sanitize_identifier(name: str) -> str:
 
 
 def to_pascal_case(name: str) -> str:
-    """PascalCase a sanitized name (spec §3.2): `get_item` -> `GetItem`, `_3drender` unchanged.
+    """PascalCase a sanitized name, as Cloudflare's code mode does: `get_item` -> `GetItem`, `_3drender` unchanged.
 
     Each letter after an `_` is uppercased and the `_` dropped; then a lowercase
     first character is uppercased. Underscores before digits stay, so the result

@@ -1,6 +1,6 @@
 """JSON Schema -> the TypeScript declarations a model reads before writing code for the Deno sandbox.
 
-This follows the reference converter (spec §3.3-§3.4) rule for rule, so its
+This follows Cloudflare's code-mode converter rule for rule, so its
 golden outputs hold byte for byte: schemas are inlined (no named types), `$ref`s
 resolve against the root of the schema being converted, nesting deeper than 20
 levels or looping back onto the current path is `unknown`, and a tool whose
@@ -351,7 +351,7 @@ def _render_tool(name: str, tool: object, max_depth: int) -> tuple[list[str], li
 def generate_declarations(
     tools: Mapping[str, ToolSpec | Mapping[str, Any]], namespace: str = "codemode", *, max_depth: int = MAX_DEPTH
 ) -> str:
-    """Every tool's `type <P>Input`/`<P>Output` aliases, then `declare const <namespace>: {...}` (spec §3.4).
+    """Every tool's `type <P>Input`/`<P>Output` aliases, then `declare const <namespace>: {...}`.
 
     A tool is a `ToolSpec` (or any object with its attributes) or a dict with
     `description`, `input_schema`/`inputSchema` and `output_schema`/`outputSchema`.
