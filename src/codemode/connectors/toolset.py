@@ -34,7 +34,14 @@ import jsonschema
 import pydantic
 from jsonschema.exceptions import best_match
 
-from codemode.connectors.base import Connector, ToolContext, ToolMethod, ToolSpec, maybe_await
+from codemode.connectors.base import (
+    Connector,
+    ToolContext,
+    ToolMethod,
+    ToolSpec,
+    maybe_await,
+    validate_namespace_name,
+)
 from codemode.runtime.codec import schema_view
 from codemode.schema.names import sanitize_identifier
 
@@ -92,7 +99,7 @@ class ToolsetConnector(Connector):
             tools: Functions, or functions decorated with `@codemode.tool(...)`.
             instructions: Guidance for the model; else the class attribute `instructions`.
         """
-        self.name = name or self.name or "tools"
+        self.name = validate_namespace_name(name or self.name or "tools")
         if instructions is not None:
             self.instructions = instructions
         self._source: _Source = _Functions(list(tools))
@@ -308,6 +315,8 @@ class _Functions(_Source):
             if not callable(fn):
                 raise TypeError(f"ToolsetConnector tools must be functions, not {type(fn).__name__}: {fn!r}.")
         self.methods = [fn if isinstance(fn, ToolMethod) else _plain(fn) for fn in functions]
+        for method in self.methods:
+            method.signature  # noqa: B018 - a type that cannot be described fails here, at construction
 
     async def load(self, namespace: str) -> tuple[list[_Candidate], str | None]:
         candidates = []
