@@ -695,3 +695,28 @@ async def test_a_per_tool_binding_in_the_decoration_hook(make_runtime: RuntimeFa
     outcome = await runtime.execute(code)
     assert outcome.status == "completed" and outcome.result == 7
     assert log == [("balance", "c", SECRET)]
+
+
+COUNTER = Path(__file__).resolve().parent / "mcp_servers" / "counter.py"
+
+
+async def test_a_bound_argument_of_an_mcp_tool(
+    make_runtime: RuntimeFactory, db_path: Path, tmp_path: Path, language: str
+) -> None:
+    """The same `bind()` on a real MCP server (stdio): no MCP-specific code is involved."""
+    city = "Atlantis-secret-city"
+    weather = codemode.McpConnector.stdio(
+        "counter", sys.executable, [str(COUNTER), "--transport", "stdio", "--state", str(tmp_path / "state")]
+    ).bind(city=city)
+    runtime = make_runtime(weather)
+    try:
+        assert "city" not in (await weather.describe()).tools["weather"].input_schema.get("properties", {})
+        outcome = await runtime.execute(
+            program(language, "return await counter.weather()", "return await counter.weather();")
+        )
+        assert outcome.status == "completed", outcome.error
+        assert outcome.result == {"city": "<city>", "celsius": 21}  # the server echoed it; redacted
+        assert outcome.calls[0].args == {}
+        assert city.encode() not in stored_bytes(db_path)
+    finally:
+        await weather.aclose()
