@@ -720,3 +720,17 @@ async def test_a_bound_argument_of_an_mcp_tool(
         assert city.encode() not in stored_bytes(db_path)
     finally:
         await weather.aclose()
+
+
+async def test_an_unknown_key_inside_an_optional_typeddict_is_named(
+    make_runtime: RuntimeFactory, language: str
+) -> None:
+    runtime = make_runtime(Catalog())
+    code = program(
+        language,
+        'return await catalog.add(book={"isbn": "9", "pages": 1}, where={"year": 2, "autor": "x"})',
+        'return await catalog.add({ book: { isbn: "9", pages: 1 }, where: { year: 2, autor: "x" } });',
+    )
+    outcome = await runtime.execute(code)
+    assert outcome.status == "error"
+    assert """unknown key "autor" in ['where'] (did you mean "author"?)""" in str(outcome.error)

@@ -96,9 +96,11 @@ class Setup:
         if not errors:
             return None
         unknown = _unknown_names(errors)
+        error = best_match(errors)
+        if unknown is None and error.validator == "additionalProperties":  # inside a union (`X | None`)
+            unknown = _unknown_names([error])
         if unknown:
             return f"Invalid arguments for {label}: {unknown}. {see}"
-        error = best_match(errors)
         where = "".join(f"[{p!r}]" for p in error.absolute_path) or "arguments"
         return f"Invalid arguments for {label}: {where}: {error.message}. {see}"
 
