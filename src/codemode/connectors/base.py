@@ -4,8 +4,9 @@ A connector is a named set of tools. Tools are declared either with the
 `@tool` decorator on methods (schemas derived from type hints and docstrings)
 or by overriding `tools()` to return `ToolSpec`s directly (the form derived
 connectors such as MCP and OpenAPI use). Either way, `describe()` resolves
-them once per instance, applies the `tool(name, spec)` decoration hook, and
-checks the invariants the durable runtime relies on.
+them once per instance, applies the `tool(name, spec)` decoration hook and the
+arguments bound on the host (`bind()`, `ToolSpec.bound`), and checks the
+invariants the durable runtime relies on.
 """
 
 from __future__ import annotations

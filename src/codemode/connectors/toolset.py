@@ -10,7 +10,10 @@ AI, LangChain or the OpenAI Agents SDK, become one namespace the program calls
   function cannot be evaluated before the call, so it always requires approval;
 - arguments are validated before the tool runs (pydantic for functions and
   Pydantic AI tools, the tool's own JSON Schema for LangChain and OpenAI Agents);
-  a refusal raises `ToolArgumentsError` and the tool never runs;
+  a refusal raises `ToolArgumentsError` and the tool never runs; a plain function
+  refuses arguments it does not declare, unless it takes `**kwargs`;
+- a function whose types cannot be described fails at construction, naming the
+  tool and the type;
 - a framework tool is called through the framework's own invocation path, so
   its own coercion, validation and error handling still apply;
 - tools that cannot run on the host (hosted by a model provider, external or
