@@ -125,6 +125,7 @@ async def test_plain_functions_are_described_like_tool_methods(calls: Calls) -> 
             "b": {"type": "integer", "default": 2, "description": "The second number."},
         },
         "required": ["a"],
+        "additionalProperties": False,  # a misspelled argument is refused, not ignored
     }
     assert add.output_schema == {"type": "integer"}
     assert description.tools["whoami"].input_schema["properties"] == {}  # the ToolContext is injected, not asked for

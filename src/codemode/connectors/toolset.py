@@ -10,7 +10,10 @@ AI, LangChain or the OpenAI Agents SDK, become one namespace the program calls
   function cannot be evaluated before the call, so it always requires approval;
 - arguments are validated before the tool runs (pydantic for functions and
   Pydantic AI tools, the tool's own JSON Schema for LangChain and OpenAI Agents);
-  a refusal raises `ToolArgumentsError` and the tool never runs;
+  a refusal raises `ToolArgumentsError` and the tool never runs; a plain function
+  refuses arguments it does not declare, unless it takes `**kwargs`;
+- a function whose types cannot be described fails at construction, naming the
+  tool and the type;
 - a framework tool is called through the framework's own invocation path, so
   its own coercion, validation and error handling still apply;
 - tools that cannot run on the host (hosted by a model provider, external or
@@ -34,7 +37,14 @@ import jsonschema
 import pydantic
 from jsonschema.exceptions import best_match
 
-from codemode.connectors.base import Connector, ToolContext, ToolMethod, ToolSpec, maybe_await
+from codemode.connectors.base import (
+    Connector,
+    ToolContext,
+    ToolMethod,
+    ToolSpec,
+    maybe_await,
+    validate_namespace_name,
+)
 from codemode.runtime.codec import schema_view
 from codemode.schema.names import sanitize_identifier
 
@@ -92,7 +102,7 @@ class ToolsetConnector(Connector):
             tools: Functions, or functions decorated with `@codemode.tool(...)`.
             instructions: Guidance for the model; else the class attribute `instructions`.
         """
-        self.name = name or self.name or "tools"
+        self.name = validate_namespace_name(name or self.name or "tools")
         if instructions is not None:
             self.instructions = instructions
         self._source: _Source = _Functions(list(tools))
@@ -308,6 +318,8 @@ class _Functions(_Source):
             if not callable(fn):
                 raise TypeError(f"ToolsetConnector tools must be functions, not {type(fn).__name__}: {fn!r}.")
         self.methods = [fn if isinstance(fn, ToolMethod) else _plain(fn) for fn in functions]
+        for method in self.methods:
+            method.signature  # noqa: B018 - a type that cannot be described fails here, at construction
 
     async def load(self, namespace: str) -> tuple[list[_Candidate], str | None]:
         candidates = []

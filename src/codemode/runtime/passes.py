@@ -11,7 +11,9 @@ nothing more and stops at its next call.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["Pass", "Setup"]
 
 log = logging.getLogger("codemode")
+
+MAX_STEP_NAME_CHARS = 200
 
 
 @dataclass
@@ -67,21 +71,38 @@ class Setup:
         return self.validators[key]
 
     def invalid_arguments(self, namespace: str, method: str, spec: ToolSpec, args: Any) -> str | None:
-        """Why `args` do not fit the tool's input schema, or None when they do."""
+        """Why `args` do not fit the tool's input schema, or None when they do.
+
+        Unknown names come first, with the closest known one ("did you mean"), since a misspelled
+        argument is what also makes a required one look missing; arguments the host supplies
+        (`ToolSpec.bound`) are refused by name."""
+        label = f"{namespace}.{method}"
+        see = f'See codemode.describe("{label}") for the expected arguments.'
+        if isinstance(args, Mapping) and spec.bound:
+            given = [name for name in spec.bound if name in args]
+            if given:
+                names = ", ".join(f'"{name}"' for name in given)
+                return (
+                    f"Invalid arguments for {label}: {names} is supplied by the application, not by the program; "
+                    f"call {label} without it. {see}"
+                )
         validator = self.validator(namespace, method, spec)
         if validator is None:
             return None
         try:
-            error = best_match(validator.iter_errors(codec.schema_view(args)))
+            errors = list(validator.iter_errors(codec.schema_view(args)))
         except (TypeError, ValueError) as exc:
-            return f"Invalid arguments for {namespace}.{method}: {exc}"
-        if error is None:
+            return f"Invalid arguments for {label}: {exc}"
+        if not errors:
             return None
+        unknown = _unknown_names(errors)
+        error = best_match(errors)
+        if unknown is None and error.validator == "additionalProperties":  # inside a union (`X | None`)
+            unknown = _unknown_names([error])
+        if unknown:
+            return f"Invalid arguments for {label}: {unknown}. {see}"
         where = "".join(f"[{p!r}]" for p in error.absolute_path) or "arguments"
-        return (
-            f"Invalid arguments for {namespace}.{method}: {where}: {error.message}. "
-            f'See codemode.describe("{namespace}.{method}") for the expected arguments.'
-        )
+        return f"Invalid arguments for {label}: {where}: {error.message}. {see}"
 
     def result_adapter(self, connector: str, method: str, spec: ToolSpec) -> TypeAdapter[Any] | None:
         """The tool's declared return type as a pydantic adapter (None without one)."""
@@ -303,7 +324,7 @@ class Pass:
         if method == "describe":
             return (await self.runtime.describe(str(args.get("target", "")))).to_dict()
         if method == "step_decide":
-            return await self._step_decide(str(args.get("name", "")))
+            return await self._step_decide(_step_name(args.get("name")))
         if method == "step_record":
             return await self._step_record(args.get("token"), args.get("value"))
         if method == "step_fail":
@@ -368,6 +389,63 @@ class Pass:
         if result.error is not None:
             raise ToolError(f'Snippet "{name}" failed: {result.error}')
         return codec.roundtrip(result.result)
+
+
+def _unknown_names(errors: Sequence[jsonschema.ValidationError]) -> str | None:
+    """Names an object does not allow (`additionalProperties: false`), each with the closest name it
+    does allow, and the required names that are missing beside them; None when none is unknown."""
+    for error in sorted(errors, key=lambda e: len(e.absolute_path)):
+        schema, instance = error.schema, error.instance
+        if error.validator != "additionalProperties" or not isinstance(schema, Mapping):
+            continue
+        if not isinstance(instance, Mapping):
+            continue
+        known = [str(k) for k in schema.get("properties") or {}]
+        patterns = [str(p) for p in schema.get("patternProperties") or {}]
+        extra = [str(k) for k in instance if k not in known and not any(re.search(p, str(k)) for p in patterns)]
+        if not extra:
+            continue
+        top = not error.absolute_path
+        noun = "argument" if top else "key"
+        where = "" if top else " in " + "".join(f"[{p!r}]" for p in error.absolute_path)
+        parts = []
+        for name in extra[:5]:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            parts.append(f'unknown {noun} "{name}"{where}{hint}')
+        text = "; ".join(parts)
+        required = schema.get("required") or []
+        missing = [str(r) for r in required if r not in instance]
+        if missing:
+            text += f"; missing required {noun}{'s' if len(missing) > 1 else ''} " + ", ".join(
+                f'"{m}"' for m in missing
+            )
+        if known:
+            shown = ", ".join(known[:30]) + (", ..." if len(known) > 30 else "")
+            text += f". Allowed {noun}s: {shown}"
+        else:
+            text += f". It takes no {noun}s"
+        return text
+    return None
+
+
+def _step_name(name: Any) -> str:
+    """A step's name, checked before it takes a seq: it is the log entry's method, kept with the run."""
+    if not isinstance(name, str) or not name.strip():
+        got = "an empty string" if isinstance(name, str) else f"a {type(name).__name__}"
+        raise ToolError(
+            f"codemode.step needs a name: a non-empty string saying what the step does, for example "
+            f'codemode.step("pick_winner", fn); it got {got}.',
+            "TypeError",
+        )
+    if len(name) > MAX_STEP_NAME_CHARS:
+        raise ToolError(
+            f"codemode.step's name is {len(name):,} characters long; the limit is {MAX_STEP_NAME_CHARS}. Give the "
+            'step a short label (for example "pick_winner"): the value belongs in what its function returns, '
+            "not in its name.",
+            "ValueError",
+        )
+    return name
 
 
 def _as_recorded(entry: LogEntry) -> Recorded:

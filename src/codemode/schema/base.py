@@ -286,13 +286,18 @@ class NamedTypes:
 
     def dedupe(self) -> None:
         """Merge expanded types that have the same preferred name and the same definition (per-tool copies
-        of one schema), repeating until nothing changes, so identical nested types merge their parents."""
+        of one schema), repeating until nothing changes, so identical nested types merge their parents.
+        A tool's own type (forced) stays, and an identical nested type merges into it: a `Task` returned by
+        one tool and listed by another is one `Task`."""
         changed = True
         while changed:
             changed = False
             seen: dict[tuple[str, str], Slot] = {}
-            for slot in self.slots:
-                if slot.state != "expanded" or slot.forced or slot.redirect is not None:
+            for slot in sorted(self.slots, key=lambda s: not s.forced):
+                if slot.state != "expanded" or slot.redirect is not None:
+                    continue
+                if slot.forced:
+                    seen.setdefault((slot.base, self._canonical(slot)), slot)
                     continue
                 key = (slot.base, self._canonical(slot))
                 first = seen.setdefault(key, slot)
