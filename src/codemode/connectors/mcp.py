@@ -208,6 +208,7 @@ class McpConnector(Connector):
         `env` is added to the small environment the `mcp` SDK passes on (HOME, PATH, ...). The server's
         stderr goes to `errlog`; by default it is kept in a temporary file whose tail is quoted in errors.
         """
+        _require_sdk(f"{cls.__name__}.stdio")
         connector = cls(name, **options)
         connector._target = shlex.join([command, *args])
 
@@ -239,6 +240,7 @@ class McpConnector(Connector):
     @classmethod
     def http(cls: type[C], name: str, url: str, headers: Mapping[str, str] | None = None, **options: Any) -> C:
         """A server reached over streamable HTTP at `url` (headers carry auth, for example)."""
+        _require_sdk(f"{cls.__name__}.http")
         connector = cls(name, **options)
         connector._target = url
 
@@ -441,6 +443,18 @@ class McpConnector(Connector):
     def _stderr_note(self) -> str:
         tail = self._stderr.tail() if self._stderr is not None else ""
         return f"\nThe server's stderr ends with:\n{tail}" if tail else ""
+
+
+def _require_sdk(constructor: str) -> None:
+    """The ready connections run on the `mcp` SDK (the `mcp` extra). Without it, construction fails and says
+    what to install: found only at the first run, it would reach the model as an outage to retry."""
+    try:
+        import mcp  # noqa: F401
+        from mcp.client import stdio, streamable_http  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"{constructor} needs the MCP SDK: pip install 'codemode[mcp]' ({type(exc).__name__}: {exc})."
+        ) from exc
 
 
 class _Closed(Exception):

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import html
 import importlib
-import importlib.util
 import json
 import os
 import posixpath
@@ -1034,8 +1033,12 @@ class HttpOpenApiConnector(OpenApiConnector):
         timeout: float = 30.0,
         instructions: str | None = None,
     ) -> None:
-        if importlib.util.find_spec("httpx") is None:
-            raise ImportError("HttpOpenApiConnector needs httpx: install codemode[openapi] (or httpx).")
+        try:
+            import httpx  # noqa: F401  (the `openapi` extra: missing, it is the developer's to install, now)
+        except ImportError as exc:
+            raise ImportError(
+                f"HttpOpenApiConnector needs httpx: pip install 'codemode[openapi]' ({type(exc).__name__}: {exc})."
+            ) from exc
         self.name = name
         self.instructions = instructions
         self._document_source: Mapping[str, Any] | Path = spec if isinstance(spec, Mapping) else Path(spec)
