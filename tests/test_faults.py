@@ -1,0 +1,441 @@
+"""Connector faults and the runtime's host API, on real parts: real MCP servers (`tests/mcp_servers/counter.py`
+over stdio, started and stopped by the test), a real HTTP server on 127.0.0.1 (`openapi_server`), real SQLite
+files, real Monty and Deno sandboxes, and real subprocesses for missing optional dependencies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import codemode
+from codemode import Connector, ExecutionNotFoundError, McpConnector, Runtime, SyncRuntime, ToolSpec, tool
+
+from conftest import RuntimeFactory, child_pids, new_executor, program
+
+TESTS = Path(__file__).resolve().parent
+COUNTER = TESTS / "mcp_servers" / "counter.py"
+SRC = TESTS.parent / "src"
+
+# A stdio MCP server that is up only while its flag file exists: otherwise it exits at once, as a server
+# whose backend is down does. When up it is the real counter server.
+SWITCHED = """
+import os, runpy, sys
+flag = sys.argv.pop(1)
+if not os.path.exists(flag):
+    sys.exit("the counter backend is down")
+sys.argv[0] = {counter!r}
+runpy.run_path({counter!r}, run_name="__main__")
+"""
+
+
+@pytest.fixture(params=["python", "javascript"])
+def language(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+class Notes(Connector):
+    """A healthy connector beside the broken one; `write` needs approval."""
+
+    name = "notes"
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+
+    @tool
+    def read(self) -> list[str]:
+        """Every note."""
+        return list(self.written)
+
+    @tool(requires_approval=True)
+    def write(self, text: str) -> int:
+        """Add a note."""
+        self.written.append(text)
+        return len(self.written)
+
+
+class Switch:
+    """The flag that keeps the switched server up."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.flag = tmp_path / "up"
+        self.state = tmp_path / "state"
+        self.script = tmp_path / "switched.py"
+        self.script.write_text(SWITCHED.format(counter=str(COUNTER)))
+
+    def up(self) -> None:
+        self.flag.touch()
+
+    def down(self) -> None:
+        self.flag.unlink(missing_ok=True)
+
+    def connector(self, **options: Any) -> McpConnector:
+        args = [str(self.script), str(self.flag), "--transport", "stdio", "--state", str(self.state)]
+        return McpConnector.stdio("counter", sys.executable, args, **options)
+
+    def increments(self) -> int:
+        return len(self.state.read_text().splitlines()) if self.state.exists() else 0
+
+
+def servers() -> list[int]:
+    """Live child processes running the switched server."""
+    found = []
+    for pid in child_pids():
+        try:
+            cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"switched.py" in cmdline:
+            found.append(pid)
+    return found
+
+
+@pytest.fixture
+def switch(tmp_path: Path) -> Iterator[Switch]:
+    made = Switch(tmp_path)
+    yield made
+    deadline = time.monotonic() + 10
+    while servers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert servers() == [], "an MCP server process outlived its test"
+
+
+@pytest.fixture
+async def closing() -> AsyncIterator[list[Runtime]]:
+    """Runtimes whose connectors (and server processes) are closed after the test."""
+    made: list[Runtime] = []
+    yield made
+    for runtime in made:
+        for connector in runtime.connectors:
+            await connector.aclose()
+
+
+# -- 1. a connector that cannot start blocks nothing else ----------------------------------------------
+
+
+async def test_a_dead_server_blocks_no_program_that_does_not_use_it(
+    make_runtime: RuntimeFactory, switch: Switch, closing: list[Runtime], language: str
+) -> None:
+    runtime = make_runtime(switch.connector(), Notes())
+    closing.append(runtime)
+    simple = await runtime.execute(program(language, "return 1 + 1", "return 1 + 1"))
+    assert simple.status == "completed" and simple.result == 2, simple.error
+    notes = await runtime.execute(program(language, "return await notes.read()", "return await notes.read()"))
+    assert notes.status == "completed" and notes.result == [], notes.error
+
+
+async def test_a_call_on_a_dead_server_raises_a_catchable_error_naming_it(
+    make_runtime: RuntimeFactory, switch: Switch, closing: list[Runtime], language: str
+) -> None:
+    runtime = make_runtime(switch.connector(), Notes())
+    closing.append(runtime)
+    caught = await runtime.execute(
+        program(
+            language,
+            "try:\n    await counter.get_count()\nexcept OSError as e:\n    return ['OSError', str(e)]",
+            "try { await counter.get_count(); } catch (e) { return [e.name, e.message]; }",
+        )
+    )
+    assert caught.status == "completed", caught.error
+    kind, message = caught.result
+    assert kind == "OSError"
+    assert message.startswith('counter.get_count did not run. Connector "counter" is unavailable')
+    assert 'Could not connect to MCP server "counter"' in message
+    assert "the counter backend is down" in message  # the cause, quoted from the server's stderr
+    assert "try again in a later run" in message
+    # The failed call is a recorded fact: its seq keeps the log in program order.
+    assert [(c.seq, c.connector, c.method, c.state) for c in caught.calls] == [(0, "counter", "get_count", "error")]
+    uncaught = await runtime.execute(
+        program(language, "return await counter.increment(by=2)", "return await counter.increment({ by: 2 });")
+    )
+    assert uncaught.status == "error" and 'Connector "counter" is unavailable' in (uncaught.error or "")
+    assert switch.increments() == 0
+
+
+async def test_discovery_works_for_the_healthy_and_names_the_unavailable(
+    make_runtime: RuntimeFactory, switch: Switch, closing: list[Runtime], language: str
+) -> None:
+    runtime = make_runtime(switch.connector(), Notes())
+    closing.append(runtime)
+    found = await runtime.search("add a note")
+    assert found.results[0].path == "notes.write"
+    assert list(found.unavailable) == ["counter"] and "the counter backend is down" in found.unavailable["counter"]
+    described = await runtime.describe("counter.get_count")
+    assert described.kind == "connector" and 'Connector "counter" is unavailable' in described.types
+    assert "write" in (await runtime.describe("notes")).types
+    inside = await runtime.execute(
+        program(
+            language,
+            'return [await codemode.search("add a note"), await codemode.describe("counter")]',
+            'return [await codemode.search("add a note"), await codemode.describe("counter")];',
+        )
+    )
+    assert inside.status == "completed", inside.error
+    searched, desc = inside.result
+    assert searched["results"][0]["path"] == "notes.write" and "counter" in searched["unavailable"]
+    assert 'Connector "counter" is unavailable' in desc["types"]
+    # All healthy: the search output keeps its usual shape for the sandbox.
+    assert "unavailable" not in (await make_runtime(Notes()).search("note")).to_dict()
+
+
+async def test_a_later_run_retries_the_setup(
+    make_runtime: RuntimeFactory, switch: Switch, closing: list[Runtime], language: str
+) -> None:
+    runtime = make_runtime(switch.connector(), Notes())
+    closing.append(runtime)
+    code = program(language, "return await counter.increment(by=1)", "return await counter.increment({ by: 1 });")
+    down = await runtime.execute(code)
+    assert down.status == "error" and "unavailable" in (down.error or "")
+    switch.up()
+    up = await runtime.execute(code)
+    assert up.status == "completed" and up.result == {"result": 1}, up.error
+    assert "unavailable" not in (await runtime.search("count")).to_dict()
+    assert switch.increments() == 1
+
+
+async def test_an_approval_needing_a_down_connector_is_refused_and_kept(
+    db_path: Path, switch: Switch, closing: list[Runtime], language: str
+) -> None:
+    """A paused run resumed on a host where the connector of its approved action is down: nothing is
+    consumed, the run stays paused, and the same approval works once the server is back."""
+    switch.up()
+    gated = program(language, "return await counter.increment(by=5)", "return await counter.increment({ by: 5 });")
+    first = Runtime([switch.connector(approve_writes=True)], new_executor(language), codemode.SqliteStore(db_path))
+    closing.append(first)
+    paused = await first.execute(gated)
+    assert paused.status == "paused", paused.error
+    [action] = paused.pending
+    await first.aclose()
+    switch.down()
+    # Another host (a restart) whose server is down now.
+    second = Runtime([switch.connector(approve_writes=True)], new_executor(language), codemode.SqliteStore(db_path))
+    closing.append(second)
+    try:
+        refused = await second.approve(paused.execution_id, action.seq, by="ann")
+        assert refused.status == "error"
+        assert f'Cannot approve execution "{paused.execution_id}" now: step 0 (counter.increment)' in (
+            refused.error or ""
+        )
+        assert "the counter backend is down" in (refused.error or "") and "approve again" in (refused.error or "")
+        execution = await second.execution(paused.execution_id)
+        assert execution is not None and execution.status == "paused"
+        assert execution.log[0].state == "pending" and execution.log[0].decision is None  # not consumed
+        assert [p.seq for p in await second.pending(paused.execution_id)] == [action.seq]
+        assert switch.increments() == 0
+        switch.up()
+        approved = await second.approve(paused.execution_id, action.seq, by="ann")
+        assert approved.status == "completed" and approved.result == {"result": 1}, approved.error
+        assert switch.increments() == 1
+    finally:
+        await second.aclose()
+
+
+async def test_recorded_calls_on_a_down_connector_replay_from_the_log(
+    db_path: Path, switch: Switch, closing: list[Runtime], language: str
+) -> None:
+    """The connector is needed only for calls already recorded: the resumed pass serves them from the log."""
+    switch.up()
+    code = program(
+        language,
+        'n = await counter.get_count()\nawait notes.write(text="seen")\nreturn n',
+        'const n = await counter.get_count();\nawait notes.write({ text: "seen" });\nreturn n;',
+    )
+    first = Runtime([switch.connector(), Notes()], new_executor(language), codemode.SqliteStore(db_path))
+    closing.append(first)
+    paused = await first.execute(code)
+    assert paused.status == "paused", paused.error
+    await first.aclose()
+    switch.down()
+    notes = Notes()
+    second = Runtime([switch.connector(), notes], new_executor(language), codemode.SqliteStore(db_path))
+    closing.append(second)
+    try:
+        done = await second.approve(paused.execution_id, paused.pending[0].seq)
+        assert done.status == "completed" and done.result == {"result": 0}, done.error
+        assert notes.written == ["seen"]
+    finally:
+        await second.aclose()
+
+
+class Undoable(McpConnector):
+    """The counter with a revert for `increment` (the revert adds the opposite amount)."""
+
+    def tool(self, name: str, spec: ToolSpec) -> ToolSpec:
+        if name != "increment":
+            return spec
+
+        async def undo(args: dict[str, Any], result: Any, ctx: Any) -> None:
+            await self.call_mcp_tool("increment", {"by": -int(args.get("by", 1))})
+
+        return dataclasses.replace(spec, revert=undo)
+
+
+async def test_rollback_on_a_down_connector_reports_its_reverts_failed_and_retries(
+    db_path: Path, switch: Switch, closing: list[Runtime]
+) -> None:
+    switch.up()
+    args = [str(switch.script), str(switch.flag), "--transport", "stdio", "--state", str(switch.state)]
+    first = Runtime([Undoable.stdio("counter", sys.executable, args), Notes()], store=codemode.SqliteStore(db_path))
+    closing.append(first)
+    done = await first.execute("await counter.increment(by=2)\nreturn await notes.read()")
+    assert done.status == "completed", done.error
+    await first.aclose()
+    switch.down()
+    second = Runtime([Undoable.stdio("counter", sys.executable, args), Notes()], store=codemode.SqliteStore(db_path))
+    closing.append(second)
+    try:
+        with pytest.raises(codemode.RollbackError) as raised:
+            await second.rollback(done.execution_id)
+        assert list(raised.value.report.failed) == [0]
+        assert raised.value.report.failed[0].startswith('connector "counter" is unavailable (McpConnectionError: ')
+        assert "roll back again when it is up" in raised.value.report.failed[0]
+        switch.up()
+        again = await second.rollback(done.execution_id)
+        assert again.reverted == [0]
+        assert switch.state.read_text().split() == ["2", "-2"]
+    finally:
+        await second.aclose()
+
+
+# -- 4. unknown execution ids: one style ------------------------------------------------------------
+
+
+def _not_found(action: str) -> str:
+    return f'No execution "exec_nope" to {action} on runtime "default": it never existed there, or it was deleted'
+
+
+async def test_unknown_execution_ids_get_one_style(make_runtime: RuntimeFactory) -> None:
+    runtime = make_runtime(Notes())
+    # Methods returning an Outcome: an error outcome, nothing changes.
+    for outcome, action in (
+        (await runtime.approve("exec_nope", 0), "approve"),
+        (await runtime.recover("exec_nope"), "recover"),
+    ):
+        assert outcome.status == "error" and outcome.execution_id == "exec_nope"
+        assert (outcome.error or "").startswith(_not_found(action)), outcome.error
+    # Methods that act on a run and return something else: ExecutionNotFoundError, a LookupError.
+    with pytest.raises(ExecutionNotFoundError, match=_not_found("roll back")) as raised:
+        await runtime.rollback("exec_nope")
+    assert isinstance(raised.value, LookupError) and raised.value.execution_id == "exec_nope"
+    with pytest.raises(ExecutionNotFoundError, match=_not_found("save from")):
+        await runtime.save_snippet("s", execution_id="exec_nope")
+    with pytest.raises(ExecutionNotFoundError, match=_not_found("list the pending actions of")):
+        await runtime.pending("exec_nope")
+    # The answers DESIGN §3.2 gives: a reject that decided nothing, a lookup that found nothing.
+    assert await runtime.reject("exec_nope", 0) is False
+    assert await runtime.reject("exec_nope", 0, resume=True) is False
+    assert await runtime.execution("exec_nope") is None
+    assert await runtime.delete_execution("exec_nope") is False
+    assert await runtime.pending() == []
+    # A run deleted between two clicks is unknown the same way.
+    paused = await runtime.execute('return await notes.write(text="x")')
+    assert await runtime.delete_execution(paused.execution_id) is True
+    gone = await runtime.approve(paused.execution_id, 0)
+    assert gone.status == "error" and f'No execution "{paused.execution_id}" to approve' in (gone.error or "")
+    with pytest.raises(ExecutionNotFoundError):
+        await runtime.pending(paused.execution_id)
+
+
+def test_unknown_execution_ids_through_the_blocking_twin(db_path: Path) -> None:
+    runtime = Runtime([Notes()], store=codemode.SqliteStore(db_path))
+    with runtime.sync as sync:
+        assert (sync.approve("exec_nope", 0).error or "").startswith(_not_found("approve"))
+        assert (sync.recover("exec_nope").error or "").startswith(_not_found("recover"))
+        with pytest.raises(ExecutionNotFoundError, match=_not_found("roll back")):
+            sync.rollback("exec_nope")
+        with pytest.raises(ExecutionNotFoundError):
+            sync.save_snippet("s", execution_id="exec_nope")
+        with pytest.raises(ExecutionNotFoundError):
+            sync.pending("exec_nope")
+        assert sync.reject("exec_nope", 0) is False
+        assert sync.execution("exec_nope") is None
+        assert sync.delete_execution("exec_nope") is False
+
+
+# -- 5. every async method has a blocking twin ------------------------------------------------------
+
+# Async methods of Runtime without a twin of the same name, and why.
+NOT_TWINNED = {
+    "aclose": "SyncRuntime.close() closes the runtime and stops the twin's loop",
+    "setup": "describes the connectors for a pass; the twin's calls do it themselves",
+    "transform": "the transform_result hook applied to a result, for the runtime's own use",
+}
+
+
+def _public_async(cls: type) -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(member)
+        for name, member in inspect.getmembers(cls, inspect.iscoroutinefunction)
+        if not name.startswith("_")
+    }
+
+
+def test_every_async_runtime_method_has_a_blocking_twin_with_the_same_parameters() -> None:
+    asynchronous = _public_async(Runtime)
+    assert set(NOT_TWINNED) <= set(asynchronous), "NOT_TWINNED names a method Runtime no longer has"
+    twinned = {name: sig for name, sig in asynchronous.items() if name not in NOT_TWINNED}
+    assert "recover" in twinned
+    for name, signature in twinned.items():
+        twin = getattr(SyncRuntime, name, None)
+        assert twin is not None and callable(twin), f"runtime.sync has no {name}()"
+        assert not inspect.iscoroutinefunction(twin), f"runtime.sync.{name} must block, not be async"
+        theirs = inspect.signature(twin)
+        assert [(p.name, p.kind, p.default) for p in theirs.parameters.values()] == [
+            (p.name, p.kind, p.default) for p in signature.parameters.values()
+        ], f"runtime.sync.{name}{theirs} differs from Runtime.{name}{signature}"
+    assert callable(SyncRuntime.close)
+
+
+def test_the_blocking_recover_recovers(db_path: Path) -> None:
+    runtime = Runtime([Notes()], store=codemode.SqliteStore(db_path))
+    with runtime.sync as sync:
+        done = sync.execute("return 3")
+        refused = sync.recover(done.execution_id, stale_after=timedelta(seconds=30))
+        assert refused.status == "error" and "cannot be recovered (status: completed)" in (refused.error or "")
+
+
+# -- 2. a missing optional dependency is the developer's to fix --------------------------------------
+
+
+def _blocked(module: str, statement: str) -> subprocess.CompletedProcess[str]:
+    """Run `statement` in a fresh interpreter where `module` cannot be imported (a real ImportError)."""
+    code = (
+        f"import sys\nsys.modules[{module!r}] = None\nimport codemode\n"
+        f"try:\n    {statement}\nexcept ImportError as exc:\n    print(json.dumps(['ImportError', str(exc)]))\n"
+        "else:\n    print(json.dumps(['no error', '']))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", "import json\n" + code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "statement", "extra"),
+    [
+        ("mcp", "codemode.McpConnector.stdio('srv', 'true')", "mcp"),
+        ("mcp", "codemode.McpConnector.http('srv', 'http://127.0.0.1:9/mcp')", "mcp"),
+        ("httpx", "codemode.HttpOpenApiConnector('api', {'openapi': '3.0.3', 'paths': {}})", "openapi"),
+    ],
+)
+def test_a_missing_extra_raises_import_error_at_construction(module: str, statement: str, extra: str) -> None:
+    done = _blocked(module, statement)
+    assert done.returncode == 0, done.stderr
+    kind, message = json.loads(done.stdout.strip().splitlines()[-1])
+    assert kind == "ImportError", done.stdout
+    assert f"pip install 'codemode[{extra}]'" in message
+    assert "retry" not in message.lower()
