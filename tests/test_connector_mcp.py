@@ -628,7 +628,7 @@ async def test_a_server_error_answer_is_not_a_lost_connection(tmp_path: Path, op
     # -32000 is also the code the SDKs give a closed connection; here the server itself answered with it.
     with pytest.raises(McpToolError) as raised:
         await connector.execute_tool("busy", {}, _ctx())
-    assert str(raised.value) == "The server is busy: try again in a minute."
+    assert str(raised.value) == "MCP error -32000: The server is busy: try again in a minute."
     assert await connector.execute_tool("get_count", {}, _ctx()) == {"result": 0}
     assert server_pids("--transport stdio") == [pid]  # the same server process: nothing was restarted
 

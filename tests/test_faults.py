@@ -20,6 +20,7 @@ import pytest
 
 import codemode
 from codemode import Connector, ExecutionNotFoundError, McpConnector, Runtime, SyncRuntime, ToolSpec, tool
+from openapi_server import Reply, ValidatingServer
 
 from conftest import RuntimeFactory, child_pids, new_executor, program
 
@@ -95,7 +96,7 @@ def servers() -> list[int]:
             cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"switched.py" in cmdline:
+        if b"switched.py" in cmdline or b"faulty.py" in cmdline:
             found.append(pid)
     return found
 
@@ -439,3 +440,191 @@ def test_a_missing_extra_raises_import_error_at_construction(module: str, statem
     assert kind == "ImportError", done.stdout
     assert f"pip install 'codemode[{extra}]'" in message
     assert "retry" not in message.lower()
+
+
+# -- 3. HTTP and MCP errors reach the program typed ---------------------------------------------------
+
+FAULTY = TESTS / "mcp_servers" / "faulty.py"
+STATUS_DOC: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "Statuses", "version": "1"},
+    "paths": {
+        "/status/{code}": {
+            "get": {
+                "operationId": "get_status",
+                "summary": "Answer with the given status.",
+                "parameters": [{"name": "code", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {}}}}},
+            },
+        },
+    },
+}
+# status -> the exception type the program catches
+HTTP_KINDS = {
+    400: "ValueError",
+    401: "PermissionError",
+    403: "PermissionError",
+    404: "LookupError",
+    408: "TimeoutError",
+    409: "ValueError",
+    410: "LookupError",
+    422: "ValueError",
+    429: "OSError",
+    500: "OSError",
+    503: "OSError",
+    504: "TimeoutError",
+    302: "RuntimeError",
+}
+CATCH_ALL_PY = """
+out = {}
+for code in CODES:
+    try:
+        await api.get_status(code=code)
+        out[str(code)] = "ok"
+    except Exception as e:
+        out[str(code)] = [type(e).__name__, str(e)]
+try:
+    await api.get_status(code=403)
+except PermissionError as e:
+    out["caught"] = "PermissionError"
+try:
+    await api.get_status(code=503)
+except OSError as e:
+    out["caught_os"] = "OSError"
+return out
+"""
+CATCH_ALL_JS = """
+const out = {};
+for (const code of CODES) {
+  try { await api.get_status({ code }); out[String(code)] = "ok"; }
+  catch (e) { out[String(code)] = [e.name, e.message]; }
+}
+try { await api.get_status({ code: 403 }); } catch (e) { if (e.name === "PermissionError") out.caught = e.name; }
+try { await api.get_status({ code: 503 }); } catch (e) { if (e.name === "OSError") out.caught_os = e.name; }
+return out;
+"""
+
+
+@pytest.fixture
+def status_server() -> Iterator[ValidatingServer]:
+    with ValidatingServer(STATUS_DOC) as server:
+        for code in HTTP_KINDS:
+            body = json.dumps({"message": f"answer {code}", "pad": "x" * 3000}).encode()
+            headers = {"Location": "https://elsewhere.example/x"} if code == 302 else {}
+            server.reply("GET", f"/status/{code}", Reply(code, body, headers=headers))
+        yield server
+
+
+async def test_http_errors_reach_the_program_as_typed_exceptions(
+    make_runtime: RuntimeFactory, status_server: ValidatingServer, language: str
+) -> None:
+    api = codemode.HttpOpenApiConnector("api", STATUS_DOC, base_url=status_server.api_url)
+    runtime = make_runtime(api)
+    codes = json.dumps(list(HTTP_KINDS))
+    outcome = await runtime.execute(program(language, CATCH_ALL_PY, CATCH_ALL_JS).replace("CODES", codes))
+    await api.aclose()
+    assert outcome.status == "completed", outcome.error
+    out = outcome.result
+    assert {int(code): out[str(code)][0] for code in HTTP_KINDS} == HTTP_KINDS
+    assert out["caught"] == "PermissionError" and out["caught_os"] == "OSError"
+    message = out["404"][1]
+    assert message.startswith('GET /status/404 failed with HTTP 404 Not Found: {"message": "answer 404", "pad": "xx')
+    assert len(message) < 800  # a bounded excerpt of the body
+    assert "HTTP 503 Service Unavailable" in out["503"][1] and "HTTP 401 Unauthorized" in out["401"][1]
+    assert "Location: https://elsewhere.example/x" in out["302"][1]
+    # The recorded errors keep their type.
+    kinds = {c.args["code"]: c.result["kind"] for c in outcome.calls if c.args["code"] in HTTP_KINDS}
+    assert kinds == HTTP_KINDS
+
+
+async def test_the_host_catches_http_errors_by_built_in_type_too(status_server: ValidatingServer) -> None:
+    api = codemode.HttpOpenApiConnector("api", STATUS_DOC, base_url=status_server.api_url)
+    try:
+        with pytest.raises(PermissionError) as denied:
+            await api.execute_tool("get_status", {"code": 403}, codemode.ToolContext("x"))
+        assert isinstance(denied.value, codemode.OpenApiHttpError) and denied.value.status == 403
+        assert denied.value.reason == "Forbidden" and denied.value.body.startswith('{"message": "answer 403"')
+        with pytest.raises(ConnectionError):
+            await api.execute_tool("get_status", {"code": 429}, codemode.ToolContext("x"))
+        with pytest.raises(LookupError):
+            await api.execute_tool("get_status", {"code": 404}, codemode.ToolContext("x"))
+    finally:
+        await api.aclose()
+
+
+async def test_a_recorded_http_error_replays_with_its_type_without_calling_again(
+    make_runtime: RuntimeFactory, status_server: ValidatingServer, language: str
+) -> None:
+    api = codemode.HttpOpenApiConnector("api", STATUS_DOC, base_url=status_server.api_url)
+    notes = Notes()
+    runtime = make_runtime(api, notes)
+    code = program(
+        language,
+        "try:\n    await api.get_status(code=404)\n    kind = 'none'\nexcept LookupError as e:\n"
+        "    kind = type(e).__name__\nawait notes.write(text=kind)\nreturn kind",
+        "let kind = 'none';\ntry { await api.get_status({ code: 404 }); } catch (e) { kind = e.name; }\n"
+        "await notes.write({ text: kind });\nreturn kind;",
+    )
+    paused = await runtime.execute(code)
+    assert paused.status == "paused", paused.error
+    asked = len(status_server.seen)
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
+    await api.aclose()
+    assert done.status == "completed" and done.result == "LookupError", done.error
+    assert notes.written == ["LookupError"]
+    assert len(status_server.seen) == asked == 1  # the replay raised the recorded error; no second request
+
+
+MCP_PY = """
+out = []
+for code in [-32602, -32600, -32601, -32001, -32000, -32603]:
+    try:
+        await faulty.refuse(code=code, message="nope")
+    except Exception as e:
+        out.append([type(e).__name__, str(e)])
+try:
+    await faulty.fail(reason="the disk is full")
+except RuntimeError as e:
+    out.append([type(e).__name__, str(e)])
+try:
+    await faulty.crash()
+except OSError as e:
+    out.append([type(e).__name__, str(e)])
+out.append(await faulty.echo(value=7))
+return out
+"""
+MCP_JS = """
+const out = [];
+for (const code of [-32602, -32600, -32601, -32001, -32000, -32603]) {
+  try { await faulty.refuse({ code, message: "nope" }); } catch (e) { out.push([e.name, e.message]); }
+}
+try { await faulty.fail({ reason: "the disk is full" }); } catch (e) { out.push([e.name, e.message]); }
+try { await faulty.crash(); } catch (e) { out.push([e.name, e.message]); }
+out.push(await faulty.echo({ value: 7 }));
+return out;
+"""
+
+
+async def test_mcp_errors_reach_the_program_as_typed_exceptions(
+    make_runtime: RuntimeFactory, closing: list[Runtime], language: str
+) -> None:
+    faulty = McpConnector.stdio("faulty", sys.executable, [str(FAULTY)])
+    runtime = make_runtime(faulty, Notes())
+    closing.append(runtime)
+    outcome = await runtime.execute(program(language, MCP_PY, MCP_JS))
+    assert outcome.status == "completed", outcome.error
+    *errors, echoed = outcome.result
+    assert errors[:6] == [
+        ["ValueError", "MCP error -32602: nope"],
+        ["ValueError", "MCP error -32600: nope"],
+        ["LookupError", "MCP error -32601: nope"],
+        ["TimeoutError", "MCP error -32001: nope"],
+        ["RuntimeError", "MCP error -32000: nope"],
+        ["RuntimeError", "MCP error -32603: nope"],
+    ]
+    assert errors[6] == ["RuntimeError", "Error executing tool fail: the disk is full"]  # isError: the tool's text
+    kind, message = errors[7]
+    assert kind == "OSError" and message.startswith('The connection to MCP server "faulty" was lost during crash')
+    assert echoed == 7  # the server was started again for the next call
+    # Replayed from the log, every error keeps its type.
+    assert [c.result["kind"] for c in outcome.calls if c.state == "error"] == [e[0] for e in errors]
