@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import codemode
+import codemode.runtime.runtime as runtime_module
 from codemode import Connector, ExecutionNotFoundError, McpConnector, Runtime, SyncRuntime, ToolSpec, tool
 from openapi_server import Reply, ValidatingServer
 
@@ -96,7 +97,7 @@ def servers() -> list[int]:
             cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"switched.py" in cmdline or b"faulty.py" in cmdline:
+        if any(marker in cmdline for marker in (b"switched.py", b"faulty.py", b"stdin.read()")):
             found.append(pid)
     return found
 
@@ -204,6 +205,25 @@ async def test_a_later_run_retries_the_setup(
     assert switch.increments() == 1
 
 
+async def test_a_hanging_server_delays_only_the_first_setup(
+    make_runtime: RuntimeFactory, switch: Switch, closing: list[Runtime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that never answers its handshake costs the first run its connect timeout; later runs wait a
+    bounded time for the retry (the `UNAVAILABLE_RETRY_WAIT` setting, shortened here) and go on."""
+    monkeypatch.setattr(runtime_module, "UNAVAILABLE_RETRY_WAIT", 0.5)
+    mute = McpConnector.stdio("mute", sys.executable, ["-c", "import sys; sys.stdin.read()"], connect_timeout=3)
+    runtime = make_runtime(mute, Notes())
+    closing.append(runtime)
+    first = await runtime.execute("return 1 + 1")
+    assert first.status == "completed" and first.result == 2, first.error
+    started = time.monotonic()
+    second = await runtime.execute("return await notes.read()")
+    assert second.status == "completed" and second.result == [], second.error
+    assert time.monotonic() - started < 2.5  # not the 3 s connect timeout of the retry still running
+    found = await runtime.search("note")
+    assert "no answer within 3 s" in found.unavailable["mute"]
+
+
 async def test_an_approval_needing_a_down_connector_is_refused_and_kept(
     db_path: Path, switch: Switch, closing: list[Runtime], language: str
 ) -> None:
@@ -236,6 +256,49 @@ async def test_an_approval_needing_a_down_connector_is_refused_and_kept(
         switch.up()
         approved = await second.approve(paused.execution_id, action.seq, by="ann")
         assert approved.status == "completed" and approved.result == {"result": 1}, approved.error
+        assert switch.increments() == 1
+    finally:
+        await second.aclose()
+
+
+async def test_a_rejection_that_would_resume_into_a_down_connector_is_refused(
+    db_path: Path, switch: Switch, closing: list[Runtime], language: str
+) -> None:
+    """Batch pause: the counter call was approved; rejecting the other would resume and run it, so while
+    the counter is down the rejection is refused and nothing is recorded."""
+    switch.up()
+    code = program(
+        language,
+        "import asyncio\ntry:\n    return await asyncio.gather(counter.increment(by=1), notes.write(text='x'))\n"
+        "except PermissionError as e:\n    return str(e)",
+        "try { return await Promise.all([counter.increment({ by: 1 }), notes.write({ text: 'x' })]); }\n"
+        "catch (e) { return e.message; }",
+    )
+
+    def host() -> Runtime:
+        connectors = [switch.connector(approve_writes=True), Notes()]
+        return Runtime(connectors, new_executor(language), codemode.SqliteStore(db_path))
+
+    first = host()
+    closing.append(first)
+    paused = await first.execute(code)
+    assert [(p.seq, p.method) for p in paused.pending] == [(0, "increment"), (1, "write")], paused.error
+    waiting = await first.approve(paused.execution_id, 0, by="ann")
+    assert waiting.status == "paused" and [p.seq for p in waiting.pending] == [1]
+    await first.aclose()
+    switch.down()
+    second = host()
+    closing.append(second)
+    try:
+        with pytest.raises(RuntimeError, match=r'Cannot reject execution ".*" now: step 0 \(counter.increment\)'):
+            await second.reject(paused.execution_id, 1, by="bob", resume=True)
+        execution = await second.execution(paused.execution_id)
+        assert execution is not None and execution.status == "paused" and execution.log[1].decision is None
+        switch.up()
+        assert await second.reject(paused.execution_id, 1, by="bob", resume=True) is True
+        done = await second.execution(paused.execution_id)
+        assert done is not None and done.status == "completed"
+        assert done.result == "Action notes.write rejected by bob"
         assert switch.increments() == 1
     finally:
         await second.aclose()

@@ -22,9 +22,11 @@ connection that dies is replaced on the next call (a crashed stdio server is sta
 `aclose()` closes them all.
 
 `McpConnector.stdio(...)` and `McpConnector.http(...)` are ready connections on the `mcp` SDK.
+They need the `mcp` SDK and say so at construction (`ImportError`: `pip install 'codemode[mcp]'`).
 A call is bounded by `call_timeout`, connecting by `connect_timeout`; a server that cannot be reached
-makes `describe()` raise, which the runtime turns into an error outcome. Results are unwrapped as the
-reference does (spec §8.2), see `unwrap_result`.
+makes `describe()` raise, which the runtime reports as this connector being unavailable (the others
+work on). Failures are typed (`McpToolError` and its subclasses, `McpTimeoutError`,
+`McpConnectionError`). Results are unwrapped as the reference does (spec §8.2), see `unwrap_result`.
 
 Every tool call of a run tells the server which call it is, in the request's `_meta`:
 `codemode/idempotency_key` (the same whenever the runtime performs that one call again, as after a

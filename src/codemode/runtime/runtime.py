@@ -62,6 +62,10 @@ _RUNTIME_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 MAX_STORED_LOG_CHARS = 1_000_000
 LOGS_DROPPED = "[codemode: earlier console output dropped: too large to record]"
 
+# How long a run waits for connectors that were unavailable to be described again before it goes on
+# without them (the attempt goes on, for the next run).
+UNAVAILABLE_RETRY_WAIT = 5.0
+
 MAX_KEY_CHARS = 200
 MAX_METADATA_ITEMS = 50
 MAX_METADATA_CHARS = 1_000
@@ -132,7 +136,7 @@ class Runtime:
         self._active = 0  # operations that may run a pass or a rollback, on any event loop
         self._setup: Setup | None = None
         self._setup_lock = asyncio.Lock()
-        self._setup_attempts = 0  # how many times setup() described connectors: waiters reuse a fresh attempt
+        self._retry: asyncio.Task[None] | None = None  # describing the unavailable connectors again
         self._sync: SyncRuntime | None = None
 
     # -- lifecycle ----------------------------------------------------------
@@ -193,18 +197,37 @@ class Runtime:
         """Describe every connector, each on its own: memoized once all are described.
 
         A connector whose service is down (`ConnectorUnavailableError`) does not stop the others: it is
-        named in `Setup.unavailable`, and the next call describes it again (callers arriving while one
-        attempt runs share it). A mistake in a connector itself raises."""
+        named in `Setup.unavailable`, and each later call describes it again, sharing one attempt and
+        waiting for it at most `UNAVAILABLE_RETRY_WAIT` seconds (a server that hangs must not delay
+        every run by its connect timeout; an attempt that ends later serves the next call). A mistake in
+        a connector itself raises."""
         current = self._setup
         if current is not None and not current.unavailable:
             return current
-        attempts = self._setup_attempts
-        async with self._setup_lock:
-            if self._setup is not None and (not self._setup.unavailable or self._setup_attempts != attempts):
+        if current is None:
+            async with self._setup_lock:
+                if self._setup is None:
+                    self._setup = await self._describe_all(None)
                 return self._setup
-            self._setup = await self._describe_all(self._setup)
-            self._setup_attempts += 1
-            return self._setup
+        retry = self._retry
+        if retry is not None and retry.done():
+            self._retry = None
+            if not retry.cancelled() and retry.exception() is not None:
+                raise cast(BaseException, retry.exception())  # a connector's own mistake, found on the retry
+        loop = asyncio.get_running_loop()
+        if retry is None or retry.done() or retry.get_loop() is not loop:
+            retry = self._retry = loop.create_task(self._retry_unavailable(current))
+        await asyncio.wait({retry}, timeout=UNAVAILABLE_RETRY_WAIT)
+        if retry.done() and not retry.cancelled() and retry.exception() is not None:
+            self._retry = None
+            raise cast(BaseException, retry.exception())
+        assert self._setup is not None
+        return self._setup
+
+    async def _retry_unavailable(self, previous: Setup) -> None:
+        renewed = await self._describe_all(previous)
+        if self._setup is previous:
+            self._setup = renewed
 
     async def _describe_all(self, previous: Setup | None) -> Setup:
         known = previous.descriptions if previous is not None else {}
