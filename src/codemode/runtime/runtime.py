@@ -275,6 +275,7 @@ class Runtime:
         current one (frameworks that re-run a tool call on resume pass their tool-call id)."""
         if not isinstance(code, str):
             return Outcome(status="error", execution_id="", error="code must be a string of Python source.")
+        code = codec.valid_text(code)  # a lone surrogate cannot be stored as UTF-8 text: U+FFFD instead
         size = len(code.encode("utf-8"))
         if size > MAX_DURABLE_VALUE_BYTES:
             return Outcome(status="error", execution_id="", error=codec.too_large_message("The execution code", size))
