@@ -19,7 +19,9 @@ import pytest
 from codemode import Connector, Runtime, tool
 from codemode.runtime import codec
 from codemode.runtime.codec import DurableValueError
+from codemode.runtime.conclusion import bounded_logs
 from codemode.runtime.outcome import MAX_VALUE_NODES, Outcome
+from codemode.sandbox import deno as deno_sandbox
 
 from conftest import Items, RuntimeFactory, program
 
@@ -144,6 +146,24 @@ async def test_a_deep_step_value_is_a_catchable_error(runtime: Runtime, language
     outcome = await runtime.execute(code)
     assert outcome.status == "completed", outcome.error
     assert outcome.result.startswith("The value of codemode.step cannot cross the sandbox boundary")
+
+
+@pytest.mark.parametrize("language", ["javascript"])
+@pytest.mark.parametrize("levels", [700, 1500])
+async def test_a_deep_frame_from_the_runner_is_a_clear_error(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, levels: int
+) -> None:
+    # The runner never sends a value deeper than the limit the host gives it; a higher limit makes a real
+    # runner send one, proving the host reads such a frame safely (at 1500 levels `json.loads` itself raises
+    # RecursionError, at 700 the codec's decoding refuses it).
+    monkeypatch.setattr(deno_sandbox, "MAX_VALUE_DEPTH", 100_000)
+    outcome = await runtime.execute(f"let x = []; for (let i = 0; i < {levels}; i++) x = [x]; return x;")
+    assert "nesting deeper than 200 levels" in await ended_with_error(runtime, outcome)
+    called = await runtime.execute(
+        f"let x = []; for (let i = 0; i < {levels}; i++) x = [x]; return await items.add_note({{ text: x }});"
+    )
+    assert "nesting deeper than 200 levels" in (called.error or "") + str(called.result)
+    assert called.calls == []
 
 
 def test_decoding_a_deep_document_raises_value_error_not_recursion_error() -> None:
@@ -360,6 +380,14 @@ async def test_console_output_past_the_cap_leaves_a_marker_saying_how_much(runti
     assert marker.startswith("[codemode: console output beyond 1,000,000 characters was dropped (")
     assert "more characters)]" in marker
     assert model_json(outcome)["logs"][-1] == marker
+
+
+def test_stored_logs_say_how_much_was_dropped() -> None:
+    kept = bounded_logs(["a" * 600_000, "b" * 600_000])
+    assert kept == [
+        "[codemode: earlier console output dropped: too large to record (600,000 characters)]",
+        "b" * 600_000,
+    ]
 
 
 # -- 8. the model-facing result is bounded ---------------------------------------------------------------

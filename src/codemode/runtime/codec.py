@@ -144,6 +144,8 @@ class _Encoder:
             return {TAG: "float", "value": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
         if depth > _MAX_DEPTH:
             raise _Unserializable(f"nesting deeper than {_MAX_DEPTH} levels")
+        if isinstance(value, (dict, list, tuple, set, frozenset)):
+            return self._container(value, depth)
         if isinstance(value, (bytes, bytearray, memoryview)):
             self._count(1, len(value) * 4 // 3 + 30)
             return {TAG: "bytes", "base64": base64.b64encode(bytes(value)).decode("ascii")}
@@ -158,8 +160,6 @@ class _Encoder:
         if isinstance(value, uuid.UUID):
             self._count(1, 38)
             return str(value)
-        if isinstance(value, (dict, list, tuple, set, frozenset)):
-            return self._container(value, depth)
         model_dump = getattr(value, "model_dump", None)
         if callable(model_dump) and hasattr(type(value), "model_fields"):
             plain = model_dump(mode="json")
@@ -201,20 +201,37 @@ class _Encoder:
             if all(isinstance(k, str) for k in value):
                 out: dict[str, Any] = {}
                 for key, item in value.items():
-                    self._count(0, len(key) + 3)
-                    out[key] = self.encode(item, depth)
+                    self.size += len(key) + 3
+                    out[key] = self._item(item, depth)
                 return {TAG: "object", "value": out} if TAG in value else out
             entries = []
             for key, item in value.items():
                 entries.append([self.encode(key, depth), self.encode(item, depth)])
             return {TAG: "map", "entries": entries}
-        items = []
-        for item in value:
-            items.append(self.encode(item, depth))
+        items = [self._item(item, depth) for item in value]
         if isinstance(value, (set, frozenset)):
             items.sort(key=lambda v: json.dumps(v, sort_keys=True))
             return {TAG: "set", "items": items}
         return items
+
+    def _item(self, item: Any, depth: int) -> Any:
+        """`encode` for one child, with the common plain JSON scalars counted inline (the hot path)."""
+        kind = type(item)
+        if kind is str:
+            self.nodes += 1
+            self.size += len(item) + 2
+        elif (kind is int and -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT) or kind is bool or item is None:
+            self.nodes += 1
+            self.size += 1
+        elif kind is dict or kind is list:
+            if depth > _MAX_DEPTH:
+                raise _Unserializable(f"nesting deeper than {_MAX_DEPTH} levels")
+            return self._container(item, depth)
+        else:
+            return self.encode(item, depth)
+        if self.size > self.max_bytes or self.nodes > self.max_nodes:
+            raise TooLargeError(max(self.size, 2 * self.nodes), self.max_bytes)
+        return item
 
 
 def schema_view(value: Any) -> Any:

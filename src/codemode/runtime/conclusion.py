@@ -6,8 +6,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from codemode.runtime import codec
-from codemode.runtime.codec import DurableValueError
-from codemode.runtime.outcome import Outcome
+from codemode.runtime.outcome import MAX_DURABLE_VALUE_BYTES, MAX_RESULT_BYTES, Outcome
 from codemode.runtime.passes import Pass, Setup
 from codemode.sandbox.base import ExecuteResult
 
@@ -110,15 +109,15 @@ def stored_result(value: Any) -> tuple[str, str | None]:
 
     A result within `MAX_DURABLE_VALUE_BYTES` is stored whole; one up to `MAX_RESULT_BYTES` completes
     with a placeholder in the audit trail (spec §4.14); one the codec cannot hold, or larger than that,
-    ends the pass with an error, since nothing could be given back for it."""
+    ends the pass with an error, since nothing could be given back for it. One bounded encoding."""
     try:
-        return codec.to_stored("The result", value), None
-    except DurableValueError as exc:
-        placeholder = str(exc)
-    try:
-        codec.check("The result", value)
-    except DurableValueError as exc:
-        return "", str(exc)
+        text = codec.dumps(value, max_bytes=MAX_RESULT_BYTES)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return "", codec.refusal("The result", exc)
+    size = len(text.encode("utf-8"))
+    if size <= MAX_DURABLE_VALUE_BYTES:
+        return text, None
+    placeholder = codec.too_large_message("The result", size)
     return codec.dumps(f"[codemode: result omitted from the audit trail: {placeholder}]"), None
 
 

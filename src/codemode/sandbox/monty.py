@@ -219,12 +219,10 @@ class _Run:
                     snap = await snap.resume(results)
                 else:  # a name the program never defined
                     snap = await snap.resume()
-            try:
+            try:  # the runtime's codec then bounds the result's expansion, without making it
                 result = self._host_value(snap.output)
-                codec.check("The result", result)
-            except (TypeError, ValueError, RecursionError) as exc:
-                message = str(exc) if isinstance(exc, codec.DurableValueError) else codec.refusal("The result", exc)
-                return ExecuteResult(error=message, logs=self.console.lines())
+            except (TypeError, RecursionError) as exc:
+                return ExecuteResult(error=codec.refusal("The result", exc), logs=self.console.lines())
             return ExecuteResult(result=result, logs=self.console.lines())
         except monty.MontyCrashedError as exc:
             if self.timed_out or exc.timed_out:
@@ -369,7 +367,7 @@ class _HostValues:
             return self.memo[marker]
         if marker in self.active:
             raise TypeError("the value contains a cycle (a container inside itself)")
-        if depth >= MAX_VALUE_DEPTH:
+        if depth > MAX_VALUE_DEPTH:
             raise TypeError(f"nesting deeper than {MAX_VALUE_DEPTH} levels")
         self.active.add(marker)
         try:
