@@ -108,7 +108,7 @@ def stored_result(value: Any) -> tuple[str, str | None]:
     """The final result as the audit trail keeps it, or why the pass cannot accept it at all.
 
     A result within `MAX_DURABLE_VALUE_BYTES` is stored whole; one up to `MAX_RESULT_BYTES` completes
-    with a placeholder in the audit trail (spec §4.14); one the codec cannot hold, or larger than that,
+    with a placeholder in the audit trail; one the codec cannot hold, or larger than that,
     ends the pass with an error, since nothing could be given back for it. One bounded encoding."""
     try:
         text = codec.dumps(value, max_bytes=MAX_RESULT_BYTES)
