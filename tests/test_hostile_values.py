@@ -1,14 +1,14 @@
 """Hostile values at the sandbox boundary: every one ends in an outcome, never an exception out of `execute`,
 a frozen event loop, a run left `running` or an unreadable store; and the model always gets plain UTF-8 JSON.
 
-Each runtime test runs on both executors (`[python]` / `[javascript]`) against a real SQLite file.
+Each runtime test runs on both executors (`[python]` / `[javascript]`), on a real SQLite file and on a real
+PostgreSQL server.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sqlite3
 import time
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -23,7 +23,9 @@ from codemode.runtime.conclusion import bounded_logs
 from codemode.runtime.outcome import MAX_VALUE_NODES, Outcome
 from codemode.sandbox import deno as deno_sandbox
 
-from conftest import Items, RuntimeFactory, program
+from conftest import Items, RuntimeFactory, execute_sql, program
+
+BOTH_STORES = True
 
 
 @pytest.fixture(params=["python", "javascript"])
@@ -227,16 +229,16 @@ async def test_a_step_returning_a_set_of_tuples_completes_and_history_stays_read
 
 
 async def test_one_undecodable_stored_value_does_not_hide_the_history(
-    runtime: Runtime, db_path: Path, language: str
+    runtime: Runtime, db_path: Path, store_kind: str, language: str
 ) -> None:
     good = await runtime.execute(program(language, "return 1", "return 1;"))
     bad = await runtime.execute(program(language, "return 2", "return 2;"))
-    with sqlite3.connect(db_path) as conn:  # damaged outside codemode (or written by another program)
-        conn.execute("UPDATE cm_executions SET result = ? WHERE id = ?", ('{"__codemode__": "nope"}', bad.execution_id))
+    damaged = '{"__codemode__": "nope"}'  # written outside codemode (or by another program)
+    execute_sql(store_kind, db_path, "UPDATE cm_executions SET result = ? WHERE id = ?", (damaged, bad.execution_id))
     executions = {e.id: e for e in await runtime.executions()}
     assert executions[good.execution_id].result == 1
-    damaged = executions[bad.execution_id].result
-    assert isinstance(damaged, codec.Undecodable) and "could not be decoded" in damaged
+    read_back = executions[bad.execution_id].result
+    assert isinstance(read_back, codec.Undecodable) and "could not be decoded" in read_back
     execution = await runtime.execution(bad.execution_id)
     assert execution is not None and isinstance(execution.result, codec.Undecodable)
 
@@ -286,6 +288,23 @@ async def test_lone_surrogates_from_a_connector_are_recorded(make_runtime: Runti
     assert execution is not None and execution.log[0].result == "x\ud800"  # recorded losslessly
     assert outcome.result == program(language, "x\ufffd", "x\ud800")  # Monty strings cannot hold it
     model_json(outcome)
+
+
+async def test_nul_and_lone_surrogates_in_error_texts_and_step_names(runtime: Runtime, language: str) -> None:
+    # PostgreSQL text cannot hold NUL; no store's text can hold a lone surrogate.
+    failed = await runtime.execute(program(language, 'raise ValueError("a\\x00b")', 'throw new Error("a\\u0000b");'))
+    assert "a\ufffdb" in await ended_with_error(runtime, failed)
+    stepped = await runtime.execute(
+        program(
+            language,
+            'return await codemode.step("s\\x00", lambda: 1)',
+            'return [await codemode.step("s\\u0000", () => 1), await codemode.step("t\\ud800", () => 2)];',
+        )
+    )
+    assert stepped.status == "completed", stepped.error
+    assert [c.method for c in stepped.calls] == program(language, ["s\ufffd"], ["s\ufffd", "t\ufffd"])
+    coded = await runtime.execute(program(language, "return 'ok' # \x00", "return 'ok'; // \x00"))
+    assert coded.status == "completed" and coded.result == "ok", coded.error
 
 
 # -- 5. huge integers ------------------------------------------------------------------------------------

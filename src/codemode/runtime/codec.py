@@ -58,6 +58,7 @@ __all__ = [
     "read",
     "refusal",
     "roundtrip",
+    "storable_text",
     "to_stored",
     "valid_text",
     "valid_texts",
@@ -459,6 +460,12 @@ def _valid_texts(value: Any) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         return type(value)(_valid_texts(v) for v in value)
     return value
+
+
+def storable_text(text: str) -> str:
+    """`valid_text` that a text column of any store holds: NUL (which PostgreSQL text refuses) becomes
+    U+FFFD too. For program text, error messages and step names; values keep NUL (JSON escapes it)."""
+    return valid_text(text).replace("\x00", "\ufffd")
 
 
 # ---------------------------------------------------------------------------

@@ -39,7 +39,7 @@ async def conclude(runtime: Runtime, host: Pass, result: ExecuteResult, normaliz
             written = await store.pause(name, eid, attempt)
         elif result.error is not None or result.stopped:
             message = original_line(result.error or "The program was stopped.", normalized, code)
-            host.failure = with_hint(message, host.setup, runtime.executor.language, code)
+            host.failure = codec.storable_text(with_hint(message, host.setup, runtime.executor.language, code))
             written = await store.fail(name, eid, attempt, host.failure, bounded_logs(result.logs))
         elif host.unreached:
             seq, entry = min(host.unreached.items())

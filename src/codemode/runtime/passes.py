@@ -495,7 +495,7 @@ def _step_name(name: Any) -> str:
             "not in its name.",
             "ValueError",
         )
-    return name
+    return codec.storable_text(name)  # the log's method column is text: no lone surrogate, no NUL
 
 
 def _as_recorded(entry: LogEntry) -> Recorded:

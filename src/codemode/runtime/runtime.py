@@ -275,7 +275,7 @@ class Runtime:
         current one (frameworks that re-run a tool call on resume pass their tool-call id)."""
         if not isinstance(code, str):
             return Outcome(status="error", execution_id="", error="code must be a string of Python source.")
-        code = codec.valid_text(code)  # a lone surrogate cannot be stored as UTF-8 text: U+FFFD instead
+        code = codec.storable_text(code)  # no lone surrogate (not UTF-8) or NUL (not PostgreSQL text): U+FFFD
         size = len(code.encode("utf-8"))
         if size > MAX_DURABLE_VALUE_BYTES:
             return Outcome(status="error", execution_id="", error=codec.too_large_message("The execution code", size))
