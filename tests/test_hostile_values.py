@@ -94,6 +94,15 @@ async def test_arguments_that_double_shared_lists_are_a_catchable_error(
     assert items.notes == [] and outcome.calls == []
 
 
+async def test_a_result_with_too_many_values_is_refused(runtime: Runtime, language: str) -> None:
+    outcome = await runtime.execute(
+        program(language, "return list(range(600_000))", "return Array.from({ length: 600_000 }, (_, i) => i);")
+    )
+    assert "The result is too large" in await ended_with_error(runtime, outcome)
+    fits = await runtime.execute(program(language, "return list(range(1000))", "return [...Array(1000).keys()];"))
+    assert fits.result == list(range(1000))
+
+
 def test_the_codec_refuses_an_expanding_value_before_expanding_it() -> None:
     x: list[Any] = [1]
     for _ in range(40):  # 2**40 leaves once expanded

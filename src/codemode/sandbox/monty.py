@@ -24,7 +24,7 @@ from typing import Any, Literal, cast
 import pydantic_monty as monty
 
 from codemode.runtime import codec
-from codemode.runtime.outcome import MAX_VALUE_DEPTH
+from codemode.runtime.outcome import MAX_RESULT_BYTES, MAX_VALUE_DEPTH, MAX_VALUE_NODES
 from codemode.sandbox.base import (
     PLATFORM_METHODS,
     ExecuteResult,
@@ -221,7 +221,7 @@ class _Run:
                     snap = await snap.resume()
             try:  # the runtime's codec then bounds the result's expansion, without making it
                 result = self._host_value(snap.output)
-            except (TypeError, RecursionError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:
                 return ExecuteResult(error=codec.refusal("The result", exc), logs=self.console.lines())
             return ExecuteResult(result=result, logs=self.console.lines())
         except monty.MontyCrashedError as exc:
@@ -244,7 +244,8 @@ class _Run:
     def _host_value(self, value: Any) -> Any:
         """Sandbox-only objects become plain data; a namespace object never leaks out as itself.
 
-        Raises `TypeError` for a value nested deeper than `MAX_VALUE_DEPTH` or containing itself."""
+        Raises `TypeError` for a value nested deeper than `MAX_VALUE_DEPTH` or containing itself, and
+        `codec.TooLargeError` past `MAX_VALUE_NODES` values."""
         return _HostValues(self.namespace_values).convert(value, 0)
 
     async def _call(self, snap: monty.AsyncFunctionSnapshot) -> monty.AsyncSnapshot:
@@ -341,8 +342,12 @@ class _HostValues:
         self.namespaces = namespaces
         self.memo: dict[int, Any] = {}
         self.active: set[int] = set()
+        self.visits = 0  # never more than the expanded value's count, so within budget for any value that fits
 
     def convert(self, value: Any, depth: int) -> Any:
+        self.visits += 1
+        if self.visits > MAX_VALUE_NODES:
+            raise codec.TooLargeError(2 * self.visits, MAX_RESULT_BYTES)
         if value is None or isinstance(value, (bool, int, float, str, bytes, date)):
             return value
         if id(value) in self.namespaces:
