@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 
-from codemode import Connector, Runtime, tool
-from codemode.runtime import codec
-from codemode.runtime.codec import DurableValueError
+from codemode import Connector, Runtime, codec, tool
+from codemode.codec import DurableValueError
+from codemode.records import MAX_VALUE_NODES, Outcome
 from codemode.runtime.conclusion import bounded_logs
-from codemode.runtime.outcome import MAX_VALUE_NODES, Outcome
 from codemode.sandbox import deno as deno_sandbox
 
 from conftest import Items, RuntimeFactory, execute_sql, program

@@ -14,7 +14,7 @@ import pytest
 
 import codemode
 from codemode import Connector, Runtime, tool
-from codemode.runtime.replay import Call
+from codemode.replay import Call
 
 from conftest import Items, RuntimeFactory, execute_sql, program
 

@@ -23,7 +23,7 @@ from codemode.connectors.openapi import (
 from codemode.connectors.toolset import ExcludedToolsWarning, ToolArgumentsError, ToolsetConnector
 from codemode.discovery import Description, SearchOutput, SearchResult
 from codemode.errors import CodemodeError, ConnectorUnavailableError, ExecutionNotFoundError, RollbackError
-from codemode.runtime.outcome import (
+from codemode.records import (
     DEFAULT_MAX_EXECUTIONS,
     DEFAULT_PAUSED_TTL,
     MAX_DURABLE_VALUE_BYTES,

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from codemode.connectors.base import ConnectorDescription, ToolSpec
-from codemode.runtime.outcome import Snippet
+from codemode.records import Snippet
 from codemode.schema.base import DeclarationRenderer
 
 __all__ = [

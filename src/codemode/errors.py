@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from codemode.runtime.outcome import RollbackReport
+    from codemode.records import RollbackReport
 
 __all__ = ["CodemodeError", "ConnectorUnavailableError", "ExecutionNotFoundError", "RollbackError"]
 

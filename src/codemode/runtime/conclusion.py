@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from codemode.runtime import codec
-from codemode.runtime.outcome import MAX_DURABLE_VALUE_BYTES, MAX_RESULT_BYTES, Outcome
+from codemode import codec
+from codemode.records import MAX_DURABLE_VALUE_BYTES, MAX_RESULT_BYTES, Outcome
 from codemode.runtime.passes import Pass, Setup
 from codemode.sandbox.base import ExecuteResult
 

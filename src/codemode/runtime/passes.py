@@ -23,13 +23,12 @@ import jsonschema
 from jsonschema.exceptions import best_match
 from pydantic import TypeAdapter
 
-from codemode import crashpoints
+from codemode import codec, crashpoints
+from codemode.codec import DurableValueError
 from codemode.connectors.base import Connector, ConnectorDescription, ToolContext, ToolSpec, idempotency_key
 from codemode.errors import ConnectorUnavailableError
-from codemode.runtime import codec
-from codemode.runtime.codec import DurableValueError
-from codemode.runtime.outcome import STEP_CONNECTOR, LogEntry
-from codemode.runtime.replay import Call, Recorded, Verdict, judge
+from codemode.records import STEP_CONNECTOR, LogEntry
+from codemode.replay import Call, Recorded, Verdict, judge
 from codemode.sandbox.base import PLATFORM, TOOL_ERROR_KINDS, Namespace, StopExecution, ToolError
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from codemode import crashpoints
 from codemode.connectors.base import ToolContext, idempotency_key
-from codemode.runtime.outcome import STEP_CONNECTOR, Decision, RollbackReport
+from codemode.records import STEP_CONNECTOR, Decision, RollbackReport
 from codemode.runtime.passes import Setup
 from codemode.store.base import Claim
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import jsonschema
 
+from codemode import codec
 from codemode.connectors.base import (
     Connector,
     ConnectorDescription,
@@ -29,11 +30,7 @@ from codemode.discovery import Description, SearchOutput
 from codemode.discovery import describe as describe_target
 from codemode.discovery import search as search_catalog
 from codemode.errors import ConnectorUnavailableError, ExecutionNotFoundError, RollbackError, not_found_message
-from codemode.runtime import codec
-from codemode.runtime.conclusion import conclude
-from codemode.runtime.decisions import check_edited_args, check_key_and_metadata, check_seq, now, refused, stale
-from codemode.runtime.heartbeat import Heartbeats
-from codemode.runtime.outcome import (
+from codemode.records import (
     DEFAULT_MAX_EXECUTIONS,
     DEFAULT_PAUSED_TTL,
     MAX_DURABLE_VALUE_BYTES,
@@ -45,6 +42,9 @@ from codemode.runtime.outcome import (
     RollbackReport,
     Snippet,
 )
+from codemode.runtime.conclusion import conclude
+from codemode.runtime.decisions import check_edited_args, check_key_and_metadata, check_seq, now, refused, stale
+from codemode.runtime.heartbeat import Heartbeats
 from codemode.runtime.passes import Pass, Setup
 from codemode.runtime.rollback import revert_all
 from codemode.sandbox.base import Executor, Namespace

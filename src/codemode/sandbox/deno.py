@@ -28,8 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from codemode.runtime import codec
-from codemode.runtime.outcome import MAX_RESULT_BYTES, MAX_VALUE_DEPTH, MAX_VALUE_NODES
+from codemode import codec
+from codemode.records import MAX_RESULT_BYTES, MAX_VALUE_DEPTH, MAX_VALUE_NODES
 from codemode.sandbox.base import ExecuteResult, Host, Namespace, StopExecution, ToolError
 
 __all__ = ["DenoExecutor", "find_deno"]

@@ -52,7 +52,7 @@ async function readLine() {
   }
 }
 
-// -- the codec (the JavaScript half of runtime/codec.py) ----------------------
+// -- the codec (the JavaScript half of codec.py) ----------------------
 
 function toBase64(bytes) {
   let binary = "";

@@ -23,8 +23,8 @@ from typing import Any, Literal, cast
 
 import pydantic_monty as monty
 
-from codemode.runtime import codec
-from codemode.runtime.outcome import MAX_RESULT_BYTES, MAX_VALUE_DEPTH, MAX_VALUE_NODES
+from codemode import codec
+from codemode.records import MAX_RESULT_BYTES, MAX_VALUE_DEPTH, MAX_VALUE_NODES
 from codemode.sandbox.base import (
     PLATFORM_METHODS,
     ExecuteResult,

@@ -18,8 +18,8 @@ from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping, 
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, TypeVar
 
-from codemode.runtime.codec import dumps, loads, read
-from codemode.runtime.outcome import (
+from codemode.codec import dumps, loads, read
+from codemode.records import (
     TERMINAL_STATUSES,
     Decision,
     Execution,
@@ -29,7 +29,7 @@ from codemode.runtime.outcome import (
     PendingAction,
     Snippet,
 )
-from codemode.runtime.replay import Call, Recorded, Verdict, judge
+from codemode.replay import Call, Recorded, Verdict, judge
 from codemode.store.base import Begun, Claim, Settlement
 
 __all__ = ["MAX_ERROR_CHARS", "Op", "Rows", "SqlStore", "Tx", "drive", "new_execution_id"]

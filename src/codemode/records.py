@@ -149,7 +149,7 @@ class Outcome:
         which keeps its shape and marks what it cut; `self.result` keeps the whole value, and so does the
         audit trail. Console logs keep their newest 20,000 characters. Values are the codec's plain model
         view (`codec.model_view`): no `__codemode__` tags, and always serializable as UTF-8 JSON."""
-        from codemode.runtime.codec import model_view, valid_text
+        from codemode.codec import model_view, valid_text
         from codemode.truncate import truncate_response, truncate_result
 
         def bounded(value: Any) -> Any:

@@ -36,7 +36,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from codemode.runtime.outcome import (
+from codemode.records import (
     MAX_DURABLE_VALUE_BYTES,
     MAX_RESULT_BYTES,
     MAX_VALUE_DEPTH,
