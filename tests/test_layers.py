@@ -1,9 +1,9 @@
 """Every import inside the package points down the stack (imports inside functions included).
 
-    bottom      errors, records, codec, replay, truncate, crashpoints
-    parts       schema, connectors, sandbox, store, discovery (they may use each other and the bottom)
-    runtime     runtime/ (the Runtime, one pass, the tool the model gets)
-    surfaces    integrations/, cli/, server/ (built on the public API)
+bottom      errors, records, codec, replay, truncate, crashpoints
+parts       schema, connectors, sandbox, store, discovery (they may use each other and the bottom)
+runtime     runtime/ (the Runtime, one pass, the tool the model gets)
+surfaces    integrations/, cli/, server/ (built on the public API)
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def test_every_import_points_down_the_stack() -> None:
         assert here in LAYERS, f"{module} belongs to no layer: add it to LAYERS in this test"
         for line, target in imports(path):
             there = part(target)
-            if there == "__init__" or LAYERS.get(there, 99) > LAYERS[here] and there != here:
+            if there == "__init__" or (LAYERS.get(there, 99) > LAYERS[here] and there != here):
                 wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {target}")
             if LAYERS[here] == 0 and LAYERS.get(there, 99) != 0:
                 wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line} (bottom layer) imports {target}")

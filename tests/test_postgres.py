@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -165,3 +166,22 @@ def test_the_several_hosts_example_runs(server: PostgresServer) -> None:
     assert "heard paused" in done.stdout and "the run is completed" in done.stdout
     assert "approve by finance-lead" in done.stdout
     assert done.stdout.count("is not awaiting a decision") == 2
+
+
+def test_a_host_whose_clock_runs_ahead_does_not_take_a_live_run_for_dead(
+    server: PostgresServer, tmp_path: Path
+) -> None:
+    """Runs are stamped and aged by the database's clock: a host an hour ahead sees the live pass as live."""
+    from test_races import Worker
+
+    dsn, ledger = server.dsn(server.new_schema()), str(tmp_path / "ledger")
+    paused = Worker("pause", dsn, ledger).result()
+    assert paused["status"] == "paused", paused
+    # The approved payment takes 4 s: the pass is live, its heartbeat touching the run every 0.2 s.
+    approver = Worker("approve", dsn, ledger, paused["id"], "1", "--delay", "4")
+    time.sleep(2.0)
+    skewed = Worker("recover", dsn, ledger, paused["id"], "--stale", "60", "--clock-skew", "3600").result()
+    assert "cannot be recovered (status: running)" in (skewed.get("error") or ""), skewed
+    done = approver.result()
+    assert done["status"] == "completed", done
+    assert [line.split()[1] for line in Path(ledger).read_text().splitlines()] == ["reserve", "pay"]

@@ -98,6 +98,11 @@ class SqlStore:
         """A condition on `cm_executions` true when its metadata has key `?` with value `?`."""
         raise NotImplementedError
 
+    def _now(self) -> int:
+        """Milliseconds since the epoch by the database's clock, so hosts whose clocks disagree still
+        agree on which run has gone quiet (the default: this host's clock, right for one file)."""
+        return now_ms()
+
     async def _notify(self, tx: Tx, runtime: str, execution_id: str, status: str) -> None:
         """Tell other hosts a run changed (PostgreSQL: NOTIFY); nothing by default."""
 
@@ -114,7 +119,7 @@ class SqlStore:
         metadata: Mapping[str, str] | None = None,
     ) -> Begun:
         execution_id = new_execution_id()
-        now = now_ms()
+        now = self._now()
 
         async def op(tx: Tx) -> Begun:
             if key is not None:
@@ -154,20 +159,20 @@ class SqlStore:
             cur = await tx.execute(
                 "UPDATE cm_executions SET updated_at = ? WHERE runtime = ? AND id = ? AND attempt = ? "
                 "AND status IN ('running', 'rolling_back')",
-                (now_ms(), runtime, execution_id, attempt),
+                (self._now(), runtime, execution_id, attempt),
             )
             return cur.rowcount == 1
 
         return await self._run(op, "heartbeat")
 
     async def claim_stale(self, runtime: str, execution_id: str, older_than: timedelta) -> Claim | None:
-        cutoff = now_ms() - int(older_than.total_seconds() * 1000)
+        cutoff = self._now() - int(older_than.total_seconds() * 1000)
 
         async def op(tx: Tx) -> Claim | None:
             cur = await tx.execute(
                 "UPDATE cm_executions SET updated_at = ?, attempt = attempt + 1 WHERE runtime = ? AND id = ? "
                 "AND status = 'running' AND updated_at < ?",
-                (now_ms(), runtime, execution_id, cutoff),
+                (self._now(), runtime, execution_id, cutoff),
             )
             return await self._claim(tx, runtime, execution_id) if cur.rowcount == 1 else None
 
@@ -240,8 +245,7 @@ class SqlStore:
 
         return await self._run(op, "decide")
 
-    @staticmethod
-    async def _fail_at(tx: Tx, runtime: str, execution_id: str, seq: int, message: str) -> None:
+    async def _fail_at(self, tx: Tx, runtime: str, execution_id: str, seq: int, message: str) -> None:
         await tx.execute(
             "UPDATE cm_log SET state = 'error', result = ? WHERE runtime = ? AND execution_id = ? AND seq = ? "
             "AND state IN ('executing', 'pending')",
@@ -249,7 +253,7 @@ class SqlStore:
         )
         await tx.execute(
             "UPDATE cm_executions SET status = 'error', error = ?, updated_at = ? WHERE runtime = ? AND id = ?",
-            (message[:MAX_ERROR_CHARS], now_ms(), runtime, execution_id),
+            (message[:MAX_ERROR_CHARS], self._now(), runtime, execution_id),
         )
 
     @staticmethod
@@ -259,10 +263,9 @@ class SqlStore:
             (state, runtime, execution_id, seq),
         )
 
-    @staticmethod
-    async def _touch(tx: Tx, runtime: str, execution_id: str) -> None:
+    async def _touch(self, tx: Tx, runtime: str, execution_id: str) -> None:
         await tx.execute(
-            "UPDATE cm_executions SET updated_at = ? WHERE runtime = ? AND id = ?", (now_ms(), runtime, execution_id)
+            "UPDATE cm_executions SET updated_at = ? WHERE runtime = ? AND id = ?", (self._now(), runtime, execution_id)
         )
 
     async def record_result(
@@ -337,7 +340,7 @@ class SqlStore:
             cur = await tx.execute(
                 f"UPDATE cm_executions SET status = ?, updated_at = ?{assignments} "
                 "WHERE runtime = ? AND id = ? AND attempt = ? AND status = 'running'",
-                (status, now_ms(), *values, runtime, execution_id, attempt),
+                (status, self._now(), *values, runtime, execution_id, attempt),
             )
             if cur.rowcount == 1:
                 await self._notify(tx, runtime, execution_id, status)
@@ -406,7 +409,7 @@ class SqlStore:
                 await tx.execute(
                     "UPDATE cm_executions SET status = 'rejected', error = ?, attempt = attempt + 1, updated_at = ? "
                     "WHERE runtime = ? AND id = ?",
-                    (end_error[:MAX_ERROR_CHARS], now_ms(), runtime, execution_id),
+                    (end_error[:MAX_ERROR_CHARS], self._now(), runtime, execution_id),
                 )
                 await self._notify(tx, runtime, execution_id, "rejected")
                 return Settlement("ended", "rejected")
@@ -425,7 +428,7 @@ class SqlStore:
             await tx.execute(
                 "UPDATE cm_executions SET status = 'running', attempt = attempt + 1, updated_at = ? "
                 "WHERE runtime = ? AND id = ?",
-                (now_ms(), runtime, execution_id),
+                (self._now(), runtime, execution_id),
             )
             await self._notify(tx, runtime, execution_id, "running")
             return Settlement("resumed", "running", claim=await self._claim(tx, runtime, execution_id))
@@ -433,7 +436,7 @@ class SqlStore:
         return await self._run(op, "settle")
 
     async def expire(self, runtime: str, max_age: timedelta, *, running: bool = True) -> list[str]:
-        cutoff = now_ms() - int(max_age.total_seconds() * 1000)
+        cutoff = self._now() - int(max_age.total_seconds() * 1000)
         statuses = "('paused', 'running')" if running else "('paused')"
 
         async def op(tx: Tx) -> list[str]:
@@ -445,7 +448,7 @@ class SqlStore:
                 )
             ).fetchall()
             expired: list[str] = []
-            now = now_ms()
+            now = self._now()
             for execution_id, status in rows:
                 new_status, error = (
                     ("rejected", "Expired awaiting approval")
@@ -472,14 +475,14 @@ class SqlStore:
     # -- rollback -------------------------------------------------------------
 
     async def claim_rollback(self, runtime: str, execution_id: str, stale_after: timedelta) -> Claim | None:
-        cutoff = now_ms() - int(stale_after.total_seconds() * 1000)
+        cutoff = self._now() - int(stale_after.total_seconds() * 1000)
 
         async def op(tx: Tx) -> Claim | None:
             cur = await tx.execute(
                 "UPDATE cm_executions SET status = 'rolling_back', attempt = attempt + 1, updated_at = ? "
                 "WHERE runtime = ? AND id = ? AND (status IN ('paused', 'completed', 'error', 'rejected', "
                 "'rolled_back') OR (status = 'rolling_back' AND updated_at < ?))",
-                (now_ms(), runtime, execution_id, cutoff),
+                (self._now(), runtime, execution_id, cutoff),
             )
             if cur.rowcount != 1:
                 return None
@@ -531,7 +534,7 @@ class SqlStore:
             )
             await tx.execute(
                 "UPDATE cm_executions SET status = 'rolled_back', updated_at = ? WHERE runtime = ? AND id = ?",
-                (now_ms(), runtime, execution_id),
+                (self._now(), runtime, execution_id),
             )
             await self._notify(tx, runtime, execution_id, "rolled_back")
             return True
