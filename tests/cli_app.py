@@ -81,7 +81,7 @@ async def async_runtime():
 not_a_runtime = 42
 '''
 
-SEED = '''
+SEED = """
 import asyncio, json, os, sys
 
 import app
@@ -97,7 +97,7 @@ async def main():
 asyncio.run(main())
 sys.stdout.flush()
 os._exit(0)  # pydantic_monty can abort in interpreter finalization; everything is committed by now
-'''
+"""
 
 PAY = 'b = await bank.balance()\nr = await bank.pay(to="carol", amount=30)\nreturn r'
 

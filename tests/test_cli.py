@@ -120,13 +120,13 @@ def test_reject_ends_the_run_or_lets_the_program_continue(app_dir: Path) -> None
     assert "rejected" in done.stdout and "Action bank.pay rejected by bob: not on the payroll" in done.stdout
     assert codemode(app_dir, "reject", ended, "1", *app).returncode == 4
 
-    program = "try:\n    await bank.pay(to='x', amount=1)\nexcept PermissionError as e:\n    return 'refused: ' + str(e)"
+    program = "try:\n    await bank.pay(to='x', amount=1)\nexcept PermissionError as e:\n    return 'no: ' + str(e)"
     resumed = seed(app_dir, program)["execution_id"]
     done = codemode(app_dir, "reject", resumed, "0", "--by", "bob", "--resume", "--json", *app)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "completed"
     record = json.loads(codemode(app_dir, "show", resumed, "--json").stdout)
-    assert record["result"] == "refused: Action bank.pay rejected by bob"
+    assert record["result"] == "no: Action bank.pay rejected by bob"
     assert ledger(app_dir) == []
 
 
@@ -201,4 +201,3 @@ def test_mcp_without_its_server_module_says_what_to_install(app_dir: Path) -> No
         [sys.executable, "-c", script], cwd=app_dir, env=env(), capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 6 and "MCP server is not available" in done.stderr
-
