@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 APP = '''
 import json
+import os
 from pathlib import Path
 
 import codemode
@@ -71,7 +72,9 @@ class Mail(codemode.Connector):
 
 
 def runtime():
-    return codemode.Runtime([Bank(), Mail()], store=codemode.SqliteStore(HERE / "codemode.db"))
+    dsn = os.environ.get("CODEMODE_TEST_DSN")  # a PostgreSQL schema of the test's own, else a SQLite file
+    store = codemode.PostgresStore(dsn) if dsn else codemode.SqliteStore(HERE / "codemode.db")
+    return codemode.Runtime([Bank(), Mail()], store=store)
 
 
 async def async_runtime():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -60,12 +61,12 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture
-def console(tmp_path: Path) -> Iterator[Console]:
-    write_app(tmp_path)
+def console_on(directory: Path) -> Iterator[Console]:
+    """Start `codemode console --app app:runtime --port 0` in `directory`; read the URL it prints."""
+    write_app(directory)
     process = subprocess.Popen(
         [sys.executable, "-m", "codemode.cli", "console", "--app", "app:runtime", "--port", "0"],
-        cwd=tmp_path,
+        cwd=directory,
         env=env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -83,14 +84,28 @@ def console(tmp_path: Path) -> Iterator[Console]:
         pytest.fail(f"the console did not start: {process.communicate()}")
     match = re.fullmatch(r"(http://127\.0\.0\.1:\d+)/\?token=(\S+)", url)
     assert match is not None, url
-    yield Console(tmp_path, url, match.group(1), match.group(2), process)
-    process.terminate()
+    yield Console(directory, url, match.group(1), match.group(2), process)
+
+
+def stop(console: Console) -> None:
+    console.process.terminate()
     try:
-        process.wait(15)
+        console.process.wait(15)
     except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        console.process.kill()
+        console.process.wait()
         pytest.fail("the console did not stop on SIGTERM")
+    # uvicorn re-raises the signal once it has shut down (the runtime closed first), as a server should.
+    out, err = console.process.communicate()
+    assert console.process.returncode in (0, -signal.SIGTERM), err
+    assert "codemode console stopped; the runtime is closed." in out, (out, err)
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[Console]:
+    started = next(console_on(tmp_path))
+    yield started
+    stop(started)
 
 
 @pytest.fixture
@@ -408,3 +423,32 @@ def test_runs_filter_by_status_connector_and_metadata(console: Console, page: Pa
     expect(page.locator(".flash.error")).to_contain_text('"oops" is not key=value')
     page.goto(f"{console.base}/runs/exec_nope")
     expect(page.locator("h1")).to_contain_text("No run exec_nope")
+
+
+def test_on_postgresql_pauses_arrive_by_notify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, browser: Browser
+) -> None:
+    from postgres_server import shared_server
+
+    server = shared_server()
+    dsn = server.dsn(server.new_schema())
+    monkeypatch.setenv("CODEMODE_TEST_DSN", dsn)
+    console = next(console_on(tmp_path))
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(console.url)
+        expect(page.locator("#live-status.on")).to_have_count(1)
+        eid = seed(tmp_path)["execution_id"]
+        # The stream waits on LISTEN/NOTIFY (it polls only every 15 s without it): this arrives by NOTIFY.
+        expect(page.locator(f'section[data-key="{eid}"]')).to_have_count(1, timeout=8_000)
+        page.fill("#approver", "ann")
+        card(page, eid, 1).locator("button.approve").click()
+        expect(page.locator(".flash.ok")).to_contain_text("the run completed")
+        listed = codemode(tmp_path, "runs", "--dsn", dsn, "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert [(r["id"], r["status"]) for r in json.loads(listed.stdout)] == [(eid, "completed")]
+    finally:
+        context.close()
+        stop(console)
+    assert ledger(tmp_path) == [{"amount": 30, "op": "pay", "to": "carol"}]

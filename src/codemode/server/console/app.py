@@ -116,6 +116,7 @@ class Console:
                     self.listener.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await self.listener
+        print("codemode console stopped; the runtime is closed.", flush=True)
 
     async def _listen(self, changes: Callable[..., AsyncIterator[Any]], ready: asyncio.Event) -> None:
         """Wake the event streams on every status change any host commits (LISTEN/NOTIFY)."""
