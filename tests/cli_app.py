@@ -124,10 +124,13 @@ def seed(directory: Path, code: str = PAY, metadata: dict[str, str] | None = Non
     return out
 
 
-def codemode(directory: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def codemode(
+    directory: Path, *args: str, timeout: float = 120, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """The `codemode` command, as a real process in `directory`."""
     argv = [sys.executable, "-m", "codemode.cli", *args]
-    return subprocess.run(argv, cwd=directory, env=env(), capture_output=True, text=True, timeout=timeout)
+    environ = {**env(), **(extra_env or {})}
+    return subprocess.run(argv, cwd=directory, env=environ, capture_output=True, text=True, timeout=timeout)
 
 
 def ledger(directory: Path) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_app import codemode, env, ledger, seed, write_app
+from cli_app import ROOT, codemode, env, ledger, seed, write_app
 
 
 @pytest.fixture
@@ -106,6 +106,8 @@ def test_decisions_need_the_application_runtime(app_dir: Path) -> None:
     ]:
         done = codemode(app_dir, "approve", eid, "1", "--by", "ann", "--app", spec)
         assert done.returncode == 6 and message in done.stderr, done.stderr
+    both = codemode(app_dir, "approve", eid, "1", "--by", "ann", "--app", "app:runtime", "--db", "codemode.db")
+    assert both.returncode == 2 and "--app brings its own store: leave out --db" in both.stderr
     assert ledger(app_dir) == [] and status_of(app_dir, eid) == "paused"
     factory = codemode(app_dir, "approve", eid, "1", "--by", "ann", "--app", "app:async_runtime", "--json")
     assert factory.returncode == 0, factory.stderr
@@ -201,3 +203,52 @@ def test_mcp_without_its_server_module_says_what_to_install(app_dir: Path) -> No
         [sys.executable, "-c", script], cwd=app_dir, env=env(), capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 6 and "MCP server is not available" in done.stderr
+
+
+def test_the_quickstart_leaves_a_run_for_the_cli_and_the_console(tmp_path: Path) -> None:
+    demo = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py"), str(tmp_path)],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert demo.returncode == 0, demo.stderr
+    assert "5. the model runs its program again: it pauses, and waits for you" in demo.stdout
+    assert "codemode console --app examples.quickstart:app" in demo.stdout
+    pending = codemode(ROOT, "pending", "--db", str(tmp_path / "codemode.db"), "--json")
+    assert pending.returncode == 0, pending.stderr
+    [action] = json.loads(pending.stdout)
+    assert (action["method"], action["args"]) == ("add_task", {"title": "Write the release notes"})
+    quickstart = {"CODEMODE_QUICKSTART_DIR": str(tmp_path)}
+    done = codemode(
+        ROOT, "approve", action["execution_id"], str(action["seq"]), "--by", "you", "--json",
+        "--app", "examples.quickstart:app", extra_env=quickstart,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["result"] == ["Triage the inbox", "Write the release notes"]
+
+
+def test_the_session_in_docs_cli_md_runs(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "cli.md").read_text()
+    block = text.split("## A session", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "quickstart.py").write_text((ROOT / "examples" / "quickstart.py").read_text())
+    shims = tmp_path / "bin"  # `codemode` and `python` as an installed codemode would have them
+    shims.mkdir()
+    for name, target in {"codemode": f'"{sys.executable}" -m codemode.cli', "python": f'"{sys.executable}"'}.items():
+        (shims / name).write_text(f'#!/bin/sh\nexec {target} "$@"\n')
+        (shims / name).chmod(0o755)
+    environ = {**env(), "PATH": f"{shims}:{env()['PATH']}"}
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "tasks.add_task" in done.stdout and "completed" in done.stdout
+    assert "exit 4: ann decided it first" in done.stdout and "already approved by ann" in done.stderr
+    assert "reverted:     1" in done.stdout and "rolled_back" in done.stdout

@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any, NoReturn, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from codemode.cli import output
 from codemode.cli.loading import AppLoadError, Target, load_runtime, open_target
@@ -91,7 +92,19 @@ def json_option(fn: F) -> F:
 
 
 def target(kwargs: dict[str, Any], *, need_runtime: bool = False) -> Any:
-    return open_target(kwargs["app"], kwargs["db"], kwargs["dsn"], kwargs["name"], need_runtime=need_runtime)
+    """Read-only commands prefer the store (--db/--dsn) to importing the application; the others need
+    --app, whose runtime brings its own store: a --db or --dsn typed beside it is refused, one from the
+    environment is ignored (so CODEMODE_DB and CODEMODE_APP can both be set)."""
+    app, db, dsn = kwargs["app"], kwargs["db"], kwargs["dsn"]
+    if need_runtime and app is not None:
+        ctx = click.get_current_context()
+        typed = [f"--{n}" for n in ("db", "dsn") if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
+        if typed:
+            raise CliError(f"--app brings its own store: leave out {' and '.join(typed)}.", "usage")
+        db = dsn = None
+    elif not need_runtime and (db is not None or dsn is not None):
+        app = None
+    return open_target(app, db, dsn, kwargs["name"], need_runtime=need_runtime)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
