@@ -452,3 +452,41 @@ def test_on_postgresql_pauses_arrive_by_notify(
         context.close()
         stop(console)
     assert ledger(tmp_path) == [{"amount": 30, "op": "pay", "to": "carol"}]
+
+
+def test_create_app_serves_a_runtime_of_your_own(tmp_path: Path) -> None:
+    import importlib.util
+    import socket
+    import threading
+
+    import uvicorn
+
+    from codemode.server.console import create_app
+
+    write_app(tmp_path)
+    eid = seed(tmp_path)["execution_id"]
+    spec = importlib.util.spec_from_file_location("embedded_app", tmp_path / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    app = create_app(module.runtime(), token="a-long-random-secret")
+    assert app.state.console.token == "a-long-random-secret"
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
+    thread.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        page = httpx.get(f"{base}/pending", headers={"Authorization": "Bearer a-long-random-secret"})
+        assert page.status_code == 200 and f'data-key="{eid}:1"' in page.text
+        assert httpx.get(f"{base}/pending", headers={"Authorization": "Bearer wrong"}).status_code == 403
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+    assert not thread.is_alive()
