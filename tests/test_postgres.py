@@ -8,8 +8,11 @@ suites, which run on PostgreSQL too.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -152,3 +155,13 @@ async def test_every_host_hears_of_a_pause_and_its_decision(server: PostgresServ
         ("other-host", paused.execution_id, "running"),
         ("other-host", paused.execution_id, "completed"),
     ]
+
+
+def test_the_several_hosts_example_runs(server: PostgresServer) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "postgres_hosts.py"
+    done = subprocess.run([sys.executable, str(example), server.dsn()], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("sending 3000 to ana") == 1  # one approved action, sent once, by the approval host
+    assert "heard paused" in done.stdout and "the run is completed" in done.stdout
+    assert "approve by finance-lead" in done.stdout
+    assert done.stdout.count("is not awaiting a decision") == 2

@@ -22,7 +22,7 @@ from codemode.connectors.openapi import (
 )
 from codemode.connectors.toolset import ExcludedToolsWarning, ToolArgumentsError, ToolsetConnector
 from codemode.discovery import Description, SearchOutput, SearchResult
-from codemode.errors import CodemodeError, ConnectorUnavailableError, RollbackError
+from codemode.errors import CodemodeError, ConnectorUnavailableError, ExecutionNotFoundError, RollbackError
 from codemode.runtime.outcome import (
     DEFAULT_MAX_EXECUTIONS,
     DEFAULT_PAUSED_TTL,
@@ -62,6 +62,7 @@ __all__ = [
     "ExcludedToolsWarning",
     "ExecuteResult",
     "Execution",
+    "ExecutionNotFoundError",
     "Executor",
     "Host",
     "HttpOpenApiConnector",

@@ -48,6 +48,9 @@ async def revert_all(
                 "twice: check the effect by hand, then roll back with retry_interrupted=True if it is "
                 "still there"
             )
+        elif connector is None and entry.connector in setup.unavailable:
+            why = setup.unavailable[entry.connector].reason
+            report.failed[seq] = f'connector "{entry.connector}" is unavailable ({why}); roll back again when it is up'
         elif connector is None:
             report.failed[seq] = f'connector "{entry.connector}" is not configured on this runtime'
         elif spec is None or spec.revert is None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping, 
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, TypeVar
 
-from codemode.runtime.codec import dumps, loads
+from codemode.runtime.codec import dumps, loads, read
 from codemode.runtime.outcome import (
     TERMINAL_STATUSES,
     Decision,
@@ -174,7 +174,7 @@ class SqlStore:
         return await self._run(op, "claim_stale")
 
     async def _claim(self, tx: Tx, runtime: str, execution_id: str) -> Claim:
-        execution = await self._load_execution(tx, runtime, execution_id)
+        execution = await self._load_execution(tx, runtime, execution_id, strict=True)  # replayed: exact values
         row = (
             await tx.execute("SELECT attempt FROM cm_executions WHERE runtime = ? AND id = ?", (runtime, execution_id))
         ).fetchone()
@@ -363,7 +363,7 @@ class SqlStore:
             params += (execution_id,)
         sql += " ORDER BY e.created_at DESC, e.id DESC, l.seq"
         return [
-            PendingAction(execution_id=r[0], seq=r[1], connector=r[2], method=r[3], args=loads(r[4]))
+            PendingAction(execution_id=r[0], seq=r[1], connector=r[2], method=r[3], args=read(r[4]))
             for r in await tx.execute(sql, params)
         ]
 
@@ -544,7 +544,9 @@ class SqlStore:
         return await self._run(lambda tx: self._load_execution(tx, runtime, execution_id), "get_execution", write=False)
 
     @staticmethod
-    async def _load_execution(tx: Tx, runtime: str, execution_id: str) -> Execution | None:
+    async def _load_execution(tx: Tx, runtime: str, execution_id: str, *, strict: bool = False) -> Execution | None:
+        """The run as stored; unless `strict`, a value that cannot be decoded reads as a `codec.Undecodable`
+        string on that record instead of failing the read."""
         row = (
             await tx.execute(
                 f"SELECT {_EXECUTION_COLUMNS} FROM cm_executions WHERE runtime = ? AND id = ?",
@@ -557,7 +559,7 @@ class SqlStore:
             f"SELECT {_ENTRY_COLUMNS} FROM cm_log WHERE runtime = ? AND execution_id = ? ORDER BY seq",
             (runtime, execution_id),
         )
-        return _execution(row, [_entry(r) for r in entries])
+        return _execution(row, [_entry(r, strict) for r in entries], strict)
 
     async def list_executions(
         self,
@@ -727,14 +729,14 @@ def _recorded(row: Sequence[Any]) -> Recorded:
     return Recorded(connector, method, args, result, bool(ephemeral), state, kind, args_json)
 
 
-def _entry(row: Sequence[Any]) -> LogEntry:
+def _entry(row: Sequence[Any], strict: bool = False) -> LogEntry:
     seq, connector, method, args, result, requires_approval, ephemeral, state, decision, rollback = row[:10]
     return LogEntry(
         seq=seq,
         connector=connector,
         method=method,
-        args=loads(args),
-        result=loads(result),
+        args=(loads if strict else read)(args),
+        result=(loads if strict else read)(result),
         requires_approval=bool(requires_approval),
         ephemeral=bool(ephemeral),
         state=state,
@@ -743,7 +745,7 @@ def _entry(row: Sequence[Any]) -> LogEntry:
     )
 
 
-def _execution(row: Sequence[Any], log: list[LogEntry]) -> Execution:
+def _execution(row: Sequence[Any], log: list[LogEntry], strict: bool = False) -> Execution:
     execution_id, code, status, result, error, logs, connectors, created_at, updated_at, key, metadata = row
     status_value: ExecutionStatus = status
     return Execution(
@@ -751,7 +753,7 @@ def _execution(row: Sequence[Any], log: list[LogEntry]) -> Execution:
         code=code,
         status=status_value,
         log=log,
-        result=loads(result),
+        result=(loads if strict else read)(result),
         error=error,
         logs=json.loads(logs) if logs else [],
         connectors=json.loads(connectors) if connectors else [],
