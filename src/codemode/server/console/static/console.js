@@ -2,6 +2,8 @@
 // over server-sent events. Plain JavaScript, no dependencies; every page also works without it.
 "use strict";
 
+document.documentElement.classList.add("js");  // the header's "Deciding as" replaces each form's name field
+
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const approver = document.getElementById("approver");
 
