@@ -301,7 +301,7 @@ def test_a_stale_page_says_already_decided_and_changes_nothing(console: Console,
         stale = stale_context.new_page()
         stale.goto(console.url)
         for form in (card(stale, first, 1), card(stale, second, 1)):
-                form.locator("input[name=by]").fill("carl")
+            form.locator("input[name=by]").fill("carl")
         # decided first from the command line...
         done = codemode(
             console.directory, "approve", first, "1", "--by", "bob", "--reason", "ok", "--app", "app:runtime"
