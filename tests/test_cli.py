@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -252,3 +253,26 @@ def test_the_session_in_docs_cli_md_runs(tmp_path: Path) -> None:
     assert "tasks.add_task" in done.stdout and "completed" in done.stdout
     assert "exit 4: ann decided it first" in done.stdout and "already approved by ann" in done.stderr
     assert "reverted:     1" in done.stdout and "rolled_back" in done.stdout
+
+
+@pytest.mark.parametrize("no_color", ["", "1"])
+def test_colour_only_on_a_terminal(app_dir: Path, no_color: str) -> None:
+    import pty
+
+    seed(app_dir)
+    main, replica = pty.openpty()
+    environ = {**env(), "NO_COLOR": no_color, "TERM": "xterm"}
+    done = subprocess.run(
+        [sys.executable, "-m", "codemode.cli", "runs"], cwd=app_dir, env=environ, stdout=replica, timeout=120
+    )
+    os.close(replica)
+    out = b""
+    try:
+        while chunk := os.read(main, 65536):
+            out += chunk
+    except OSError:  # the terminal's other end is closed: everything was read
+        pass
+    os.close(main)
+    assert done.returncode == 0
+    assert b"paused" in out
+    assert (b"\x1b[" in out) is (no_color == "")
