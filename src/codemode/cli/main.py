@@ -23,7 +23,7 @@ from click.core import ParameterSource
 from codemode.cli import output
 from codemode.cli.loading import AppLoadError, Target, load_runtime, open_target
 from codemode.errors import RollbackError
-from codemode.runtime.outcome import Outcome
+from codemode.records import Outcome
 
 __all__ = ["EXIT", "CliError", "cli", "main"]
 

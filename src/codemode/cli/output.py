@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from codemode.runtime.outcome import Execution, LogEntry, PendingAction
+from codemode.records import Execution, LogEntry, PendingAction
 
 __all__ = ["STATUS_COLOURS", "dumps", "echo", "jsonable", "short_json", "table"]
 

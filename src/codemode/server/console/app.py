@@ -30,7 +30,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from codemode.errors import RollbackError
-from codemode.runtime.outcome import STEP_CONNECTOR, TERMINAL_STATUSES, Execution, LogEntry, PendingAction
+from codemode.records import STEP_CONNECTOR, TERMINAL_STATUSES, Execution, LogEntry, PendingAction
 from codemode.runtime.runtime import Runtime
 
 __all__ = ["Console", "create_app", "serve"]
