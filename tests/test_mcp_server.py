@@ -15,9 +15,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import queue
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -136,16 +138,28 @@ def http_server(app: App) -> Iterator[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    lines: queue.Queue[str] = queue.Queue()
+    stderr = proc.stderr
+    assert stderr is not None
+
+    def pump() -> None:  # keeps the pipe drained for the whole test, so the server never blocks on it
+        for line in stderr:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     try:
-        assert proc.stderr is not None
-        deadline = time.monotonic() + 60
+        seen: list[str] = []
         url = None
+        deadline = time.monotonic() + 60
         while url is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            assert line, f"the server exited before listening (code {proc.poll()})"
-            found = re.search(r"(http://127\.0\.0\.1:\d+/mcp)", line)
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                assert proc.poll() is None, f"the server exited before listening: {''.join(seen)}"
+                continue
+            found = re.search(r"(http://127\.0\.0\.1:\d+/mcp)", seen[-1])
             url = found.group(1) if found else None
-        assert url is not None
+        assert url is not None, f"the server printed no 127.0.0.1 URL: {''.join(seen)}"
         yield url
     finally:
         proc.terminate()
@@ -437,3 +451,42 @@ async def test_an_action_decided_in_the_console_meanwhile_is_not_decided_again(
         execution = await human.execution(out["execution_id"])
     assert execution is not None and execution.log[0].decision is not None
     assert execution.log[0].decision.by == "ann"
+
+
+# -- transport safety -------------------------------------------------------------------
+
+
+async def test_a_connector_writing_to_stdout_does_not_break_the_stdio_stream(tmp_path: Path) -> None:
+    (tmp_path / "noisy_app.py").write_text(
+        "import codemode\n"
+        "class Noisy(codemode.Connector):\n"
+        "    name = 'noisy'\n"
+        "    @codemode.tool\n"
+        "    def shout(self) -> str:\n"
+        "        print('NOT JSON-RPC', flush=True)\n"
+        "        return 'done'\n"
+        f"runtime = codemode.Runtime([Noisy()], store=codemode.SqliteStore({str(tmp_path / 'c.db')!r}))\n",
+        encoding="utf-8",
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(tmp_path)]))
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "codemode.server.mcp", "--app", "noisy_app:runtime"], env=env
+    )
+    async with Client(params, mode="legacy") as client:
+        first = data(await client.call_tool("execute", {"code": "return await noisy.shout()"}))
+        second = data(await client.call_tool("execute", {"code": "return 1 + 1"}))
+    assert (first["status"], first["result"], second["result"]) == ("completed", "done", 2)
+
+
+def test_http_binds_localhost_and_refuses_a_foreign_host_header(http_server: str) -> None:
+    import httpx
+
+    port = int(http_server.rsplit(":", 1)[1].split("/")[0])
+    # The kernel's table of listening TCP sockets (Linux): this port listens on 127.0.0.1 alone.
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    listening = [row[1] for row in rows if row[3] == "0A" and int(row[1].split(":")[1], 16) == port]
+    assert listening == [f"0100007F:{port:04X}"]
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    headers = {"Host": "evil.example", "Accept": "application/json, text/event-stream"}
+    refused = httpx.post(http_server, json=body, headers=headers, timeout=10)
+    assert refused.status_code in (400, 403, 421)

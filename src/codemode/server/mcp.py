@@ -353,11 +353,13 @@ def build_server(runtime: Runtime, *, console_url: str | None = None, name: str 
     return server
 
 
-async def serve_async(
-    runtime: Runtime, *, http_port: int | None = None, console_url: str | None = None, host: str = "127.0.0.1"
-) -> None:
-    """Serve until the client hangs up (stdio) or the process is stopped (HTTP); closes the runtime after."""
+async def serve_async(runtime: Runtime, *, http_port: int | None = None, console_url: str | None = None) -> None:
+    """Serve until the client hangs up (stdio) or the process is stopped (HTTP); closes the runtime after.
+
+    HTTP binds 127.0.0.1 only, where the SDK also refuses requests whose Host or Origin is not local
+    (DNS rebinding); the endpoint has no authentication of its own, so it is not for other machines."""
     server = build_server(runtime, console_url=console_url)
+    host = "127.0.0.1"
     async with runtime:
         if http_port is None:
             await server.run_stdio_async()
