@@ -490,3 +490,52 @@ def test_http_binds_localhost_and_refuses_a_foreign_host_header(http_server: str
     headers = {"Host": "evil.example", "Accept": "application/json, text/event-stream"}
     refused = httpx.post(http_server, json=body, headers=headers, timeout=10)
     assert refused.status_code in (400, 403, 421)
+
+
+# -- the documented client configuration ----------------------------------------------------
+
+
+async def test_the_documented_claude_desktop_config_starts_a_working_server(app: App) -> None:
+    doc = (ROOT / "docs" / "mcp-server.md").read_text(encoding="utf-8")
+    configs = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", doc, re.DOTALL)]
+    stdio_config = next(c["mcpServers"]["codemode"] for c in configs if "command" in c["mcpServers"]["codemode"])
+    http_config = next(c["mcpServers"]["codemode"] for c in configs if "url" in c["mcpServers"]["codemode"])
+    assert http_config["url"] == "http://127.0.0.1:8765/mcp"
+    assert set(stdio_config["env"]) == {"PYTHONPATH", "CODEMODE_DB", "TASKS_DB"}
+    # The documented command line, with the placeholders filled in and no working directory set.
+    env = dict(app.env(), PYTHONPATH=os.pathsep.join([str(SRC), str(EXAMPLES)]))
+    params = StdioServerParameters(command=sys.executable, args=stdio_config["args"], env=env)
+    async with Client(params, mode="legacy") as client:
+        names = sorted(t.name for t in (await client.list_tools()).tools)
+        paused = data(await client.call_tool("execute", {"code": GATED}))
+    assert names == ["describe", "execute", "result", "search"]
+    assert paused["console_url"] == "http://127.0.0.1:8000/"
+    assert app.codemode_db.exists() and app.tasks_db.exists()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_pause_reached_after_a_decision_in_the_console_is_asked_next(
+    app: App, example: ModuleType, mode: str
+) -> None:
+    """The console approves the first action while its question is open; the run pauses again at the
+    second, which the client was never asked about: it is asked next, not left open."""
+    code = "await tasks.add_task(title='one')\nawait tasks.add_task(title='two')\nreturn 'both'"
+    asked: list[str] = []
+
+    async def console_then_client(context: Any, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        if len(asked) == 1:
+            async with app.human(example) as human:
+                (action,) = await human.pending()
+                assert (await human.approve(action.execution_id, action.seq, by="ann")).status == "paused"
+        return ElicitResult(action="accept", content={})
+
+    async with stdio(app, mode=mode, elicit=console_then_client) as client:
+        out = data(await client.call_tool("execute", {"code": code}))
+    assert (out["status"], out["result"]) == ("completed", "both")
+    assert [line.split(" ", 2)[2] for line in app.ledger(out["execution_id"])] == ["one", "two"]
+    assert len(asked) == 2 and '"title": "two"' in asked[1]
+    async with app.human(example) as human:
+        execution = await human.execution(out["execution_id"])
+    assert execution is not None
+    assert [e.decision.by for e in execution.log if e.decision] == ["ann", "test-desk"]

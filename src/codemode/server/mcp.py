@@ -126,11 +126,12 @@ class _CodemodeTools:
         self, code: Annotated[str, Field(description="The program to run in the sandbox.")], ctx: Context
     ) -> CallToolResult | InputRequiredResult:
         state = _read_state(ctx.request_state)
+        left_open = False
         if state is not None:  # a 2026-07-28 retry carrying the answers to our questions: same run
-            outcome = await self._apply_answers(state, ctx)
+            outcome, left_open = await self._apply_answers(state, ctx)
         else:
             outcome = await self.runtime.execute(code, metadata={"via": "mcp", "client": _client_name(ctx)})
-        if outcome.status != "paused" or not _can_elicit(ctx) or (state is not None and state.get("left_open")):
+        if outcome.status != "paused" or not _can_elicit(ctx) or left_open:
             return self._shaped(outcome)
         if _is_modern(ctx):
             return _questions(outcome)
@@ -180,14 +181,19 @@ class _CodemodeTools:
             outcome = await self._decide(action, answer, by)
         return outcome
 
-    async def _apply_answers(self, state: dict[str, Any], ctx: Context) -> Outcome:
-        """2026-07-28 clients: apply the answers in the retry, in seq order; a missing one stays open."""
+    async def _apply_answers(self, state: dict[str, Any], ctx: Context) -> tuple[Outcome, bool]:
+        """2026-07-28 clients: apply the answers in the retry, in seq order. Returns the outcome and
+        whether a question asked was left open (cancelled or unanswered); actions pending now that
+        were not asked (a pause reached after a decision elsewhere) are asked next."""
         eid = str(state["execution_id"])
+        asked = set(state["asked"])
         responses = ctx.input_responses or {}
         by = _client_name(ctx)
         left_open = False
         outcome = await _current(self.runtime, eid)
         for action in outcome.pending:
+            if action.seq not in asked:
+                continue
             answer = responses.get(_key(action.seq))
             if not isinstance(answer, ElicitResult) or answer.action == "cancel":
                 left_open = True
@@ -195,8 +201,7 @@ class _CodemodeTools:
             outcome = await self._decide(action, answer, by)
             if outcome.status != "paused":
                 break
-        state["left_open"] = left_open
-        return outcome if outcome.status != "paused" else await _current(self.runtime, eid)
+        return (outcome if outcome.status != "paused" else await _current(self.runtime, eid)), left_open
 
     async def _decide(self, action: PendingAction, answer: ElicitResult, by: str) -> Outcome:
         """Approve or reject exactly the action the human was shown, by its seq."""
@@ -281,7 +286,7 @@ def _client_name(ctx: Context) -> str:
 def _can_elicit(ctx: Context) -> bool:
     caps = ctx.client_capabilities
     elicitation = caps.elicitation if caps is not None else None
-    # An empty elicitation capability means form mode (the spec's default before modes existed).
+    # An empty elicitation capability means form mode (MCP's default before modes existed).
     return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
 
 
@@ -311,7 +316,8 @@ def _questions(outcome: Outcome) -> InputRequiredResult:
         for action in outcome.pending
     }
     # The SDK seals requestState (AES-GCM, bound to this request), so the client cannot point it elsewhere.
-    return InputRequiredResult(input_requests=requests, request_state=_dumps({"execution_id": outcome.execution_id}))
+    state = {"execution_id": outcome.execution_id, "asked": [action.seq for action in outcome.pending]}
+    return InputRequiredResult(input_requests=requests, request_state=_dumps(state, indent=None))
 
 
 def _read_state(raw: str | None) -> dict[str, Any] | None:
@@ -321,7 +327,10 @@ def _read_state(raw: str | None) -> dict[str, Any] | None:
         state = json.loads(raw)
     except ValueError:
         return None
-    return state if isinstance(state, dict) and isinstance(state.get("execution_id"), str) else None
+    if not isinstance(state, dict) or not isinstance(state.get("execution_id"), str):
+        return None
+    asked = state.get("asked")
+    return state if isinstance(asked, list) and all(isinstance(seq, int) for seq in asked) else None
 
 
 # -- the server -----------------------------------------------------------------
