@@ -28,7 +28,7 @@ from typing import Any
 import codemode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from postgres_server import PostgresServer  # noqa: E402  (the test suite's throwaway server)
+from postgres_server import PostgresServer  # the test suite's throwaway server
 
 
 class Bench(codemode.Connector):

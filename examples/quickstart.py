@@ -1,11 +1,14 @@
 """Quickstart: a program that reads, pauses for approval, resumes by replay, and leaves an audit trail.
 
-Run it with `scripts/quickstart` (or `python examples/quickstart.py [db-path]`).
+Run it with `scripts/quickstart` (or `python examples/quickstart.py [directory]`). It ends with a run
+waiting for a human: `scripts/quickstart` then opens the approval console on it, with
+`codemode console --app examples.quickstart:app` (the `app` factory below).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import sys
 import tempfile
@@ -97,6 +100,19 @@ async def main(workdir: Path) -> None:
         titles = [t["title"] for t in connector.list_tasks(include_done=True)]
         kept = sorted(report.irreversible)  # the reads: calls with no revert
         print(f"   reverted seqs {report.reverted}, irreversible {kept}; tasks now: {titles}")
+
+        print("5. the model runs its program again: it pauses, and waits for you")
+        outcome = await runtime.execute(PROGRAM, metadata={"demo": "quickstart"})
+        for action in outcome.pending:
+            print(f"   pending: {action.connector}.{action.method}({action.args}) at seq {action.seq}")
+        print(f"   decide it in the console: codemode console --app examples.quickstart:app ({workdir})")
+
+
+def app() -> codemode.Runtime:
+    """The quickstart's runtime for the CLI and the console: `--app examples.quickstart:app`, run from the
+    repository's root, on the directory in $CODEMODE_QUICKSTART_DIR (default `.quickstart`)."""
+    workdir = Path(os.environ.get("CODEMODE_QUICKSTART_DIR", ".quickstart"))
+    return codemode.Runtime([Tasks(workdir / "tasks.db")], store=codemode.SqliteStore(workdir / "codemode.db"))
 
 
 if __name__ == "__main__":

@@ -211,7 +211,13 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--stale", type=float, default=60.0)
     parser.add_argument("--retry-for", type=float, default=0.0)
     parser.add_argument("--max-age", type=float, default=0.0)
+    parser.add_argument("--clock-skew", type=float, default=0.0)
     args = parser.parse_args(argv)
+    if args.clock_skew:
+        # A host whose clock is wrong by that many seconds. One machine has one clock, so this is the one
+        # place the tests fake something: time.time() (and so every timestamp this host takes) is shifted.
+        real_time = time.time
+        time.time = lambda: real_time() + args.clock_skew
     async with make_runtime(args.db, args.ledger, args.delay) as runtime:
         await runtime.setup()
         await runtime.executions(limit=1)  # the store is open and migrated before the start line

@@ -9,8 +9,8 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from codemode.runtime import codec
-from codemode.runtime.codec import DurableValueError
+from codemode import codec
+from codemode.codec import DurableValueError
 
 
 def test_round_trips_what_json_cannot_hold() -> None:

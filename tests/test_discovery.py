@@ -25,7 +25,7 @@ from codemode.discovery import (
     search,
     tokenize,
 )
-from codemode.runtime.outcome import Snippet
+from codemode.records import Snippet
 from codemode.schema.base import DESCRIBE_BUDGET, DeclarationRenderer
 from codemode.schema.python import PythonDeclarations
 from codemode.schema.typescript import TypeScriptDeclarations

@@ -42,7 +42,7 @@ from mcp.types import (
 )
 
 import codemode
-from codemode.server.mcp import MAX_RESULT_CHARS, load_runtime
+from codemode.server.mcp import MAX_RESULT_CHARS
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
@@ -355,26 +355,22 @@ async def test_without_a_console_url_the_pause_points_at_the_cli(app: App) -> No
 # -- loading the application ----------------------------------------------------------
 
 
-async def test_load_runtime_takes_an_instance_or_a_sync_or_async_factory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "loadme_app.py").write_text(
+@pytest.mark.parametrize("launcher", [["-m", "codemode.server.mcp"], ["-m", "codemode.cli", "mcp"]])
+async def test_an_async_factory_is_served_by_the_module_and_by_the_cli(tmp_path: Path, launcher: list[str]) -> None:
+    (tmp_path / "async_app.py").write_text(
         "import codemode\n"
-        "def make():\n    return codemode.Runtime([], store=codemode.SqliteStore(':memory:'))\n"
-        "async def make_async():\n    return make()\n"
-        "runtime = make()\n"
-        "not_a_runtime = 3\n",
+        "async def make():\n"
+        f"    return codemode.Runtime([], store=codemode.SqliteStore({str(tmp_path / 'c.db')!r}))\n",
         encoding="utf-8",
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    for attr in ("runtime", "make", "make_async"):
-        assert isinstance(await load_runtime(f"loadme_app:{attr}"), codemode.Runtime)
-    with pytest.raises(ValueError, match='must look like "module:attribute"'):
-        await load_runtime("loadme_app")
-    with pytest.raises(ValueError, match='has no attribute "missing"'):
-        await load_runtime("loadme_app:missing")
-    with pytest.raises(TypeError, match=r"must be a codemode\.Runtime"):
-        await load_runtime("loadme_app:not_a_runtime")
+    env = dict(os.environ, PYTHONPATH=str(SRC))  # the app module is found from the working directory
+    params = StdioServerParameters(
+        command=sys.executable, args=[*launcher, "--app", "async_app:make"], env=env, cwd=str(tmp_path)
+    )
+    async with Client(params, mode="legacy") as client:
+        out = data(await client.call_tool("execute", {"code": "return 6 * 7"}))
+        names = sorted(t.name for t in (await client.list_tools()).tools)
+    assert out["result"] == 42 and names == ["describe", "execute", "result", "search"]
 
 
 def test_a_bad_app_exits_2_with_a_clear_message(app: App) -> None:
@@ -387,8 +383,8 @@ def test_a_bad_app_exits_2_with_a_clear_message(app: App) -> None:
         timeout=60,
     )
     assert done.returncode == 2
-    assert 'codemode mcp: Module "mcp_server_app" has no attribute "nothing".' in done.stderr
-    assert done.stdout == ""
+    assert 'module "mcp_server_app" has no attribute "nothing"' in done.stderr
+    assert done.stderr.startswith("codemode mcp: ") and done.stdout == ""
 
 
 # -- the 2026-07-28 round trip, driven by hand ------------------------------------------

@@ -8,8 +8,12 @@ suites, which run on PostgreSQL too.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -152,3 +156,32 @@ async def test_every_host_hears_of_a_pause_and_its_decision(server: PostgresServ
         ("other-host", paused.execution_id, "running"),
         ("other-host", paused.execution_id, "completed"),
     ]
+
+
+def test_the_several_hosts_example_runs(server: PostgresServer) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "postgres_hosts.py"
+    done = subprocess.run([sys.executable, str(example), server.dsn()], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("sending 3000 to ana") == 1  # one approved action, sent once, by the approval host
+    assert "heard paused" in done.stdout and "the run is completed" in done.stdout
+    assert "approve by finance-lead" in done.stdout
+    assert done.stdout.count("is not awaiting a decision") == 2
+
+
+def test_a_host_whose_clock_runs_ahead_does_not_take_a_live_run_for_dead(
+    server: PostgresServer, tmp_path: Path
+) -> None:
+    """Runs are stamped and aged by the database's clock: a host an hour ahead sees the live pass as live."""
+    from test_races import Worker
+
+    dsn, ledger = server.dsn(server.new_schema()), str(tmp_path / "ledger")
+    paused = Worker("pause", dsn, ledger).result()
+    assert paused["status"] == "paused", paused
+    # The approved payment takes 4 s: the pass is live, its heartbeat touching the run every 0.2 s.
+    approver = Worker("approve", dsn, ledger, paused["id"], "1", "--delay", "4")
+    time.sleep(2.0)
+    skewed = Worker("recover", dsn, ledger, paused["id"], "--stale", "60", "--clock-skew", "3600").result()
+    assert "cannot be recovered (status: running)" in (skewed.get("error") or ""), skewed
+    done = approver.result()
+    assert done["status"] == "completed", done
+    assert [line.split()[1] for line in Path(ledger).read_text().splitlines()] == ["reserve", "pay"]

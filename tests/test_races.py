@@ -364,7 +364,7 @@ def check_mixed(
     rolled = "report" in rollback and "exc" not in rollback
     taken_over = not rolled and "was taken over" in rollback.get("message", "")  # deleted mid-rollback
     if not rolled:
-        assert rollback.get("exc") in ("RuntimeError", "LookupError"), rollback
+        assert rollback.get("exc") in ("RuntimeError", "ExecutionNotFoundError"), rollback
         assert any(s in rollback["message"] for s in ROLLBACK_LOSSES), rollback
     if taken_over:
         assert execution is None, (rollback, execution)

@@ -14,7 +14,7 @@ import pytest
 
 import codemode
 from codemode import Connector, Runtime, tool
-from codemode.runtime.replay import Call
+from codemode.replay import Call
 
 from conftest import Items, RuntimeFactory, execute_sql, program
 
@@ -422,7 +422,7 @@ async def test_unrecordable_result_fails_the_run(runtime: Runtime, language: str
     )
     assert outcome.status == "error"
     assert "too large to record durably" in (outcome.error or "")
-    assert "Write large data to a file or workspace" in (outcome.error or "")
+    assert "only the fields you need" in (outcome.error or "")
     execution = await runtime.execution(outcome.execution_id)
     assert execution is not None and execution.status == "error"
     assert execution.log[0].state == "error"

@@ -20,7 +20,7 @@ import pytest
 import codemode
 from codemode import Connector, HttpOpenApiConnector, Runtime, ToolContext, ToolsetConnector, ToolSpec, tool
 from codemode.connectors.toolset import ToolArgumentsError
-from codemode.runtime.outcome import STEP_CONNECTOR
+from codemode.records import STEP_CONNECTOR
 from codemode.schema.python import PythonDeclarations
 from codemode.schema.typescript import TypeScriptDeclarations
 from openapi_server import Reply, ValidatingServer

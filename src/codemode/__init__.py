@@ -22,8 +22,8 @@ from codemode.connectors.openapi import (
 )
 from codemode.connectors.toolset import ExcludedToolsWarning, ToolArgumentsError, ToolsetConnector
 from codemode.discovery import Description, SearchOutput, SearchResult
-from codemode.errors import CodemodeError, ConnectorUnavailableError, RollbackError
-from codemode.runtime.outcome import (
+from codemode.errors import CodemodeError, ConnectorUnavailableError, ExecutionNotFoundError, RollbackError
+from codemode.records import (
     DEFAULT_MAX_EXECUTIONS,
     DEFAULT_PAUSED_TTL,
     MAX_DURABLE_VALUE_BYTES,
@@ -62,6 +62,7 @@ __all__ = [
     "ExcludedToolsWarning",
     "ExecuteResult",
     "Execution",
+    "ExecutionNotFoundError",
     "Executor",
     "Host",
     "HttpOpenApiConnector",

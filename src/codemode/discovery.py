@@ -31,11 +31,11 @@ import re
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from codemode.connectors.base import ConnectorDescription, ToolSpec
-from codemode.runtime.outcome import Snippet
+from codemode.records import Snippet
 from codemode.schema.base import DeclarationRenderer
 
 __all__ = [
@@ -84,10 +84,15 @@ class SearchOutput:
     results: list[SearchResult]
     total: int
     truncated: bool
+    # Connectors whose service is down, so their tools could not be searched: name -> why, what to do.
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, as handed to the sandbox."""
-        return asdict(self)
+        """JSON-ready form, as handed to the sandbox (`unavailable` only when some connector is)."""
+        data = asdict(self)
+        if not self.unavailable:
+            del data["unavailable"]
+        return data
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from codemode.runtime.outcome import RollbackReport
+    from codemode.records import RollbackReport
 
-__all__ = ["CodemodeError", "ConnectorUnavailableError", "RollbackError"]
+__all__ = ["CodemodeError", "ConnectorUnavailableError", "ExecutionNotFoundError", "RollbackError"]
 
 
 class CodemodeError(Exception):
@@ -33,3 +33,21 @@ class ConnectorUnavailableError(CodemodeError):
             "Nothing ran. Retry later, or tell the user this service is down."
         )
         self.connector = connector
+        self.reason = f"{type(cause).__name__}: {str(cause).rstrip('.')}"  # the cause alone, for other messages
+
+
+class ExecutionNotFoundError(CodemodeError, LookupError):
+    """A method that acts on one run was given an id this runtime has no run for (never existed here,
+    or deleted or pruned). Methods returning an `Outcome` report the same message as an error outcome."""
+
+    def __init__(self, execution_id: str, runtime: str, action: str) -> None:
+        super().__init__(not_found_message(execution_id, runtime, action))
+        self.execution_id = execution_id
+
+
+def not_found_message(execution_id: str, runtime: str, action: str) -> str:
+    """The one wording for an unknown execution id, whether raised or returned as an error outcome."""
+    return (
+        f'No execution "{execution_id}" to {action} on runtime "{runtime}": it never existed there, '
+        "or it was deleted or pruned."
+    )

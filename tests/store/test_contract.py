@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from codemode import Decision, Snippet
-from codemode.runtime.codec import canonical, dumps
-from codemode.runtime.replay import Call
+from codemode.codec import canonical, dumps
+from codemode.replay import Call
 from codemode.store.base import Store
 
 RT = "contract"

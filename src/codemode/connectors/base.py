@@ -537,10 +537,10 @@ def _rebuilt_typeddict(label: str, td: Any, memo: dict[Any, Any]) -> Any:
 
 
 def _apply_bound(connector: str, tool_name: str, spec: ToolSpec, bound: Mapping[str, Any]) -> tuple[ToolSpec, set[str]]:
-    """The spec with its host-side arguments taken out of its schema and put into its calls.
+    """The ToolSpec with its host-side arguments taken out of its schema and put into its calls.
 
     The connector's `bind()` values apply to every tool with a top-level parameter of that name; the
-    spec's own `bound` wins and must name parameters the tool has. Returns the spec and the names of
+    spec's own `bound` wins and must name parameters the tool has. Returns the ToolSpec and the names of
     the connector's values it took."""
     schema = spec.input_schema
     props = schema.get("properties") if isinstance(schema, Mapping) else None

@@ -22,9 +22,12 @@ connection that dies is replaced on the next call (a crashed stdio server is sta
 `aclose()` closes them all.
 
 `McpConnector.stdio(...)` and `McpConnector.http(...)` are ready connections on the `mcp` SDK.
+They need the `mcp` SDK and say so at construction (`ImportError`: `pip install 'codemode[mcp]'`).
 A call is bounded by `call_timeout`, connecting by `connect_timeout`; a server that cannot be reached
-makes `describe()` raise, which the runtime turns into an error outcome. Results are unwrapped as the
-reference does (Cloudflare's code mode), see `unwrap_result`.
+makes `describe()` raise, which the runtime reports as this connector being unavailable (the others
+work on). Failures are typed (`McpToolError` and its subclasses, `McpTimeoutError`,
+`McpConnectionError`). Results are unwrapped as the reference does (Cloudflare's code mode), see
+`unwrap_result`.
 
 Every tool call of a run tells the server which call it is, in the request's `_meta`:
 `codemode/idempotency_key` (the same whenever the runtime performs that one call again, as after a
@@ -106,7 +109,41 @@ class McpConnection(Protocol):
 
 
 class McpToolError(RuntimeError):
-    """The server ran the tool and reported a failure (`isError`, or a JSON-RPC error)."""
+    """The server ran the tool and reported a failure (`isError`, or a JSON-RPC error).
+
+    A tool's own failure (`isError`) is this class (`RuntimeError`), with the server's text. A JSON-RPC
+    error answer is raised as the subclass for its code, also the built-in exception the program
+    catches: -32700, -32600, -32602 (bad request or arguments) `ValueError`; -32601, -32002 (no such
+    method or resource) `LookupError`; -32001 (request timeout) `TimeoutError`; any other code (-32603,
+    server-defined -32000...) stays `RuntimeError`. Its message starts `MCP error <code>: `, and
+    `code` holds the code (None for `isError`).
+    """
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _McpRequestError(McpToolError, ValueError):
+    """The server refused the request or its arguments."""
+
+
+class _McpNotFoundError(McpToolError, LookupError):
+    """The server has no such method or resource."""
+
+
+class _McpRequestTimeoutError(McpToolError, TimeoutError):
+    """The request timed out (as the SDK or the server reports it)."""
+
+
+_ERROR_TYPES: dict[int, type[McpToolError]] = {
+    -32700: _McpRequestError,  # parse error
+    -32600: _McpRequestError,  # invalid request
+    -32602: _McpRequestError,  # invalid params
+    -32601: _McpNotFoundError,  # method not found
+    -32002: _McpNotFoundError,  # resource not found (MCP)
+    -32001: _McpRequestTimeoutError,  # request timeout (the SDKs)
+}
 
 
 class McpConnectionError(ConnectionError):
@@ -208,6 +245,7 @@ class McpConnector(Connector):
         `env` is added to the small environment the `mcp` SDK passes on (HOME, PATH, ...). The server's
         stderr goes to `errlog`; by default it is kept in a temporary file whose tail is quoted in errors.
         """
+        _require_sdk(f"{cls.__name__}.stdio")
         connector = cls(name, **options)
         connector._target = shlex.join([command, *args])
 
@@ -239,6 +277,7 @@ class McpConnector(Connector):
     @classmethod
     def http(cls: type[C], name: str, url: str, headers: Mapping[str, str] | None = None, **options: Any) -> C:
         """A server reached over streamable HTTP at `url` (headers carry auth, for example)."""
+        _require_sdk(f"{cls.__name__}.http")
         connector = cls(name, **options)
         connector._target = url
 
@@ -402,7 +441,7 @@ class McpConnector(Connector):
             if error is None and not request.cancelled():
                 return request.result()
             if error is not None and not (link.dead or link.closing or _connection_lost(error)):
-                raise McpToolError(_tool_error_message(error, self.name, what)) from error
+                raise _tool_error(error, self.name, what) from error
             raise await self._lost(link, what, error) from error
         await _settle(request)
         if link.dead or link.closing:
@@ -441,6 +480,18 @@ class McpConnector(Connector):
     def _stderr_note(self) -> str:
         tail = self._stderr.tail() if self._stderr is not None else ""
         return f"\nThe server's stderr ends with:\n{tail}" if tail else ""
+
+
+def _require_sdk(constructor: str) -> None:
+    """The ready connections run on the `mcp` SDK (the `mcp` extra). Without it, construction fails and says
+    what to install: found only at the first run, it would reach the model as an outage to retry."""
+    try:
+        import mcp  # noqa: F401
+        from mcp.client import stdio, streamable_http  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"{constructor} needs the MCP SDK: pip install 'codemode[mcp]' ({type(exc).__name__}: {exc})."
+        ) from exc
 
 
 class _Closed(Exception):
@@ -764,9 +815,14 @@ def _connection_lost(exc: BaseException) -> bool:
     return False
 
 
-def _tool_error_message(exc: BaseException, server: str, what: str) -> str:
-    """The server's own words for a failed call (fastmcp's ToolError, a JSON-RPC error), else the exception."""
+def _tool_error(exc: BaseException, server: str, what: str) -> McpToolError:
+    """A failed request in the server's own words: a JSON-RPC error typed by its code (see `McpToolError`),
+    fastmcp's ToolError (a tool's `isError`) as it is, anything else named."""
     cause = _cause(exc)
-    if type(cause).__name__ in ("ToolError", "McpError", "MCPError") and str(cause):
-        return str(cause)
-    return f'MCP server "{server}" failed during {what}: {_describe_error(cause)}'
+    code = _error_code(cause)
+    if type(cause).__name__ in ("McpError", "MCPError") and isinstance(code, int):
+        words = str(cause) or "no message"
+        return _ERROR_TYPES.get(code, McpToolError)(f"MCP error {code}: {words}", code)
+    if type(cause).__name__ == "ToolError" and str(cause):
+        return McpToolError(str(cause))
+    return McpToolError(f'MCP server "{server}" failed during {what}: {_describe_error(cause)}')

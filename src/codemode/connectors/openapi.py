@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import html
 import importlib
-import importlib.util
 import json
 import os
 import posixpath
@@ -91,6 +90,7 @@ __all__ = [
     "build_request",
     "derive_operations",
     "form_body",
+    "http_error_type",
     "query_string",
 ]
 
@@ -922,14 +922,57 @@ class OpenApiConnector(Connector):
 
 
 class OpenApiHttpError(RuntimeError):
-    """A non-2xx answer; the message says what happened and what the program should do."""
+    """A non-2xx answer; the message says what happened and what the program should do.
 
-    def __init__(self, message: str, *, method: str, path: str, status: int, body: str) -> None:
+    It is raised as the subclass for its status, which is also the built-in exception the program
+    catches (see `http_error`): 400, 409, 422 and other 4xx `ValueError`; 401, 403 `PermissionError`;
+    404, 410 `LookupError`; 408, 504 `TimeoutError`; 429 and other 5xx `ConnectionError` (an
+    `OSError`: the sandboxes have only that name); redirects and anything else stay this class
+    (`RuntimeError`). The message always has `HTTP <status> <reason>`.
+    """
+
+    def __init__(self, message: str, *, method: str, path: str, status: int, body: str, reason: str = "") -> None:
         super().__init__(message)
         self.method = method
         self.path = path
         self.status = status
+        self.reason = reason
         self.body = body
+
+
+class _HttpRequestError(OpenApiHttpError, ValueError):
+    """The API refused the request as it was (400, 409, 422, ...): changing it may help."""
+
+
+class _HttpPermissionError(OpenApiHttpError, PermissionError):
+    """401 or 403: credentials or permissions; the program cannot fix it."""
+
+
+class _HttpNotFoundError(OpenApiHttpError, LookupError):
+    """404 or 410: no such resource (or not visible)."""
+
+
+class _HttpTimeoutError(OpenApiHttpError, TimeoutError):
+    """408 or 504: no answer in time; the call may still have taken effect."""
+
+
+class _HttpUnavailableError(OpenApiHttpError, ConnectionError):
+    """429 or a 5xx: the service is overloaded or failing; later may work."""
+
+
+def http_error_type(status: int) -> type[OpenApiHttpError]:
+    """The `OpenApiHttpError` subclass (and so the built-in exception type) for an HTTP status."""
+    if status in (401, 403):
+        return _HttpPermissionError
+    if status in (404, 410):
+        return _HttpNotFoundError
+    if status in (408, 504):
+        return _HttpTimeoutError
+    if status == 429 or 500 <= status < 600:
+        return _HttpUnavailableError
+    if 400 <= status < 500:
+        return _HttpRequestError
+    return OpenApiHttpError
 
 
 _EXCERPT = 500
@@ -1034,8 +1077,12 @@ class HttpOpenApiConnector(OpenApiConnector):
         timeout: float = 30.0,
         instructions: str | None = None,
     ) -> None:
-        if importlib.util.find_spec("httpx") is None:
-            raise ImportError("HttpOpenApiConnector needs httpx: install codemode[openapi] (or httpx).")
+        try:
+            import httpx  # noqa: F401  (the `openapi` extra: missing, it is the developer's to install, now)
+        except ImportError as exc:
+            raise ImportError(
+                f"HttpOpenApiConnector needs httpx: pip install 'codemode[openapi]' ({type(exc).__name__}: {exc})."
+            ) from exc
         self.name = name
         self.instructions = instructions
         self._document_source: Mapping[str, Any] | Path = spec if isinstance(spec, Mapping) else Path(spec)
@@ -1169,7 +1216,14 @@ class HttpOpenApiConnector(OpenApiConnector):
                 f"{f' (Location: {location})' if location else ''}{': ' + excerpt if excerpt else ''}. "
                 f"{_advice(response.status_code, tool)}"
             )
-            raise OpenApiHttpError(message, method=req.method, path=req.path, status=response.status_code, body=excerpt)
+            raise http_error_type(response.status_code)(
+                message,
+                method=req.method,
+                path=req.path,
+                status=response.status_code,
+                body=excerpt,
+                reason=response.reason_phrase,
+            )
         if response.status_code == 204 or not response.content:
             return None
         content_type = response.headers.get("content-type", "")

@@ -37,6 +37,7 @@ import jsonschema
 import pydantic
 from jsonschema.exceptions import best_match
 
+from codemode.codec import schema_view
 from codemode.connectors.base import (
     Connector,
     ToolContext,
@@ -45,7 +46,6 @@ from codemode.connectors.base import (
     maybe_await,
     validate_namespace_name,
 )
-from codemode.runtime.codec import schema_view
 from codemode.schema.names import sanitize_identifier
 
 __all__ = ["ExcludedToolsWarning", "ToolArgumentsError", "ToolsetConnector"]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from codemode.runtime import codec
-from codemode.runtime.codec import DurableValueError
-from codemode.runtime.outcome import Outcome
+from codemode import codec
+from codemode.records import MAX_DURABLE_VALUE_BYTES, MAX_RESULT_BYTES, Outcome
 from codemode.runtime.passes import Pass, Setup
 from codemode.sandbox.base import ExecuteResult
 
@@ -40,7 +39,7 @@ async def conclude(runtime: Runtime, host: Pass, result: ExecuteResult, normaliz
             written = await store.pause(name, eid, attempt)
         elif result.error is not None or result.stopped:
             message = original_line(result.error or "The program was stopped.", normalized, code)
-            host.failure = with_hint(message, host.setup, runtime.executor.language, code)
+            host.failure = codec.storable_text(with_hint(message, host.setup, runtime.executor.language, code))
             written = await store.fail(name, eid, attempt, host.failure, bounded_logs(result.logs))
         elif host.unreached:
             seq, entry = min(host.unreached.items())
@@ -52,11 +51,12 @@ async def conclude(runtime: Runtime, host: Pass, result: ExecuteResult, normaliz
             )
             written = await store.fail_at(name, eid, attempt, seq, host.failure)
         else:
-            try:
-                stored = codec.to_stored("The result", result.result)
-            except DurableValueError as exc:
-                stored = codec.dumps(f"[codemode: result omitted from the audit trail: {exc}]")
-            written = await store.complete(name, eid, attempt, stored, bounded_logs(result.logs))
+            stored, refusal = stored_result(result.result)
+            if refusal is not None:
+                host.failure = refusal
+                written = await store.fail(name, eid, attempt, host.failure, bounded_logs(result.logs))
+            else:
+                written = await store.complete(name, eid, attempt, stored, bounded_logs(result.logs))
     execution = await store.get_execution(name, eid)
     calls = execution.log if execution else []
     if host.lost or not written:
@@ -104,6 +104,23 @@ def with_hint(message: str, setup: Setup, language: str, code: str) -> str:
     return with_globals_hint(message, setup)
 
 
+def stored_result(value: Any) -> tuple[str, str | None]:
+    """The final result as the audit trail keeps it, or why the pass cannot accept it at all.
+
+    A result within `MAX_DURABLE_VALUE_BYTES` is stored whole; one up to `MAX_RESULT_BYTES` completes
+    with a placeholder in the audit trail; one the codec cannot hold, or larger than that,
+    ends the pass with an error, since nothing could be given back for it. One bounded encoding."""
+    try:
+        text = codec.dumps(value, max_bytes=MAX_RESULT_BYTES)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return "", codec.refusal("The result", exc)
+    size = len(text.encode("utf-8"))
+    if size <= MAX_DURABLE_VALUE_BYTES:
+        return text, None
+    placeholder = codec.too_large_message("The result", size)
+    return codec.dumps(f"[codemode: result omitted from the audit trail: {placeholder}]"), None
+
+
 def with_globals_hint(message: str, setup: Setup) -> str:
     """A name the program did not define: say which globals exist."""
     if re.search(r"\bis not defined\b", message):
@@ -141,9 +158,13 @@ def original_line(error: str, normalized: str, original: str) -> str:
 
 
 def bounded_logs(logs: list[str]) -> list[str]:
-    """Stored console output is capped: the oldest half is dropped until it fits."""
+    """Stored console output is capped: the oldest half is dropped until it fits, and a first line says
+    how much was dropped."""
     kept, dropped = list(logs), False
     while kept and sum(len(line) for line in kept) > MAX_STORED_LOG_CHARS:
         dropped = True
         kept = kept[len(kept) // 2 :] if len(kept) > 1 else [kept[0][-MAX_STORED_LOG_CHARS // 2 :]]
-    return [LOGS_DROPPED, *kept] if dropped else kept
+    if not dropped:
+        return kept
+    chars = sum(len(line) for line in logs) - sum(len(line) for line in kept)
+    return [f"{LOGS_DROPPED[:-1]} ({chars:,} characters)]", *kept]

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from codemode.runtime import codec
-from codemode.runtime.codec import DurableValueError
-from codemode.runtime.outcome import Execution, Outcome
+from codemode import codec
+from codemode.codec import DurableValueError
+from codemode.records import Execution, Outcome
 from codemode.runtime.passes import Setup
 from codemode.store.base import Settlement
 

@@ -23,12 +23,12 @@ import jsonschema
 from jsonschema.exceptions import best_match
 from pydantic import TypeAdapter
 
-from codemode import crashpoints
+from codemode import codec, crashpoints
+from codemode.codec import DurableValueError
 from codemode.connectors.base import Connector, ConnectorDescription, ToolContext, ToolSpec, idempotency_key
-from codemode.runtime import codec
-from codemode.runtime.codec import DurableValueError
-from codemode.runtime.outcome import STEP_CONNECTOR, LogEntry
-from codemode.runtime.replay import Call, Recorded, Verdict, judge
+from codemode.errors import ConnectorUnavailableError
+from codemode.records import STEP_CONNECTOR, LogEntry
+from codemode.replay import Call, Recorded, Verdict, judge
 from codemode.sandbox.base import PLATFORM, TOOL_ERROR_KINDS, Namespace, StopExecution, ToolError
 
 if TYPE_CHECKING:
@@ -50,6 +50,32 @@ class Setup:
     namespaces: list[Namespace]
     validators: dict[tuple[str, str], Any] = field(default_factory=dict)
     result_adapters: dict[tuple[str, str], TypeAdapter[Any] | None] = field(default_factory=dict)
+    # Connectors whose service could not be reached when this setup was made: left out of `connectors`,
+    # retried by the next `Runtime.setup()`.
+    unavailable: dict[str, ConnectorUnavailableError] = field(default_factory=dict)
+
+    def configured(self, name: str) -> bool:
+        """The runtime has this connector, reachable or not."""
+        return name in self.connectors or name in self.unavailable
+
+    def namespaces_for(self, code: str) -> list[Namespace]:
+        """The namespaces a program gets: every healthy connector's, and for an unavailable one the
+        methods `code` names on it (a namespace's methods are fixed before the program starts, and its
+        tool list is unknown), so those calls reach the host and fail there with the cause."""
+        if not self.unavailable:
+            return self.namespaces
+        extra = []
+        for name in self.unavailable:
+            named = re.findall(rf"(?<![\w$.]){re.escape(name)}\s*\??\.\s*([A-Za-z][\w$]*)", code)
+            extra.append(Namespace(name, frozenset(named)))
+        return [*self.namespaces, *extra]
+
+    def unavailable_message(self, name: str) -> str:
+        """What the model is told about a connector that is down: the cause, and what to do."""
+        return (
+            f'Connector "{name}" is unavailable: {self.unavailable[name].reason}. Its tools cannot be listed or '
+            "called in this run; try again in a later run, or tell the user this service is down."
+        )
 
     def validator(self, connector: str, method: str, spec: ToolSpec) -> Any:
         """A compiled JSON Schema validator per tool; None when the tool's schema is itself invalid."""
@@ -203,6 +229,8 @@ class Pass:
     async def call(self, namespace: str, method: str, args: dict[str, Any]) -> Any:
         if namespace == PLATFORM:
             return await self._platform(method, args)
+        if namespace in self.setup.unavailable:
+            return await self._unavailable(namespace, method, args)
         description = self.setup.descriptions.get(namespace)
         spec = description.tools.get(method) if description else None
         if description is None or spec is None:
@@ -265,6 +293,26 @@ class Pass:
         adapter = self.setup.result_adapter(namespace, method, spec)
         return await self._record(seq, f"The result of {namespace}.{method}", result, adapter)
 
+    async def _unavailable(self, namespace: str, method: str, args: dict[str, Any]) -> Any:
+        """A call on a connector that could not be set up: it takes its seq like any call, so the log
+        stays in program order; a result recorded while the connector was up replays, and a new call
+        is recorded as failed (a fact: every replay raises the same `OSError`, even once it is back)."""
+        self._refuse_inside_step(f"{namespace}.{method}")
+        seq = self._next_seq()
+        try:
+            args_json, args_error = codec.to_stored(f"Arguments to {namespace}.{method}", args, sort_keys=True), None
+        except DurableValueError as exc:
+            args_json, args_error = None, str(exc)
+        verdict = await self._decide(Call(seq, namespace, method, args_json, args_error))
+        if verdict.kind == "replay":
+            return verdict.result
+        if verdict.kind == "raise":
+            raise _recorded_error(verdict.result)
+        if verdict.kind != "execute":
+            raise StopExecution()
+        message = f"{namespace}.{method} did not run. {self.setup.unavailable_message(namespace)}"
+        raise await self._record_failure(seq, {"error": message, "kind": "OSError"})
+
     async def _record(self, seq: int, what: str, value: Any, adapter: TypeAdapter[Any] | None = None) -> Any:
         """Log a result, then hand the program exactly what a replay will return.
 
@@ -320,9 +368,9 @@ class Pass:
 
     async def _platform(self, method: str, args: Mapping[str, Any]) -> Any:
         if method == "search":
-            return (await self.runtime.search(str(args.get("query", "")))).to_dict()
+            return (await self.runtime._search_in(self.setup, str(args.get("query", "")))).to_dict()
         if method == "describe":
-            return (await self.runtime.describe(str(args.get("target", "")))).to_dict()
+            return (await self.runtime._describe_in(self.setup, str(args.get("target", "")))).to_dict()
         if method == "step_decide":
             return await self._step_decide(_step_name(args.get("name")))
         if method == "step_record":
@@ -370,7 +418,7 @@ class Pass:
         snippet = await self.runtime.store.get_snippet(self.runtime.name, name)
         if snippet is None:
             return {"error": f'Snippet "{name}" not found.'}
-        missing = [c for c in snippet.connectors if c not in self.setup.connectors]
+        missing = [c for c in snippet.connectors if not self.setup.configured(c)]
         if missing:
             names = ", ".join(f'"{c}"' for c in missing)
             return {"error": f'Snippet "{name}" requires connector(s) {names} that are not configured on this runtime.'}
@@ -381,8 +429,9 @@ class Pass:
                 where = "".join(f"[{p!r}]" for p in exc.absolute_path) or "input"
                 raise ToolError(f'Invalid input for snippet "{name}": {where}: {exc.message}', "TypeError") from None
         executor = self.runtime.executor
+        normalized = executor.normalize(snippet.code)
         result = await executor.execute(
-            executor.normalize(snippet.code), self.setup.namespaces, self, input=codec.roundtrip(input)
+            normalized, self.setup.namespaces_for(normalized), self, input=codec.roundtrip(input)
         )
         if result.stopped:
             raise StopExecution()
@@ -445,7 +494,7 @@ def _step_name(name: Any) -> str:
             "not in its name.",
             "ValueError",
         )
-    return name
+    return codec.storable_text(name)  # the log's method column is text: no lone surrogate, no NUL
 
 
 def _as_recorded(entry: LogEntry) -> Recorded:
@@ -481,8 +530,10 @@ def _conformed(what: str, value: Any, adapter: TypeAdapter[Any] | None) -> str |
 
 
 def _python_kind(exc: BaseException) -> str:
-    """Keep the common exception types so `except ValueError:` in the program works."""
-    for kind in ("PermissionError", "TimeoutError", "KeyError", "LookupError", "ValueError", "TypeError"):
+    """Keep the common exception types so `except ValueError:` in the program works. A `ConnectionError`
+    (the sandboxes have no such name) becomes the `OSError` it derives from, as do other OS errors."""
+    kinds = ("PermissionError", "TimeoutError", "KeyError", "LookupError", "ValueError", "TypeError", "OSError")
+    for kind in kinds:
         if any(cls.__name__ == kind for cls in type(exc).__mro__):
             return kind
     return "RuntimeError"

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from codemode import crashpoints
 from codemode.connectors.base import ToolContext, idempotency_key
-from codemode.runtime.outcome import STEP_CONNECTOR, Decision, RollbackReport
+from codemode.records import STEP_CONNECTOR, Decision, RollbackReport
 from codemode.runtime.passes import Setup
 from codemode.store.base import Claim
 
@@ -48,6 +48,9 @@ async def revert_all(
                 "twice: check the effect by hand, then roll back with retry_interrupted=True if it is "
                 "still there"
             )
+        elif connector is None and entry.connector in setup.unavailable:
+            why = setup.unavailable[entry.connector].reason
+            report.failed[seq] = f'connector "{entry.connector}" is unavailable ({why}); roll back again when it is up'
         elif connector is None:
             report.failed[seq] = f'connector "{entry.connector}" is not configured on this runtime'
         elif spec is None or spec.revert is None:

@@ -8,6 +8,7 @@ application raises.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import re
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import jsonschema
 
+from codemode import codec
 from codemode.connectors.base import (
     Connector,
     ConnectorDescription,
@@ -27,12 +29,8 @@ from codemode.connectors.base import (
 from codemode.discovery import Description, SearchOutput
 from codemode.discovery import describe as describe_target
 from codemode.discovery import search as search_catalog
-from codemode.errors import ConnectorUnavailableError, RollbackError
-from codemode.runtime import codec
-from codemode.runtime.conclusion import conclude
-from codemode.runtime.decisions import check_edited_args, check_key_and_metadata, check_seq, now, refused, stale
-from codemode.runtime.heartbeat import Heartbeats
-from codemode.runtime.outcome import (
+from codemode.errors import ConnectorUnavailableError, ExecutionNotFoundError, RollbackError, not_found_message
+from codemode.records import (
     DEFAULT_MAX_EXECUTIONS,
     DEFAULT_PAUSED_TTL,
     MAX_DURABLE_VALUE_BYTES,
@@ -44,6 +42,9 @@ from codemode.runtime.outcome import (
     RollbackReport,
     Snippet,
 )
+from codemode.runtime.conclusion import conclude
+from codemode.runtime.decisions import check_edited_args, check_key_and_metadata, check_seq, now, refused, stale
+from codemode.runtime.heartbeat import Heartbeats
 from codemode.runtime.passes import Pass, Setup
 from codemode.runtime.rollback import revert_all
 from codemode.sandbox.base import Executor, Namespace
@@ -60,6 +61,10 @@ log = logging.getLogger("codemode")
 _RUNTIME_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 MAX_STORED_LOG_CHARS = 1_000_000
 LOGS_DROPPED = "[codemode: earlier console output dropped: too large to record]"
+
+# How long a run waits for connectors that were unavailable to be described again before it goes on
+# without them (the attempt goes on, for the next run).
+UNAVAILABLE_RETRY_WAIT = 5.0
 
 MAX_KEY_CHARS = 200
 MAX_METADATA_ITEMS = 50
@@ -137,6 +142,7 @@ class Runtime:
         self._active = 0  # operations that may run a pass or a rollback, on any event loop
         self._setup: Setup | None = None
         self._setup_lock = asyncio.Lock()
+        self._retry: asyncio.Task[None] | None = None  # describing the unavailable connectors again
         self._sync: SyncRuntime | None = None
 
     # -- lifecycle ----------------------------------------------------------
@@ -194,24 +200,70 @@ class Runtime:
         return PythonDeclarations()
 
     async def setup(self) -> Setup:
-        """Describe every connector once (memoized)."""
-        if self._setup is None:
+        """Describe every connector, each on its own: memoized once all are described.
+
+        A connector whose service is down (`ConnectorUnavailableError`) does not stop the others: it is
+        named in `Setup.unavailable`, and each later call describes it again, sharing one attempt and
+        waiting for it at most `UNAVAILABLE_RETRY_WAIT` seconds (a server that hangs must not delay
+        every run by its connect timeout; an attempt that ends later serves the next call). A mistake in
+        a connector itself raises."""
+        current = self._setup
+        if current is not None and not current.unavailable:
+            return current
+        if current is None:
             async with self._setup_lock:
                 if self._setup is None:
-                    descriptions = await asyncio.gather(*(_describe(c) for c in self.connectors))
-                    self._setup = Setup(
-                        connectors={d.name: c for d, c in zip(descriptions, self.connectors, strict=True)},
-                        descriptions={d.name: d for d in descriptions},
-                        namespaces=[Namespace(d.name, frozenset(d.tools)) for d in descriptions],
-                    )
+                    self._setup = await self._describe_all(None)
+                return self._setup
+        retry = self._retry
+        if retry is not None and retry.done():
+            self._retry = None
+            if not retry.cancelled() and retry.exception() is not None:
+                raise cast(BaseException, retry.exception())  # a connector's own mistake, found on the retry
+        loop = asyncio.get_running_loop()
+        if retry is None or retry.done() or retry.get_loop() is not loop:
+            retry = self._retry = loop.create_task(self._retry_unavailable(current))
+        await asyncio.wait({retry}, timeout=UNAVAILABLE_RETRY_WAIT)
+        if retry.done() and not retry.cancelled() and retry.exception() is not None:
+            self._retry = None
+            raise cast(BaseException, retry.exception())
+        assert self._setup is not None
         return self._setup
 
-    async def _setup_or_refusal(self, execution_id: str) -> Setup | Outcome:
-        """The setup, or an error outcome when a connector is unavailable (nothing changes: retry later)."""
-        try:
-            return await self.setup()
-        except ConnectorUnavailableError as exc:
-            return Outcome(status="error", execution_id=execution_id, error=str(exc))
+    async def _retry_unavailable(self, previous: Setup) -> None:
+        renewed = await self._describe_all(previous)
+        if self._setup is previous:
+            self._setup = renewed
+
+    async def _describe_all(self, previous: Setup | None) -> Setup:
+        known = previous.descriptions if previous is not None else {}
+
+        async def one(connector: Connector) -> ConnectorDescription:
+            return known.get(connector.name) or await _describe(connector)
+
+        found = await asyncio.gather(*(one(c) for c in self.connectors), return_exceptions=True)
+        descriptions: dict[str, ConnectorDescription] = {}
+        connectors: dict[str, Connector] = {}
+        unavailable: dict[str, ConnectorUnavailableError] = {}
+        for connector, result in zip(self.connectors, found, strict=True):
+            if isinstance(result, ConnectorUnavailableError):
+                log.warning(
+                    "codemode: connector %r is unavailable, tried again next run: %s", result.connector, result.reason
+                )
+                unavailable[connector.name] = result
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                descriptions[result.name] = result
+                connectors[result.name] = connector
+        return Setup(
+            connectors=connectors,
+            descriptions=descriptions,
+            namespaces=[Namespace(d.name, frozenset(d.tools)) for d in descriptions.values()],
+            validators=previous.validators if previous is not None else {},
+            result_adapters=previous.result_adapters if previous is not None else {},
+            unavailable=unavailable,
+        )
 
     # -- running ------------------------------------------------------------
 
@@ -223,15 +275,14 @@ class Runtime:
         current one (frameworks that re-run a tool call on resume pass their tool-call id)."""
         if not isinstance(code, str):
             return Outcome(status="error", execution_id="", error="code must be a string of Python source.")
+        code = codec.storable_text(code)  # no lone surrogate (not UTF-8) or NUL (not PostgreSQL text): U+FFFD
         size = len(code.encode("utf-8"))
         if size > MAX_DURABLE_VALUE_BYTES:
             return Outcome(status="error", execution_id="", error=codec.too_large_message("The execution code", size))
         check_key_and_metadata(key, metadata)
-        setup = await self._setup_or_refusal("")
-        if isinstance(setup, Outcome):
-            return setup
+        setup = await self.setup()
         begun = await self.store.begin(
-            self.name, code, list(setup.connectors), self.max_executions, key=key, metadata=metadata
+            self.name, code, [c.name for c in self.connectors], self.max_executions, key=key, metadata=metadata
         )
         if begun.pruned:
             return refused(
@@ -283,7 +334,7 @@ class Runtime:
         that is not pending (decided already, another action pending now, run not paused) changes
         nothing: the outcome is an error naming it and what is pending now."""
         check_seq(seq)
-        resumable = await self._resumable(execution_id)
+        resumable = await self._resumable(execution_id, "approve", {seq})
         if isinstance(resumable, Outcome):
             return resumable
         setup, execution = resumable
@@ -307,20 +358,20 @@ class Runtime:
         reason: str | None = None,
         resume: bool = False,
     ) -> bool:
-        """Reject the pending action `seq`; False when it was not pending (stale or raced).
+        """Reject the pending action `seq`; False when it was not pending (stale, raced, or no such run).
 
         `resume=False` ends the run `rejected`. `resume=True` lets the program go on: the call raises
         `PermissionError` inside it, catchable, and the same on every replay; once nothing is left
         undecided the run resumes here (see `execution(execution_id)` for where it got to)."""
         check_seq(seq)
-        resumable = await self._resumable(execution_id) if resume else None
+        resumable = await self._resumable(execution_id, "reject") if resume else None
         if isinstance(resumable, Outcome):
             if await self.store.get_execution(self.name, execution_id) is None:
                 return False
             raise RuntimeError(resumable.error)
         execution = resumable[1] if resumable else await self.store.get_execution(self.name, execution_id)
         if execution is None:
-            return False
+            return False  # a click on a run that is gone (never existed, deleted, pruned) decided nothing
         entry = next((e for e in execution.log if e.seq == seq), None)
         what = f"{entry.connector}.{entry.method}" if entry else f"step {seq}"
         message = f"Action {what} rejected by {by or 'user'}" + (f": {reason}" if reason else "")
@@ -337,6 +388,8 @@ class Runtime:
         return settlement.kind != "stale"
 
     async def _after_settlement(self, execution_id: str, seq: int, settlement: Settlement, setup: Setup) -> Outcome:
+        if settlement.kind == "stale" and settlement.status == "deleted":
+            return refused(execution_id, not_found_message(execution_id, self.name, "approve"))
         if settlement.kind == "stale":
             return stale(execution_id, seq, settlement)
         if settlement.kind == "waiting":
@@ -363,7 +416,7 @@ class Runtime:
         idempotency key, so a connector call is never lost. Exactly one caller wins the takeover, and
         the pass it took the run from (if still alive) writes nothing more."""
         self._check_stale_after(stale_after)
-        resumable = await self._resumable(execution_id)
+        resumable = await self._resumable(execution_id, "recover")
         if isinstance(resumable, Outcome):
             return resumable
         setup = resumable[0]
@@ -387,22 +440,34 @@ class Runtime:
                 f"({self.heartbeat_interval:g} s), or a live pass could be taken over."
             )
 
-    async def _resumable(self, execution_id: str) -> tuple[Setup, Execution] | Outcome:
-        """The setup and the run as stored, or an error outcome when a connector is unavailable, the run
-        does not exist, or it needs connectors this runtime lacks."""
-        setup = await self._setup_or_refusal(execution_id)
-        if isinstance(setup, Outcome):
-            return setup
+    async def _resumable(
+        self, execution_id: str, action: str, running: frozenset[int] | set[int] = frozenset()
+    ) -> tuple[Setup, Execution] | Outcome:
+        """The setup and the run as stored, or an error outcome (nothing changed) when the run does not
+        exist, needs connectors this runtime lacks, or would run an action (`running`, an approved or a
+        crash-interrupted one) on a connector that is unavailable now: the run waits for it."""
         existing = await self.store.get_execution(self.name, execution_id)
         if existing is None:
-            return refused(execution_id, f'No execution "{execution_id}" to resume.')
-        missing = [c for c in existing.connectors if c not in setup.connectors]
+            return refused(execution_id, not_found_message(execution_id, self.name, action))
+        setup = await self.setup()
+        missing = [c for c in existing.connectors if not setup.configured(c)]
         if missing:
             names = ", ".join(f'"{c}"' for c in missing)
             return refused(
                 execution_id,
                 f'Execution "{execution_id}" requires connector(s) {names} that are not configured on this runtime.',
             )
+        for entry in existing.log:
+            approved = entry.state == "pending" and entry.decision is not None and entry.decision.kind == "approve"
+            runs = entry.seq in running or approved or entry.state == "executing"
+            if runs and entry.connector in setup.unavailable:
+                return refused(
+                    execution_id,
+                    f'Cannot {action} execution "{execution_id}" now: step {entry.seq} ({entry.connector}.'
+                    f'{entry.method}) would run on connector "{entry.connector}", which is unavailable: '
+                    f"{setup.unavailable[entry.connector].reason}. Nothing changed (the run is as it was); "
+                    f"{action} again once the service is back.",
+                )
         return setup, existing
 
     async def _status(self, execution_id: str) -> str:
@@ -425,7 +490,7 @@ class Runtime:
         try:
             host = Pass(self, setup, execution_id, attempt, recorded, beat.is_lost)
             normalized = self.executor.normalize(code)
-            result = await self.executor.execute(normalized, setup.namespaces, host)
+            result = await self.executor.execute(normalized, setup.namespaces_for(normalized), host)
             host.ended = True
             outcome = await conclude(self, host, result, normalized, code)
             if host.lost or host.store_error:
@@ -479,7 +544,10 @@ class Runtime:
     # -- approvals and undo ---------------------------------------------------
 
     async def pending(self, execution_id: str | None = None) -> list[PendingAction]:
-        """Actions awaiting a human: of one run, or of every paused run (newest first)."""
+        """Actions awaiting a human: of one run (`ExecutionNotFoundError` when there is no such run), or of
+        every paused run (newest first)."""
+        if execution_id is not None and await self.store.get_execution(self.name, execution_id) is None:
+            raise ExecutionNotFoundError(execution_id, self.name, "list the pending actions of")
         return await self.store.list_pending(self.name, execution_id)
 
     @_counted
@@ -504,7 +572,7 @@ class Runtime:
         self._check_stale_after(stale_after)
         execution = await self.store.get_execution(self.name, execution_id)
         if execution is None:
-            raise LookupError(f'No execution "{execution_id}" to roll back.')
+            raise ExecutionNotFoundError(execution_id, self.name, "roll back")
         if execution.status == "running":
             raise RuntimeError(f'Execution "{execution_id}" is running; roll it back after its pass ends.')
         setup = await self.setup()
@@ -582,7 +650,7 @@ class Runtime:
             raise ValueError("A snippet name must be a non-empty string of at most 200 characters.")
         execution = await self.store.get_execution(self.name, execution_id)
         if execution is None:
-            raise LookupError(f'No execution "{execution_id}" to save from.')
+            raise ExecutionNotFoundError(execution_id, self.name, "save from")
         schema_json: str | None = None
         if input_schema is not None:
             jsonschema.validators.validator_for(input_schema).check_schema(input_schema)
@@ -608,18 +676,33 @@ class Runtime:
 
     async def search(self, query: str) -> SearchOutput:
         """Rank connector methods and snippets for a query, as `codemode.search` does in the sandbox."""
-        setup = await self.setup()
-        return search_catalog(query, list(setup.descriptions.values()), await self.snippets())
+        return await self._search_in(await self.setup(), query)
+
+    async def _search_in(self, setup: Setup, query: str) -> SearchOutput:
+        """`search` over one setup (a pass searches the connectors it runs with)."""
+        found = search_catalog(query, list(setup.descriptions.values()), await self.snippets())
+        if not setup.unavailable:
+            return found
+        return dataclasses.replace(found, unavailable={n: setup.unavailable_message(n) for n in setup.unavailable})
 
     async def describe(self, target: str) -> Description:
         """Declarations for a connector, `connector.method` or snippet, as `codemode.describe` gives them."""
-        setup = await self.setup()
-        return describe_target(target, list(setup.descriptions.values()), await self.snippets(), self.renderer)
+        return await self._describe_in(await self.setup(), target)
+
+    async def _describe_in(self, setup: Setup, target: str) -> Description:
+        """`describe` over one setup (a pass describes the connectors it runs with)."""
+        snippets = await self.snippets()
+        down = target.split(".")[0]
+        if down in setup.unavailable and not any(s.name == target for s in snippets):
+            message = setup.unavailable_message(down)
+            return Description(path=target, description=None, requires_approval=False, types=message, kind="connector")
+        return describe_target(target, list(setup.descriptions.values()), snippets, self.renderer)
 
 
 # What a connector's describe() raises for a developer's mistake (a name collision, a bad schema or
 # document): it must reach the developer, not be reported to the model as a service outage.
-_SETUP_MISTAKES = (ValueError, TypeError, LookupError, AttributeError, NotImplementedError)
+# A missing optional dependency (ImportError) is one too: the developer installs an extra.
+_SETUP_MISTAKES = (ValueError, TypeError, LookupError, AttributeError, NotImplementedError, ImportError)
 
 
 async def _describe(connector: Connector) -> ConnectorDescription:

@@ -13,8 +13,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from codemode.discovery import Description, SearchOutput
-from codemode.runtime.loop_thread import LoopThread
-from codemode.runtime.outcome import (
+from codemode.records import (
     DEFAULT_MAX_EXECUTIONS,
     DEFAULT_PAUSED_TTL,
     Execution,
@@ -23,6 +22,7 @@ from codemode.runtime.outcome import (
     RollbackReport,
     Snippet,
 )
+from codemode.runtime.loop_thread import LoopThread
 
 if TYPE_CHECKING:
     from codemode.runtime.runtime import Runtime

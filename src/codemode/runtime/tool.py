@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from codemode.runtime.outcome import Outcome
+from codemode.records import Outcome
 from codemode.sandbox.monty import MODULES
 
 if TYPE_CHECKING:

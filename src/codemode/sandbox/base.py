@@ -37,6 +37,7 @@ TOOL_ERROR_KINDS = frozenset(
         "AttributeError",
         "KeyError",
         "LookupError",
+        "OSError",
         "PermissionError",
         "RuntimeError",
         "TimeoutError",

@@ -28,7 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from codemode.runtime import codec
+from codemode import codec
+from codemode.records import MAX_RESULT_BYTES, MAX_VALUE_DEPTH, MAX_VALUE_NODES
 from codemode.sandbox.base import ExecuteResult, Host, Namespace, StopExecution, ToolError
 
 __all__ = ["DenoExecutor", "find_deno"]
@@ -233,6 +234,7 @@ class _Run:
             "code": code,
             "namespaces": {ns.name: sorted(ns.methods) for ns in namespaces},
             "input": codec.encode(input),
+            "limits": {"depth": MAX_VALUE_DEPTH, "nodes": MAX_VALUE_NODES, "bytes": MAX_RESULT_BYTES},
         }
         try:
             self._write(request)
@@ -241,8 +243,13 @@ class _Run:
                     line = await asyncio.wait_for(self.process.stdout.readline(), max(deadline - loop.time(), 0))
                 except asyncio.TimeoutError:
                     return self._timed_out()
-                except ValueError:  # a line beyond the stream limit: not something the runner writes
-                    return self._violation()
+                except ValueError:  # a line beyond the stream limit: a value far past every size bound
+                    return ExecuteResult(
+                        error=f"A value the program sent (a result, call arguments or console line) was larger "
+                        f"than the {MAX_MESSAGE_BYTES // 2**20} MiB the sandbox channel carries; the run was "
+                        "stopped. Return or pass only the fields you need.",
+                        logs=self.logs,
+                    )
                 if not line:
                     if self.stopped:
                         return ExecuteResult(stopped=True, logs=self.logs)
@@ -253,17 +260,22 @@ class _Run:
                 self.heard = True
                 try:
                     message = json.loads(text[len(self.nonce) :])
+                except RecursionError:  # the runner bounds nesting; this is a deeper value all the same
+                    return ExecuteResult(
+                        error=codec.refusal("A value the program sent", RecursionError()), logs=self.logs
+                    )
+                except ValueError:
+                    return self._violation()  # framed, but not JSON: fail closed
+                try:
                     kind = message.get("t")
                     if kind == "log":
-                        self.logs.append(str(message["s"]))
+                        self._log(message)
                     elif kind == "call":
                         task = asyncio.ensure_future(self._answer(message))
                         self.tasks.add(task)
                         task.add_done_callback(self.tasks.discard)
-                    elif kind == "done" and message.get("ok"):
-                        return ExecuteResult(result=codec.decode(message.get("value")), logs=self.logs)
                     elif kind == "done":
-                        return ExecuteResult(error=str(message.get("error")), logs=self.logs)
+                        return self._done(message)
                     else:
                         return self._violation()
                 except (ValueError, TypeError, KeyError, AttributeError):
@@ -273,20 +285,48 @@ class _Run:
             await self._settle(deadline)
             drain_stderr.cancel()
 
+    def _log(self, message: dict[str, Any]) -> None:
+        """A console line (text: a lone surrogate becomes U+FFFD); `dropped` marks where the runner's cap hit."""
+        if message.get("dropped"):
+            self.logs.append(_LOGS_DROPPED + "]")
+        else:
+            self.logs.append(codec.valid_text(str(message["s"])))
+
+    def _done(self, message: dict[str, Any]) -> ExecuteResult:
+        """How the program ended: its result, decoded, or a clear error about a value the host cannot read."""
+        dropped = message.get("dropped")
+        if isinstance(dropped, int) and self.logs and self.logs[-1] == _LOGS_DROPPED + "]":
+            self.logs[-1] = f"{_LOGS_DROPPED} ({dropped:,} more characters)]"
+        if message.get("ok"):
+            try:
+                return ExecuteResult(result=codec.decode(message.get("value")), logs=self.logs)
+            except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+                error = codec.refusal("The result", TypeError(f"the host could not decode it: {exc}"))
+                return ExecuteResult(error=error, logs=self.logs)
+        refused = message.get("refused")
+        if isinstance(refused, dict):
+            return ExecuteResult(error=_refusal("The result", refused), logs=self.logs)
+        return ExecuteResult(error=codec.valid_text(str(message.get("error"))), logs=self.logs)
+
     def _write(self, message: dict[str, Any]) -> None:
         assert self.process.stdin is not None
         if self.process.stdin.is_closing():
             return
-        data = json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n"
+        data = codec.json_text(message) + "\n"
         self.process.stdin.write(data.encode("utf-8"))
 
     async def _answer(self, message: dict[str, Any]) -> None:
         call_id = message.get("id")
         namespace, method = str(message.get("ns")), str(message.get("m"))
         try:
+            refused = message.get("refused")
+            if isinstance(refused, dict):
+                step = namespace == "codemode" and method == "step_record"
+                what = "The value of codemode.step" if step else f"Arguments to {namespace}.{method}"
+                raise ToolError(_refusal(what, refused), "TypeError")
             try:
                 args = codec.decode(message.get("a"))
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
                 raise ToolError(f"{namespace}.{method}: arguments could not be decoded ({exc}).", "TypeError") from None
             if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
                 raise ToolError(
@@ -352,6 +392,15 @@ class _Run:
             )
         tail = text.strip().splitlines()[-1] if text.strip() else "no output"
         return ExecuteResult(error=f"The sandbox process exited unexpectedly ({tail}).", logs=self.logs)
+
+
+_LOGS_DROPPED = "[codemode: console output beyond 1,000,000 characters was dropped"
+
+
+def _refusal(what: str, refused: dict[str, Any]) -> str:
+    """The message for a value the runner would not send (too large, too deep, a cycle)."""
+    reason = codec.valid_text(str(refused.get("reason", "")))
+    return codec.refusal(what, codec.TooLargeError(0, MAX_RESULT_BYTES) if refused.get("large") else TypeError(reason))
 
 
 def _import_error(code: str) -> str | None:

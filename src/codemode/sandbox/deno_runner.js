@@ -52,7 +52,7 @@ async function readLine() {
   }
 }
 
-// -- the codec (the JavaScript half of runtime/codec.py) ----------------------
+// -- the codec (the JavaScript half of codec.py) ----------------------
 
 function toBase64(bytes) {
   let binary = "";
@@ -76,45 +76,93 @@ function tagged(tag, key, value) {
   return out;
 }
 
-function encode(value, seen = new Set()) {
+// The host's bounds on a value crossing the boundary (sent with the request): nesting depth, number of
+// values (a value shared by reference counts every time it appears, as JSON repeats it), and JSON bytes.
+let limits = { depth: 200, nodes: 500_000, bytes: 16_000_000 };
+
+class ValueLimit extends Error {}
+
+// Counted while walking, so a value that doubles a shared array twenty times is refused after the first
+// `limits.nodes` values instead of being expanded.
+function encode(value) {
+  return encodeValue(value, { nodes: 0, bytes: 0 }, 0, new Set());
+}
+
+function count(budget, bytes) {
+  budget.nodes += 1;
+  budget.bytes += bytes;
+  if (budget.nodes > limits.nodes || budget.bytes > limits.bytes) throw new ValueLimit("too large");
+}
+
+function bigint(value) {
+  const text = value.toString();
+  if (text.length <= 3900) return text;
+  return value < 0n ? "-0x" + (-value).toString(16) : "0x" + value.toString(16);
+}
+
+function encodeValue(value, budget, depth, seen) {
   if (value === null || value === undefined) return null;
   switch (typeof value) {
     case "boolean":
+      count(budget, 4);
+      return value;
     case "string":
+      count(budget, value.length + 2);
       return value;
     case "number":
+      count(budget, 1);
       if (Number.isFinite(value)) return value;
       return tagged("float", "value", Number.isNaN(value) ? "nan" : value > 0 ? "inf" : "-inf");
-    case "bigint":
-      return tagged("bigint", "value", value.toString());
+    case "bigint": {
+      const text = bigint(value);
+      count(budget, text.length + 30);
+      return tagged("bigint", "value", text);
+    }
     case "function":
     case "symbol":
       return undefined;
   }
-  if (value instanceof Uint8Array) return tagged("bytes", "base64", toBase64(value));
-  if (value instanceof ArrayBuffer) return tagged("bytes", "base64", toBase64(new Uint8Array(value)));
-  if (ArrayBuffer.isView(value)) {
-    return tagged("bytes", "base64", toBase64(new Uint8Array(value.buffer, value.byteOffset, value.byteLength)));
+  if (depth > limits.depth) throw new TypeError(`nesting deeper than ${limits.depth} levels`);
+  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) {
+    const bytes = value instanceof ArrayBuffer ? new Uint8Array(value) : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    count(budget, Math.ceil(bytes.length / 3) * 4 + 30);
+    return tagged("bytes", "base64", toBase64(bytes));
   }
   if (value instanceof Date) {
+    count(budget, 40);
     if (Number.isNaN(value.getTime())) return null;
-    return tagged("datetime", "iso", value.toISOString().replace("Z", "+00:00"));
+    const year = value.getUTCFullYear();
+    const iso = value.toISOString();
+    // Python's datetime holds years 1 to 9999: any other date crosses as its ISO 8601 text.
+    return year >= 1 && year <= 9999 ? tagged("datetime", "iso", iso.replace("Z", "+00:00")) : iso;
   }
   if (seen.has(value)) throw new TypeError("the value contains a cycle");
   seen.add(value);
   try {
     if (isArray(value)) {
+      count(budget, 1 + value.length);
       const out = [];
-      for (let i = 0; i < value.length; i++) out[i] = encode(value[i], seen) ?? null;
+      for (let i = 0; i < value.length; i++) out[i] = encodeValue(value[i], budget, depth + 1, seen) ?? null;
       return out;
     }
-    if (value instanceof Set) return tagged("set", "items", [...value].map((v) => encode(v, seen)));
-    if (value instanceof Map) {
-      return tagged("map", "entries", [...value].map(([k, v]) => [encode(k, seen), encode(v, seen)]));
+    if (value instanceof Set) {
+      count(budget, 1 + value.size);
+      return tagged("set", "items", [...value].map((v) => encodeValue(v, budget, depth + 1, seen) ?? null));
     }
+    if (value instanceof Map) {
+      count(budget, 1 + value.size);
+      const entries = [...value].map(([k, v]) => [
+        encodeValue(k, budget, depth + 1, seen) ?? null,
+        encodeValue(v, budget, depth + 1, seen) ?? null,
+      ]);
+      return tagged("map", "entries", entries);
+    }
+    const names = keys(value);
+    count(budget, 1 + names.length);
     const out = create(null);
-    for (const key of keys(value)) {
-      const item = encode(value[key], seen);
+    for (const key of names) {
+      budget.bytes += key.length + 3;
+      const item = encodeValue(value[key], budget, depth + 1, seen);
       if (item !== undefined) out[key] = item;
     }
     return TAG in out ? tagged("object", "value", out) : out;
@@ -136,7 +184,8 @@ function decode(data) {
     case "bytes":
       return fromBase64(data.base64);
     case "bigint": {
-      const n = BigInt(data.value);
+      const text = String(data.value);
+      const n = text.startsWith("-") ? -BigInt(text.slice(1)) : BigInt(text);
       return n >= -SAFE && n <= SAFE ? Number(n) : n;
     }
     case "datetime":
@@ -210,14 +259,20 @@ function call(namespace, method, args) {
     );
   }
   let encoded;
+  let refused;
   try {
     encoded = encode(args === undefined ? {} : args);
   } catch (error) {
-    return Promise.reject(new TypeError(`Arguments to ${namespace}.${method} cannot be sent: ${error.message}`));
+    // Too large, too deep or cyclic: the host answers with the error (the same text as for Python).
+    if (!(error instanceof ValueLimit || error instanceof TypeError)) {
+      return Promise.reject(new TypeError(`Arguments to ${namespace}.${method} cannot be sent: ${error.message}`));
+    }
+    refused = { large: error instanceof ValueLimit, reason: String(error.message) };
+    encoded = null;
   }
   const id = nextId++;
   const promise = new Promise((resolve, reject) => pending.set(id, { resolve, reject }));
-  send(frame({ t: "call", id, ns: namespace, m: method, a: encoded }));
+  send(frame(refused ? { t: "call", id, ns: namespace, m: method, a: null, refused: frame(refused) } : { t: "call", id, ns: namespace, m: method, a: encoded }));
   return promise;
 }
 
@@ -246,6 +301,7 @@ async function receive() {
 
 // Each line goes to the host at once, so a pass that pauses or times out keeps its output.
 let logSize = 0;
+let logDropped = 0; // characters not sent: the host adds a line saying how many
 const MAX_LOG_CHARS = 1_000_000;
 
 function logger(prefix) {
@@ -255,7 +311,11 @@ function logger(prefix) {
       const part = parts[i];
       line += (i ? " " : "") + (typeof part === "string" ? part : inspect(part, { colors: false }));
     }
-    if (logSize + line.length > MAX_LOG_CHARS) return;
+    if (logDropped || logSize + line.length > MAX_LOG_CHARS) {
+      if (!logDropped) send(frame({ t: "log", s: "", dropped: true })); // marked now, in case no `done` follows
+      logDropped += line.length + 1;
+      return;
+    }
     logSize += line.length;
     send(frame({ t: "log", s: line }));
   };
@@ -307,6 +367,7 @@ async function main() {
   writeSync(encodeText("ready\n")); // started and settled: the host may now bound this process's memory
   const request = parse(await readLine());
   nonce = request.nonce;
+  if (request.limits) limits = request.limits;
   receive();
   const namespaces = request.namespaces;
   for (const name of keys(namespaces)) {
@@ -341,10 +402,16 @@ async function main() {
   try {
     const program = (await import(url)).default;
     const result = await program(decode(request.input));
-    done = frame({ t: "done", ok: true, value: encode(result) ?? null });
+    try {
+      done = frame({ t: "done", ok: true, value: encode(result) ?? null });
+    } catch (error) {
+      if (!(error instanceof ValueLimit || error instanceof TypeError)) throw error;
+      done = frame({ t: "done", ok: false, refused: frame({ large: error instanceof ValueLimit, reason: String(error.message) }) });
+    }
   } catch (error) {
     done = frame({ t: "done", ok: false, error: describeError(error, request.code) });
   }
+  if (logDropped) done.dropped = logDropped;
   send(done);
   exit(0);
 }

@@ -18,10 +18,13 @@ import os
 import re
 import signal
 from collections.abc import Mapping, Sequence
+from datetime import date
 from typing import Any, Literal, cast
 
 import pydantic_monty as monty
 
+from codemode import codec
+from codemode.records import MAX_RESULT_BYTES, MAX_VALUE_DEPTH, MAX_VALUE_NODES
 from codemode.sandbox.base import (
     PLATFORM_METHODS,
     ExecuteResult,
@@ -192,7 +195,7 @@ class _Run:
         loop = asyncio.get_running_loop()
         try:
             snap: monty.AsyncSnapshot = await session.feed_start(
-                code, inputs={**self.inputs, "input": input}, print_callback=self.console.write
+                code, inputs={**self.inputs, "input": codec.valid_texts(input)}, print_callback=self.console.write
             )
             while not isinstance(snap, monty.MontyComplete):
                 if isinstance(snap, monty.AsyncFunctionSnapshot):
@@ -216,7 +219,11 @@ class _Run:
                     snap = await snap.resume(results)
                 else:  # a name the program never defined
                     snap = await snap.resume()
-            return ExecuteResult(result=self._host_value(snap.output), logs=self.console.lines())
+            try:  # the runtime's codec then bounds the result's expansion, without making it
+                result = self._host_value(snap.output)
+            except (TypeError, ValueError, RecursionError) as exc:
+                return ExecuteResult(error=codec.refusal("The result", exc), logs=self.console.lines())
+            return ExecuteResult(result=result, logs=self.console.lines())
         except monty.MontyCrashedError as exc:
             if self.timed_out or exc.timed_out:
                 return self._timeout_result()
@@ -235,20 +242,11 @@ class _Run:
             return ExecuteResult(error=f"{type(exc).__name__}: {exc}", logs=self.console.lines())
 
     def _host_value(self, value: Any) -> Any:
-        """Sandbox-only objects become plain data; a namespace object never leaks out as itself."""
-        if isinstance(value, monty.MontyClassProxy):
-            return {k: self._host_value(v) for k, v in value.attributes.items()} if value.is_dataclass else repr(value)
-        if isinstance(value, (monty.MontyClassTypeProxy, monty.MontyStdTypeProxy)):
-            return f"<{value.name}>"
-        if isinstance(value, dict):
-            return {self._host_value(k): self._host_value(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._host_value(v) for v in value]
-        if isinstance(value, tuple):
-            return tuple(self._host_value(v) for v in value)
-        if id(value) in self.namespace_values:
-            return f"<namespace {self.namespace_values[id(value)]}>"
-        return value
+        """Sandbox-only objects become plain data; a namespace object never leaks out as itself.
+
+        Raises `TypeError` for a value nested deeper than `MAX_VALUE_DEPTH` or containing itself, and
+        `codec.TooLargeError` past `MAX_VALUE_NODES` values."""
+        return _HostValues(self.namespace_values).convert(value, 0)
 
     async def _call(self, snap: monty.AsyncFunctionSnapshot) -> monty.AsyncSnapshot:
         if snap.is_os_function:
@@ -264,6 +262,14 @@ class _Run:
             args = _call_args(namespace, snap.function_name, snap.args, snap.kwargs)
         except TypeError as exc:
             return await snap.resume({"exc_type": "TypeError", "message": str(exc)})
+        step_value = namespace == "codemode" and snap.function_name == "step_record"
+        what = "The value of codemode.step" if step_value else f"Arguments to {namespace}.{snap.function_name}"
+        try:  # what cannot cross at all is refused here, catchable, before anything is validated or logged
+            args = self._host_value(args)
+            codec.check(what, args)
+        except (TypeError, ValueError, RecursionError) as exc:
+            message = str(exc) if isinstance(exc, codec.DurableValueError) else codec.refusal(what, exc)
+            return await snap.resume({"exc_type": "TypeError", "message": message})
         # Started now, in program order; the program awaits it whenever it likes.
         self.tasks[snap.call_id] = asyncio.ensure_future(self.host.call(namespace, snap.function_name, args))
         return await snap.resume({"future": ...})
@@ -302,11 +308,11 @@ def _settle(task: asyncio.Task[Any]) -> monty.ExternalSettledResult | None:
     """A finished host call as Monty's answer; None when the host stopped the program."""
     exc = task.exception()
     if exc is None:
-        return {"return_value": task.result()}
+        return {"return_value": codec.valid_texts(task.result())}  # Monty strings cannot hold lone surrogates
     if isinstance(exc, StopExecution):
         return None
     if isinstance(exc, ToolError):
-        return {"exc_type": cast(monty.ExcType, exc.kind), "message": exc.message}
+        return {"exc_type": cast(monty.ExcType, exc.kind), "message": codec.valid_text(exc.message)}
     return {"exc_type": "RuntimeError", "message": f"{type(exc).__name__}: {exc}"}
 
 
@@ -320,6 +326,87 @@ def _call_args(namespace: str, method: str, args: tuple[Any, ...], kwargs: Mappi
         f"{namespace}.{method}() takes keyword arguments (e.g. {namespace}.{method}(name=value)) or a single "
         "dict of them, not positional values."
     )
+
+
+class _HostValues:
+    """One conversion of a sandbox value to host data.
+
+    Each container is converted once (shared references stay shared, so a value built by doubling a
+    list costs its distinct containers, not its expansion); the codec's budget then counts the expansion
+    without making it. Only what the codec can hold comes out: None, bools, numbers, strings, bytes, dates,
+    lists, tuples, dicts, sets and frozensets; a dataclass instance becomes a dict of its fields; anything
+    else (classes, functions, other instances, exceptions, complex numbers, timedeltas) becomes a short
+    description string, so no host object ever reaches the caller."""
+
+    def __init__(self, namespaces: Mapping[int, str]) -> None:
+        self.namespaces = namespaces
+        self.memo: dict[int, Any] = {}
+        self.active: set[int] = set()
+        self.visits = 0  # never more than the expanded value's count, so within budget for any value that fits
+
+    def convert(self, value: Any, depth: int) -> Any:
+        self.visits += 1
+        if self.visits > MAX_VALUE_NODES:
+            raise codec.TooLargeError(2 * self.visits, MAX_RESULT_BYTES)
+        if value is None or isinstance(value, (bool, int, float, str, bytes, date)):
+            return value
+        if id(value) in self.namespaces:
+            return f"<namespace {self.namespaces[id(value)]}>"
+        if isinstance(value, (list, tuple, dict, set, frozenset)):
+            return self._container(value, depth)
+        if isinstance(value, monty.MontyClassProxy):
+            if value.is_dataclass:
+                return self._container(value, depth)
+            return f"<{value.name} object>"
+        if isinstance(value, monty.MontyClassTypeProxy):
+            return f"<class '{value.name}'>"
+        if isinstance(value, monty.MontyStdTypeProxy):
+            return f"<built-in {value.kind} {value.name}>"
+        if isinstance(value, type):
+            return f"<class '{value.__name__}'>"
+        return _describe(value)
+
+    def _container(self, value: Any, depth: int) -> Any:
+        marker = id(value)
+        if marker in self.memo:
+            return self.memo[marker]
+        if marker in self.active:
+            raise TypeError("the value contains a cycle (a container inside itself)")
+        if depth > MAX_VALUE_DEPTH:
+            raise TypeError(f"nesting deeper than {MAX_VALUE_DEPTH} levels")
+        self.active.add(marker)
+        try:
+            out = self._children(value, depth + 1)
+        finally:
+            self.active.discard(marker)
+        self.memo[marker] = out
+        return out
+
+    def _children(self, value: Any, depth: int) -> Any:
+        if isinstance(value, monty.MontyClassProxy):
+            value = dict(value.attributes)
+        if isinstance(value, dict):
+            pairs = [(self.convert(k, depth), self.convert(v, depth)) for k, v in value.items()]
+            try:
+                return dict(pairs)
+            except TypeError:  # a key that became unhashable data
+                return {_describe(k) if not isinstance(k, str) else k: v for k, v in pairs}
+        items = [self.convert(v, depth) for v in value]
+        if isinstance(value, list):
+            return items
+        try:
+            return type(value)(items)
+        except TypeError:  # a set item that became unhashable data
+            return items
+
+
+def _describe(value: Any) -> str:
+    """A short description of a value that is not data."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= 200 else text[:200] + "…"
 
 
 def _describe_error(exc: monty.MontyRuntimeError, executor: MontyExecutor) -> str:
@@ -419,11 +506,11 @@ class _Console:
     def __init__(self) -> None:
         self.parts: list[tuple[str, str]] = []
         self.size = 0
-        self.dropped = False
+        self.dropped = 0  # characters not kept
 
     def write(self, stream: Literal["stdout", "stderr"], text: str) -> None:
-        if self.size + len(text) > MAX_CONSOLE_CHARS:
-            self.dropped = True
+        if self.dropped or self.size + len(text) > MAX_CONSOLE_CHARS:
+            self.dropped += len(text)
             return
         self.size += len(text)
         self.parts.append((stream, text))
@@ -434,7 +521,10 @@ class _Console:
             prefix = "[error] " if stream == "stderr" else ""
             out.extend(prefix + line for line in chunk.split("\n"))
         if self.dropped:
-            out.append("[codemode: console output beyond 1,000,000 characters was dropped]")
+            out.append(
+                f"[codemode: console output beyond {MAX_CONSOLE_CHARS:,} characters was dropped "
+                f"({self.dropped:,} more characters)]"
+            )
         return out
 
 

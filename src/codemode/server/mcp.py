@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import inspect
 import json
 import logging
-import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -55,11 +52,12 @@ except ImportError as exc:  # no SDK, or a 1.x one
         f"codemode's MCP server needs the mcp SDK 2.x: pip install 'codemode[mcp-server]' (import failed: {exc})"
     ) from exc
 
-from codemode.runtime.outcome import DEFAULT_PAUSED_TTL, Outcome, PendingAction
+from codemode.cli.loading import AppLoadError, load_runtime
+from codemode.records import DEFAULT_PAUSED_TTL, Outcome, PendingAction
 from codemode.runtime.runtime import Runtime
 from codemode.truncate import truncate_response, truncate_result
 
-__all__ = ["MAX_RESULT_CHARS", "build_server", "load_runtime", "main", "serve", "serve_async"]
+__all__ = ["MAX_RESULT_CHARS", "build_server", "main", "serve"]
 
 logger = logging.getLogger("codemode.server.mcp")
 
@@ -362,55 +360,29 @@ def build_server(runtime: Runtime, *, console_url: str | None = None, name: str 
     return server
 
 
-async def serve_async(runtime: Runtime, *, http_port: int | None = None, console_url: str | None = None) -> None:
-    """Serve until the client hangs up (stdio) or the process is stopped (HTTP); closes the runtime after.
+async def serve(runtime: Runtime, *, http_port: int | None = None, console_url: str | None = None) -> None:
+    """Serve until the client hangs up (stdio) or the task is cancelled (HTTP). The caller owns the
+    runtime (`async with runtime: await serve(runtime)`), as `main` and `codemode mcp` do.
 
     HTTP binds 127.0.0.1 only, where the SDK also refuses requests whose Host or Origin is not local
     (DNS rebinding); the endpoint has no authentication of its own, so it is not for other machines."""
     server = build_server(runtime, console_url=console_url)
+    if http_port is None:
+        await server.run_stdio_async()
+        return
+    import uvicorn
+
     host = "127.0.0.1"
-    async with runtime:
-        if http_port is None:
-            await server.run_stdio_async()
-            return
-        import uvicorn
-
-        # Bind and listen first, so port 0 works, the printed URL is the real one, and a client that
-        # connects at once waits in the backlog until uvicorn has started instead of being refused.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, http_port))
-        sock.listen(128)
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(server.streamable_http_app(host=host), log_level="warning")
-        print(f"codemode MCP server on http://{host}:{port}/mcp", file=sys.stderr, flush=True)
-        await uvicorn.Server(config).serve(sockets=[sock])
-
-
-def serve(runtime: Runtime, *, http_port: int | None = None, console_url: str | None = None) -> None:
-    """Blocking `serve_async`: stdio when `http_port` is None, else streamable HTTP on 127.0.0.1."""
-    asyncio.run(serve_async(runtime, http_port=http_port, console_url=console_url))
-
-
-async def load_runtime(spec: str) -> Runtime:
-    """`module:attribute` -> a Runtime: the attribute is one, or a zero-argument factory (sync or async)."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f'--app must look like "module:attribute" (for example "myapp:runtime"), not "{spec}".')
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as uvicorn does: the app module is found from where you run
-    module = importlib.import_module(module_name)
-    try:
-        value: Any = getattr(module, attr)
-    except AttributeError:
-        raise ValueError(f'Module "{module_name}" has no attribute "{attr}".') from None
-    if not isinstance(value, Runtime) and callable(value):
-        value = value()
-        if inspect.isawaitable(value):
-            value = await value
-    if not isinstance(value, Runtime):
-        raise TypeError(f'"{spec}" must be a codemode.Runtime or a zero-argument factory returning one.')
-    return value
+    # Bind and listen first, so port 0 works, the printed URL is the real one, and a client that
+    # connects at once waits in the backlog until uvicorn has started instead of being refused.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, http_port))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(server.streamable_http_app(host=host), log_level="warning")
+    print(f"codemode MCP server on http://{host}:{port}/mcp", file=sys.stderr, flush=True)
+    await uvicorn.Server(config).serve(sockets=[sock])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -422,11 +394,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     async def run() -> None:
         runtime = await load_runtime(options.app)
-        await serve_async(runtime, http_port=options.http, console_url=options.console_url)
+        async with runtime:
+            await serve(runtime, http_port=options.http, console_url=options.console_url)
 
     try:
         asyncio.run(run())
-    except (ValueError, TypeError, ImportError) as exc:
+    except AppLoadError as exc:
         print(f"codemode mcp: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,7 +4,7 @@ Every operation is one atomic transaction, and every state transition is a
 compare-and-set on the current status, so several processes (or hosts, with
 PostgreSQL) sharing one database can never both resume, both reject, or both
 execute an approved action. Values cross this boundary already serialized by
-the durable codec (`runtime/codec.py`); records come back decoded.
+the durable codec (`codec.py`); records come back decoded.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal, Protocol
 
-from codemode.runtime.outcome import Decision, Execution, PendingAction, Snippet
-from codemode.runtime.replay import Call, Verdict
+from codemode.records import Decision, Execution, PendingAction, Snippet
+from codemode.replay import Call, Verdict
 
 __all__ = ["Begun", "Claim", "Settlement", "Store"]
 
@@ -92,7 +92,7 @@ class Store(Protocol):
         ...
 
     async def decide(self, runtime: str, execution_id: str, attempt: int, call: Call) -> Verdict:
-        """Apply the replay rule (`runtime/replay.py`) to `call` and record what it implies."""
+        """Apply the replay rule (`replay.py`) to `call` and record what it implies."""
         ...
 
     async def record_result(

@@ -17,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import random
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from codemode import crashpoints
-from codemode.store.sql import Op, Rows, SqlStore, Tx
+from codemode.store.sql import Op, Rows, SqlStore, Tx, now_ms
 
 if TYPE_CHECKING:
     import psycopg
@@ -33,6 +35,7 @@ __all__ = ["PostgresStore", "StoreChange", "StoreConnectionError"]
 
 T = TypeVar("T")
 CHANNEL = "codemode"
+CLOCK_READ_INTERVAL = 60.0  # seconds between readings of the server's clock
 _MIGRATION_LOCK = 0x636F64656D6F6465  # "codemode": serializes schema creation across hosts
 
 # Versioned migrations, in step with SQLite's: index i upgrades the schema from version i to i + 1.
@@ -112,6 +115,8 @@ class PostgresStore(SqlStore):
         self._opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
         self._migrated = False
         self._closed = False
+        self._clock_offset = 0  # the server's clock minus ours, in ms (see `_now`)
+        self._clock_read_at = -math.inf
         self._sql: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -119,6 +124,19 @@ class PostgresStore(SqlStore):
 
     def _metadata_match(self) -> str:
         return "(cm_executions.metadata::jsonb ->> ?) = ?"
+
+    def _now(self) -> int:
+        return now_ms() + self._clock_offset
+
+    async def _read_clock(self, conn: Any) -> None:
+        """Measure the server's clock against ours (once a minute), so that every host stamps and ages
+        runs by the one clock they share: a host whose clock runs late cannot take a live run for dead."""
+        before = now_ms()
+        row = await (await conn.execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")).fetchone()
+        after = now_ms()
+        await conn.rollback()
+        self._clock_offset = int(row[0]) - (before + after) // 2
+        self._clock_read_at = time.monotonic()
 
     async def _notify(self, tx: Tx, runtime: str, execution_id: str, status: str) -> None:
         payload = json.dumps({"runtime": runtime, "execution_id": execution_id, "status": status})
@@ -159,10 +177,11 @@ class PostgresStore(SqlStore):
             )
             try:
                 await created.open(wait=True, timeout=self.connect_timeout)
-                if not self._migrated:
-                    async with created.connection() as conn:
+                async with created.connection() as conn:
+                    if not self._migrated:
                         await _migrate(conn)
-                    self._migrated = True
+                        self._migrated = True
+                    await self._read_clock(conn)
             except BaseException:
                 await created.close()
                 raise
@@ -209,6 +228,8 @@ class PostgresStore(SqlStore):
             tx = _PgTx(self._sql)
             try:
                 async with pool.connection() as conn:
+                    if time.monotonic() - self._clock_read_at > CLOCK_READ_INTERVAL:
+                        await self._read_clock(conn)
                     tx.conn = conn
                     async with conn.transaction():
                         result = await op(tx)

@@ -18,8 +18,8 @@ from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping, 
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, TypeVar
 
-from codemode.runtime.codec import dumps, loads
-from codemode.runtime.outcome import (
+from codemode.codec import dumps, loads, read
+from codemode.records import (
     TERMINAL_STATUSES,
     Decision,
     Execution,
@@ -29,7 +29,7 @@ from codemode.runtime.outcome import (
     PendingAction,
     Snippet,
 )
-from codemode.runtime.replay import Call, Recorded, Verdict, judge
+from codemode.replay import Call, Recorded, Verdict, judge
 from codemode.store.base import Begun, Claim, Settlement
 
 __all__ = ["MAX_ERROR_CHARS", "Op", "Rows", "SqlStore", "Tx", "drive", "new_execution_id"]
@@ -98,6 +98,11 @@ class SqlStore:
         """A condition on `cm_executions` true when its metadata has key `?` with value `?`."""
         raise NotImplementedError
 
+    def _now(self) -> int:
+        """Milliseconds since the epoch by the database's clock, so hosts whose clocks disagree still
+        agree on which run has gone quiet (the default: this host's clock, right for one file)."""
+        return now_ms()
+
     async def _notify(self, tx: Tx, runtime: str, execution_id: str, status: str) -> None:
         """Tell other hosts a run changed (PostgreSQL: NOTIFY); nothing by default."""
 
@@ -114,7 +119,7 @@ class SqlStore:
         metadata: Mapping[str, str] | None = None,
     ) -> Begun:
         execution_id = new_execution_id()
-        now = now_ms()
+        now = self._now()
 
         async def op(tx: Tx) -> Begun:
             if key is not None:
@@ -154,27 +159,27 @@ class SqlStore:
             cur = await tx.execute(
                 "UPDATE cm_executions SET updated_at = ? WHERE runtime = ? AND id = ? AND attempt = ? "
                 "AND status IN ('running', 'rolling_back')",
-                (now_ms(), runtime, execution_id, attempt),
+                (self._now(), runtime, execution_id, attempt),
             )
             return cur.rowcount == 1
 
         return await self._run(op, "heartbeat")
 
     async def claim_stale(self, runtime: str, execution_id: str, older_than: timedelta) -> Claim | None:
-        cutoff = now_ms() - int(older_than.total_seconds() * 1000)
+        cutoff = self._now() - int(older_than.total_seconds() * 1000)
 
         async def op(tx: Tx) -> Claim | None:
             cur = await tx.execute(
                 "UPDATE cm_executions SET updated_at = ?, attempt = attempt + 1 WHERE runtime = ? AND id = ? "
                 "AND status = 'running' AND updated_at < ?",
-                (now_ms(), runtime, execution_id, cutoff),
+                (self._now(), runtime, execution_id, cutoff),
             )
             return await self._claim(tx, runtime, execution_id) if cur.rowcount == 1 else None
 
         return await self._run(op, "claim_stale")
 
     async def _claim(self, tx: Tx, runtime: str, execution_id: str) -> Claim:
-        execution = await self._load_execution(tx, runtime, execution_id)
+        execution = await self._load_execution(tx, runtime, execution_id, strict=True)  # replayed: exact values
         row = (
             await tx.execute("SELECT attempt FROM cm_executions WHERE runtime = ? AND id = ?", (runtime, execution_id))
         ).fetchone()
@@ -240,8 +245,7 @@ class SqlStore:
 
         return await self._run(op, "decide")
 
-    @staticmethod
-    async def _fail_at(tx: Tx, runtime: str, execution_id: str, seq: int, message: str) -> None:
+    async def _fail_at(self, tx: Tx, runtime: str, execution_id: str, seq: int, message: str) -> None:
         await tx.execute(
             "UPDATE cm_log SET state = 'error', result = ? WHERE runtime = ? AND execution_id = ? AND seq = ? "
             "AND state IN ('executing', 'pending')",
@@ -249,7 +253,7 @@ class SqlStore:
         )
         await tx.execute(
             "UPDATE cm_executions SET status = 'error', error = ?, updated_at = ? WHERE runtime = ? AND id = ?",
-            (message[:MAX_ERROR_CHARS], now_ms(), runtime, execution_id),
+            (message[:MAX_ERROR_CHARS], self._now(), runtime, execution_id),
         )
 
     @staticmethod
@@ -259,10 +263,9 @@ class SqlStore:
             (state, runtime, execution_id, seq),
         )
 
-    @staticmethod
-    async def _touch(tx: Tx, runtime: str, execution_id: str) -> None:
+    async def _touch(self, tx: Tx, runtime: str, execution_id: str) -> None:
         await tx.execute(
-            "UPDATE cm_executions SET updated_at = ? WHERE runtime = ? AND id = ?", (now_ms(), runtime, execution_id)
+            "UPDATE cm_executions SET updated_at = ? WHERE runtime = ? AND id = ?", (self._now(), runtime, execution_id)
         )
 
     async def record_result(
@@ -337,7 +340,7 @@ class SqlStore:
             cur = await tx.execute(
                 f"UPDATE cm_executions SET status = ?, updated_at = ?{assignments} "
                 "WHERE runtime = ? AND id = ? AND attempt = ? AND status = 'running'",
-                (status, now_ms(), *values, runtime, execution_id, attempt),
+                (status, self._now(), *values, runtime, execution_id, attempt),
             )
             if cur.rowcount == 1:
                 await self._notify(tx, runtime, execution_id, status)
@@ -363,7 +366,7 @@ class SqlStore:
             params += (execution_id,)
         sql += " ORDER BY e.created_at DESC, e.id DESC, l.seq"
         return [
-            PendingAction(execution_id=r[0], seq=r[1], connector=r[2], method=r[3], args=loads(r[4]))
+            PendingAction(execution_id=r[0], seq=r[1], connector=r[2], method=r[3], args=read(r[4]))
             for r in await tx.execute(sql, params)
         ]
 
@@ -406,7 +409,7 @@ class SqlStore:
                 await tx.execute(
                     "UPDATE cm_executions SET status = 'rejected', error = ?, attempt = attempt + 1, updated_at = ? "
                     "WHERE runtime = ? AND id = ?",
-                    (end_error[:MAX_ERROR_CHARS], now_ms(), runtime, execution_id),
+                    (end_error[:MAX_ERROR_CHARS], self._now(), runtime, execution_id),
                 )
                 await self._notify(tx, runtime, execution_id, "rejected")
                 return Settlement("ended", "rejected")
@@ -425,7 +428,7 @@ class SqlStore:
             await tx.execute(
                 "UPDATE cm_executions SET status = 'running', attempt = attempt + 1, updated_at = ? "
                 "WHERE runtime = ? AND id = ?",
-                (now_ms(), runtime, execution_id),
+                (self._now(), runtime, execution_id),
             )
             await self._notify(tx, runtime, execution_id, "running")
             return Settlement("resumed", "running", claim=await self._claim(tx, runtime, execution_id))
@@ -433,7 +436,7 @@ class SqlStore:
         return await self._run(op, "settle")
 
     async def expire(self, runtime: str, max_age: timedelta, *, running: bool = True) -> list[str]:
-        cutoff = now_ms() - int(max_age.total_seconds() * 1000)
+        cutoff = self._now() - int(max_age.total_seconds() * 1000)
         statuses = "('paused', 'running')" if running else "('paused')"
 
         async def op(tx: Tx) -> list[str]:
@@ -445,7 +448,7 @@ class SqlStore:
                 )
             ).fetchall()
             expired: list[str] = []
-            now = now_ms()
+            now = self._now()
             for execution_id, status in rows:
                 new_status, error = (
                     ("rejected", "Expired awaiting approval")
@@ -472,14 +475,14 @@ class SqlStore:
     # -- rollback -------------------------------------------------------------
 
     async def claim_rollback(self, runtime: str, execution_id: str, stale_after: timedelta) -> Claim | None:
-        cutoff = now_ms() - int(stale_after.total_seconds() * 1000)
+        cutoff = self._now() - int(stale_after.total_seconds() * 1000)
 
         async def op(tx: Tx) -> Claim | None:
             cur = await tx.execute(
                 "UPDATE cm_executions SET status = 'rolling_back', attempt = attempt + 1, updated_at = ? "
                 "WHERE runtime = ? AND id = ? AND (status IN ('paused', 'completed', 'error', 'rejected', "
                 "'rolled_back') OR (status = 'rolling_back' AND updated_at < ?))",
-                (now_ms(), runtime, execution_id, cutoff),
+                (self._now(), runtime, execution_id, cutoff),
             )
             if cur.rowcount != 1:
                 return None
@@ -531,7 +534,7 @@ class SqlStore:
             )
             await tx.execute(
                 "UPDATE cm_executions SET status = 'rolled_back', updated_at = ? WHERE runtime = ? AND id = ?",
-                (now_ms(), runtime, execution_id),
+                (self._now(), runtime, execution_id),
             )
             await self._notify(tx, runtime, execution_id, "rolled_back")
             return True
@@ -544,7 +547,9 @@ class SqlStore:
         return await self._run(lambda tx: self._load_execution(tx, runtime, execution_id), "get_execution", write=False)
 
     @staticmethod
-    async def _load_execution(tx: Tx, runtime: str, execution_id: str) -> Execution | None:
+    async def _load_execution(tx: Tx, runtime: str, execution_id: str, *, strict: bool = False) -> Execution | None:
+        """The run as stored; unless `strict`, a value that cannot be decoded reads as a `codec.Undecodable`
+        string on that record instead of failing the read."""
         row = (
             await tx.execute(
                 f"SELECT {_EXECUTION_COLUMNS} FROM cm_executions WHERE runtime = ? AND id = ?",
@@ -557,7 +562,7 @@ class SqlStore:
             f"SELECT {_ENTRY_COLUMNS} FROM cm_log WHERE runtime = ? AND execution_id = ? ORDER BY seq",
             (runtime, execution_id),
         )
-        return _execution(row, [_entry(r) for r in entries])
+        return _execution(row, [_entry(r, strict) for r in entries], strict)
 
     async def list_executions(
         self,
@@ -727,14 +732,14 @@ def _recorded(row: Sequence[Any]) -> Recorded:
     return Recorded(connector, method, args, result, bool(ephemeral), state, kind, args_json)
 
 
-def _entry(row: Sequence[Any]) -> LogEntry:
+def _entry(row: Sequence[Any], strict: bool = False) -> LogEntry:
     seq, connector, method, args, result, requires_approval, ephemeral, state, decision, rollback = row[:10]
     return LogEntry(
         seq=seq,
         connector=connector,
         method=method,
-        args=loads(args),
-        result=loads(result),
+        args=(loads if strict else read)(args),
+        result=(loads if strict else read)(result),
         requires_approval=bool(requires_approval),
         ephemeral=bool(ephemeral),
         state=state,
@@ -743,7 +748,7 @@ def _entry(row: Sequence[Any]) -> LogEntry:
     )
 
 
-def _execution(row: Sequence[Any], log: list[LogEntry]) -> Execution:
+def _execution(row: Sequence[Any], log: list[LogEntry], strict: bool = False) -> Execution:
     execution_id, code, status, result, error, logs, connectors, created_at, updated_at, key, metadata = row
     status_value: ExecutionStatus = status
     return Execution(
@@ -751,7 +756,7 @@ def _execution(row: Sequence[Any], log: list[LogEntry]) -> Execution:
         code=code,
         status=status_value,
         log=log,
-        result=loads(result),
+        result=(loads if strict else read)(result),
         error=error,
         logs=json.loads(logs) if logs else [],
         connectors=json.loads(connectors) if connectors else [],

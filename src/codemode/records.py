@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from codemode.truncate import DEFAULT_MAX_TOKENS
+
 __all__ = [
     "DEFAULT_MAX_EXECUTIONS",
     "DEFAULT_PAUSED_TTL",
@@ -25,6 +27,14 @@ __all__ = [
 ]
 
 MAX_DURABLE_VALUE_BYTES = 1_000_000
+# Bounds on any value crossing the sandbox boundary, checked while it is walked (never after expanding it).
+MAX_VALUE_DEPTH = 200  # container levels
+# Values (scalars and containers, a shared one counted each time it appears): each costs at least two
+# bytes of JSON, so no value with more could ever be recorded durably.
+MAX_VALUE_NODES = MAX_DURABLE_VALUE_BYTES // 2
+# The largest final result a pass accepts (as JSON). Results over MAX_DURABLE_VALUE_BYTES still complete,
+# with a placeholder in the audit trail; past this bound the pass ends with an error.
+MAX_RESULT_BYTES = 16 * MAX_DURABLE_VALUE_BYTES
 DEFAULT_MAX_EXECUTIONS = 50
 DEFAULT_PAUSED_TTL = timedelta(hours=24)
 STEP_CONNECTOR = "__step"
@@ -131,21 +141,34 @@ class Outcome:
     logs: list[str] = field(default_factory=list)
     calls: list[LogEntry] = field(default_factory=list)
 
-    def to_model_output(self) -> dict[str, Any]:
-        """The JSON-ready dict for the model: no call log, logs bounded, values in the codec's JSON form."""
-        from codemode.runtime.codec import encode
+    def to_model_output(self, *, max_chars: int | None = None, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, Any]:
+        """The JSON-ready dict for the model: no call log, plain JSON values, everything bounded.
 
-        out: dict[str, Any] = {"status": self.status, "execution_id": self.execution_id}
+        The result (and each pending action's arguments, and the error text) is cut to `max_chars`
+        characters, or `max_tokens * 4` (default 6,000 tokens: 24,000 characters), by `truncate_result`,
+        which keeps its shape and marks what it cut; `self.result` keeps the whole value, and so does the
+        audit trail. Console logs keep their newest 20,000 characters. Values are the codec's plain model
+        view (`codec.model_view`): no `__codemode__` tags, and always serializable as UTF-8 JSON."""
+        from codemode.codec import model_view, valid_text
+        from codemode.truncate import truncate_response, truncate_result
+
+        def bounded(value: Any) -> Any:
+            return truncate_result(model_view(value), max_chars=max_chars, max_tokens=max_tokens)
+
+        out: dict[str, Any] = {"status": self.status, "execution_id": valid_text(self.execution_id)}
         if self.status == "completed":
-            try:
-                out["result"] = encode(self.result)
-            except (TypeError, ValueError):
-                out["result"] = repr(self.result)
+            out["result"] = bounded(self.result)
         elif self.status == "error":
-            out["error"] = self.error
+            error = valid_text(self.error) if isinstance(self.error, str) else self.error
+            out["error"] = truncate_response(error, max_chars=max_chars, max_tokens=max_tokens) if error else error
         else:
             out["pending"] = [
-                {"seq": p.seq, "connector": p.connector, "method": p.method, "args": encode(p.args)}
+                {
+                    "seq": p.seq,
+                    "connector": valid_text(p.connector),
+                    "method": valid_text(p.method),
+                    "args": bounded(p.args),
+                }
                 for p in self.pending
             ]
             out["message"] = (
@@ -153,7 +176,7 @@ class Outcome:
                 "Tell the user what is pending and wait; do not run the code again."
             )
         if self.logs:
-            out["logs"] = _bounded_logs(self.logs)
+            out["logs"] = _bounded_logs([valid_text(str(line)) for line in self.logs])
         return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from codemode.runtime.outcome import STEP_CONNECTOR, LogState
+from codemode.records import STEP_CONNECTOR, LogState
 
 __all__ = ["Call", "Recorded", "Verdict", "VerdictKind", "judge"]
 

@@ -1,0 +1,5 @@
+"""`python -m codemode.cli`."""
+
+from codemode.cli.main import main
+
+main()
