@@ -208,8 +208,12 @@ class _CodemodeTools:
         eid = action.execution_id
         if answer.action == "accept":
             outcome = await self.runtime.approve(eid, action.seq, by=by, reason=reason)
-            # An error here may be a stale seq (decided elsewhere meanwhile): report where the run is now.
-            return outcome if outcome.status != "error" else await _current(self.runtime, eid)
+            if outcome.status != "error":
+                return outcome
+            # A stale seq (decided elsewhere meanwhile): report where the run is now. Still pending (a
+            # connector unavailable, say): the approval's error, so nobody is asked the same again.
+            now = await _current(self.runtime, eid)
+            return outcome if any(p.seq == action.seq for p in now.pending) else now
         await self.runtime.reject(eid, action.seq, by=by, reason=reason or "declined in the MCP client")
         return await _current(self.runtime, eid)
 
