@@ -203,7 +203,7 @@ def test_mcp_without_its_server_module_says_what_to_install(app_dir: Path) -> No
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=app_dir, env=env(), capture_output=True, text=True, timeout=60
     )
-    assert done.returncode == 6 and "MCP server is not available" in done.stderr
+    assert done.returncode == 6 and "pip install 'codemode[mcp-server]'" in done.stderr
 
 
 def test_the_quickstart_leaves_a_run_for_the_cli_and_the_console(tmp_path: Path) -> None:

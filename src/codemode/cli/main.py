@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import json
 import os
 import re
@@ -445,26 +444,19 @@ def console(app: str, host: str, port: int, token: str | None, open_browser: boo
 def mcp(app: str, http_port: int | None, console_url: str | None) -> None:
     """Serve the runtime as an MCP server (tools search, describe, execute, result), over stdio or HTTP."""
     try:
-        import importlib
-
-        mcp_server = importlib.import_module("codemode.server.mcp")  # another module's; absent in older releases
+        from codemode.server.mcp import serve
     except ImportError as exc:
         raise CliError(
-            f"codemode's MCP server is not available in this installation ({exc}): "
-            "pip install 'codemode[mcp]' and a codemode release that ships codemode.server.mcp.",
+            f"codemode's MCP server needs the MCP SDK 2.x ({exc}): pip install 'codemode[mcp-server]'",
             "unavailable",
         ) from exc
-    serve: Callable[..., Any] = mcp_server.serve
-    if inspect.iscoroutinefunction(serve):
 
-        async def body() -> None:
-            runtime = await load_runtime(app)
-            async with runtime:
-                await serve(runtime, http_port=http_port, console_url=console_url)
+    async def body() -> None:
+        runtime = await load_runtime(app)
+        async with runtime:
+            await serve(runtime, http_port=http_port, console_url=console_url)
 
-        run(body())
-    else:
-        serve(run(load_runtime(app)), http_port=http_port, console_url=console_url)
+    run(body())
 
 
 # -- entry point -----------------------------------------------------------
