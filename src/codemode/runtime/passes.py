@@ -241,19 +241,10 @@ class Pass:
         self._validate(namespace, method, spec, args)
         self._refuse_inside_step(f"{namespace}.{method}")
         seq = self._next_seq()  # taken synchronously: program order, even under asyncio.gather
-        try:
-            args_json, args_error = codec.to_stored(f"Arguments to {namespace}.{method}", args, sort_keys=True), None
-        except DurableValueError as exc:
-            args_json, args_error = None, str(exc)
-        ephemeral = spec.replay == "reexecute"
-        call = Call(seq, namespace, method, args_json, args_error, spec.requires_approval, ephemeral)
+        call = _call(seq, namespace, method, args, spec.requires_approval, spec.replay == "reexecute")
         verdict = await self._decide(call)
-        if verdict.kind == "replay":
-            return verdict.result
-        if verdict.kind == "raise":
-            raise _recorded_error(verdict.result)
         if verdict.kind != "execute":
-            raise StopExecution()
+            return _recorded_answer(verdict)
         run_args = args if verdict.args_json is None else codec.loads(verdict.args_json)
         ctx = ToolContext(self.execution_id, seq, idempotency_key(self.execution_id, seq))
         store, runtime = self.runtime.store, self.runtime.name
@@ -282,7 +273,7 @@ class Pass:
             raise failure from None
         self.in_flight -= 1
         crashpoints.reached("after:effect")
-        if ephemeral:
+        if call.ephemeral:
             await self._write(store.record_result(runtime, self.execution_id, self.attempt, seq, None))
             try:
                 return codec.roundtrip(result)
@@ -299,17 +290,9 @@ class Pass:
         is recorded as failed (a fact: every replay raises the same `OSError`, even once it is back)."""
         self._refuse_inside_step(f"{namespace}.{method}")
         seq = self._next_seq()
-        try:
-            args_json, args_error = codec.to_stored(f"Arguments to {namespace}.{method}", args, sort_keys=True), None
-        except DurableValueError as exc:
-            args_json, args_error = None, str(exc)
-        verdict = await self._decide(Call(seq, namespace, method, args_json, args_error))
-        if verdict.kind == "replay":
-            return verdict.result
-        if verdict.kind == "raise":
-            raise _recorded_error(verdict.result)
+        verdict = await self._decide(_call(seq, namespace, method, args))
         if verdict.kind != "execute":
-            raise StopExecution()
+            return _recorded_answer(verdict)
         message = f"{namespace}.{method} did not run. {self.setup.unavailable_message(namespace)}"
         raise await self._record_failure(seq, {"error": message, "kind": "OSError"})
 
@@ -510,6 +493,27 @@ def _really_cancelled(exc: BaseException) -> bool:
     task = asyncio.current_task()
     cancelling = getattr(task, "cancelling", None)  # Python 3.11+
     return True if cancelling is None else bool(cancelling())
+
+
+def _call(
+    seq: int, namespace: str, method: str, args: Any, requires_approval: bool = False, ephemeral: bool = False
+) -> Call:
+    """The call as the replay rule sees it: its arguments in canonical stored form, or why they cannot be."""
+    try:
+        args_json, args_error = codec.to_stored(f"Arguments to {namespace}.{method}", args, sort_keys=True), None
+    except DurableValueError as exc:
+        args_json, args_error = None, str(exc)
+    return Call(seq, namespace, method, args_json, args_error, requires_approval, ephemeral)
+
+
+def _recorded_answer(verdict: Verdict) -> Any:
+    """What a call the log has already decided gives the program: the recorded result, the recorded
+    error raised again, or (pause, divergence, a lost run) the end of this pass."""
+    if verdict.kind == "replay":
+        return verdict.result
+    if verdict.kind == "raise":
+        raise _recorded_error(verdict.result)
+    raise StopExecution()
 
 
 def _recorded_error(error: Any) -> ToolError:
