@@ -1,0 +1,27 @@
+"""The framework examples in examples/ run as documented: one pause, one approval, the payment made once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("name", ["pydantic_ai", "openai_agents", "langgraph"])
+def test_framework_example_pauses_and_approves(name: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / f"frameworks_{name}.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "bank" in lines[0] and "ann" in lines[0]  # what the human was asked
+    assert lines.count("PAID 5 to ann") == 1
+    assert lines[-1].startswith("model sees: ") and '"status": "completed"' in lines[-1]
+    assert '"result": "paid 5 to ann"' in lines[-1]
