@@ -204,3 +204,16 @@ async def test_outside_a_graph_a_pause_is_the_tool_result(world_of: Any) -> None
     assert "tool_call_id" not in tool.tool_call_schema.model_json_schema()["properties"]
     again = json.loads((await tool.ainvoke(call)).content)
     assert again["execution_id"] == out["execution_id"] and len(await w.runtime.executions()) == 1
+
+
+async def test_a_resume_for_what_is_no_longer_pending_asks_again(world_of: Any) -> None:
+    w = world_of(TWO)
+    request = asked(await w.start())
+    assert (await w.runtime.approve(request["execution_id"], 0, by="console")).status == "paused"
+    state = await w.resume({**APPROVE, "pending": request["pending"]})
+    again = asked(state)  # asked anew, about what is pending now
+    assert [p["seq"] for p in again["pending"]] == [1]
+    assert w.ledger == [{"to": "ann", "amount": 5}]
+    state = await w.resume({**APPROVE, "pending": again["pending"]})
+    assert tool_result(state)["result"] == ["ann", "bob"] and len(w.ledger) == 2
+    assert len(await w.runtime.executions()) == 1

@@ -209,3 +209,23 @@ async def test_the_approval_survives_a_restart(world_of: Any) -> None:
     assert json.loads(result.output)["result"] == ["ann", "bob"]
     assert w.ledger == [{"to": "ann", "amount": 5}, {"to": "bob", "amount": 7}]
     assert len(await w.runs()) == 1
+
+
+async def test_an_approval_for_what_is_no_longer_pending_asks_again(world_of: Any) -> None:
+    # The request's metadata passed back names what the human saw; the run moved on meanwhile (seq 0
+    # approved elsewhere), so this approval must not approve seq 1, which nobody was shown.
+    w = world_of(TWO)
+    result = await w.agent.run("pay both")
+    req = requests_of(result.output)
+    call_id = req.approvals[0].tool_call_id
+    execution_id = req.metadata[call_id]["execution_id"]
+    assert (await w.runtime.approve(execution_id, 0, by="console")).status == "paused"
+    stale = DeferredToolResults(approvals={call_id: True}, metadata=req.metadata)
+    result = await w.agent.run(message_history=result.all_messages(), deferred_tool_results=stale)
+    again = requests_of(result.output)  # asked anew, about what is pending now
+    assert [p["seq"] for p in again.metadata[call_id]["pending"]] == [1]
+    assert w.ledger == [{"to": "ann", "amount": 5}]
+    assert [p.seq for p in await w.runtime.pending(execution_id)] == [1]
+    fresh = DeferredToolResults(approvals={call_id: True}, metadata=again.metadata)
+    result = await w.agent.run(message_history=result.all_messages(), deferred_tool_results=fresh)
+    assert json.loads(result.output)["result"] == ["ann", "bob"] and len(w.ledger) == 2

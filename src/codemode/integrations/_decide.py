@@ -16,7 +16,7 @@ from codemode.runtime.outcome import Outcome
 if TYPE_CHECKING:
     from codemode.runtime.runtime import Runtime
 
-__all__ = ["Answer", "pause_request", "settle"]
+__all__ = ["Answer", "pause_request", "settle", "stale"]
 
 
 def pause_request(outcome: Outcome) -> dict[str, Any]:
@@ -37,7 +37,9 @@ class Answer:
     `approve` decides every pending action not named in `reject`; `edits` maps a seq to the edited
     arguments it is approved with; `reject` lists seqs rejected while the others are approved; `resume`
     lets the program go on after a rejection (the call raises `PermissionError` inside it) instead of
-    ending the run `rejected`."""
+    ending the run `rejected`. `seen`, when given, is the seqs the human was shown: if the run's pending
+    actions are no longer exactly those (decided elsewhere, or the run moved on to new ones), nothing is
+    decided and the outcome is an error naming both."""
 
     approve: bool
     by: str | None = None
@@ -45,6 +47,14 @@ class Answer:
     edits: Mapping[int | str, Mapping[str, Any]] = field(default_factory=dict)
     reject: Collection[int | str] = ()
     resume: bool = False
+    seen: Collection[int | str] | None = None
+
+
+def stale(outcome: Outcome, answer: Answer) -> bool:
+    """True when `answer` was given for other actions than the ones `outcome` waits on now."""
+    if answer.seen is None or outcome.status != "paused":
+        return False
+    return sorted(int(seq) for seq in answer.seen) != sorted(p.seq for p in outcome.pending)
 
 
 async def settle(runtime: Runtime, code: str, key: str, answer: Answer) -> Outcome:
@@ -55,6 +65,14 @@ async def settle(runtime: Runtime, code: str, key: str, answer: Answer) -> Outco
     outcome = await runtime.execute(code, key=key)
     if outcome.status != "paused":
         return outcome
+    if stale(outcome, answer) and answer.seen is not None:
+        current = sorted(p.seq for p in outcome.pending)
+        return Outcome(
+            status="error",
+            execution_id=outcome.execution_id,
+            error=f"This answer was given for seq {sorted(int(seq) for seq in answer.seen)}, but the run now waits "
+            f"on seq {current}; nothing was decided. Ask the human about what is pending now.",
+        )
     edits = {int(seq): args for seq, args in answer.edits.items()}  # JSON round trips turn seqs into strings
     rejects = {int(seq) for seq in answer.reject}
     unknown = sorted(set(edits) - {p.seq for p in outcome.pending})

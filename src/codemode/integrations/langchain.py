@@ -11,9 +11,11 @@ action: `name` "connector.method", `args`, `description`) and `review_configs`, 
 `pending` (with each `seq`). The resume value follows its decisions, one per pending action in order:
 `{"type": "approve"}`, `{"type": "edit", "edited_action": {"name": ..., "args": {...}}}`,
 `{"type": "reject", "message": "..."}`, inside `{"decisions": [...], "by": "who"}`; `True` approves
-all, `False` rejects all. The tool-call id is the `execute` key, so the node LangGraph re-runs on
-resume continues the same run instead of starting another. Outside a graph a pause is returned to the
-model as the paused result (approve it with `runtime.approve`).
+all, `False` rejects all. Echo the request's `pending` in the resume value to guard against a stale
+answer (the run waits on other actions by now: nothing is decided, and a new interrupt asks again).
+The tool-call id is the `execute` key, so the node LangGraph re-runs on resume continues the same run
+instead of starting another. Outside a graph a pause is returned to the model as the paused result
+(approve it with `runtime.approve`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Annotated, Any
 from langchain_core.tools import BaseTool, InjectedToolCallId
 from pydantic import BaseModel, ConfigDict, Field
 
-from codemode.integrations._decide import Answer, pause_request, settle
+from codemode.integrations._decide import Answer, pause_request, settle, stale
 from codemode.runtime.outcome import Outcome
 from codemode.runtime.runtime import Runtime
 from codemode.runtime.tool import CodeTool
@@ -78,7 +80,8 @@ class CodemodeTool(BaseTool):
             while outcome.status == "paused":
                 answer = interrupt(_request(outcome))
                 decided = _answer(answer, outcome, self.resume_on_reject)
-                outcome = await settle(self.runtime, code, tool_call_id, decided)
+                if not stale(outcome, decided):  # a stale answer asks again, about what is pending now
+                    outcome = await settle(self.runtime, code, tool_call_id, decided)
         return json.dumps(outcome.to_model_output())
 
 
@@ -102,6 +105,10 @@ def _answer(value: Any, outcome: Outcome, resume: bool) -> Answer:
         return Answer(approve=value, resume=resume)
     if not isinstance(value, Mapping):
         raise ValueError('Resume with {"decisions": [{"type": "approve"}, ...]} (one per pending action), or True.')
+    shown = value.get("pending")
+    seen = [p["seq"] for p in shown if isinstance(p, Mapping) and "seq" in p] if isinstance(shown, list) else None
+    if seen is not None and sorted(seen) != sorted(p.seq for p in outcome.pending):
+        return Answer(approve=False, seen=seen)  # stale: decides nothing
     raw = value.get("decisions")
     decisions: Sequence[Any] = raw if isinstance(raw, Sequence) else [value]
     if len(decisions) == 1 and len(outcome.pending) > 1:
@@ -128,7 +135,13 @@ def _answer(value: Any, outcome: Outcome, resume: bool) -> Answer:
     by = value.get("by")
     reason = value.get("reason") or ("; ".join(reasons) if reasons else None)
     return Answer(
-        approve=True, by=by if isinstance(by, str) else None, reason=reason, edits=edits, reject=rejects, resume=resume
+        approve=True,
+        by=by if isinstance(by, str) else None,
+        reason=reason,
+        edits=edits,
+        reject=rejects,
+        resume=resume,
+        seen=seen,
     )
 
 

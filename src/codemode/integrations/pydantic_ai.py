@@ -13,7 +13,9 @@ Mapping (every answer is by seq, on the run found again by its key, the tool-cal
   and rejects the listed seqs while the program goes on (they raise `PermissionError` inside it);
 - `ToolDenied(message)` rejects every pending action with `message` as the reason and ends the run
   `rejected` (`CodemodeToolset(runtime, resume_on_deny=True)`: the program goes on instead);
-- `DeferredToolResults.metadata[tool_call_id] = {"by": ..., "reason": ...}` records who decided and why.
+- `DeferredToolResults.metadata[tool_call_id] = {"by": ..., "reason": ...}` records who decided and why;
+  passing the request's own metadata back (its `pending`) guards against a stale approval: if the run
+  waits on other actions by now, nothing is decided and a new request asks about those.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pydantic_ai.toolsets.abstract import ToolsetTool
 from pydantic_core import SchemaValidator
 from typing_extensions import NotRequired, TypedDict
 
-from codemode.integrations._decide import Answer, pause_request, settle
+from codemode.integrations._decide import Answer, pause_request, settle, stale
 from codemode.runtime.outcome import Outcome
 from codemode.runtime.runtime import Runtime
 from codemode.runtime.tool import CodeTool
@@ -110,7 +112,10 @@ class CodemodeToolset(AbstractToolset[Any]):
         elif not isinstance(code, str):
             raise ModelRetry('The codemode tool needs "code", the program to run.')
         else:
-            outcome = await settle(self.runtime, code, key, _approval(tool_args, ctx.tool_call_metadata))
+            answer = _approval(tool_args, ctx.tool_call_metadata)
+            outcome = await self.runtime.execute(code, key=key)
+            if not stale(outcome, answer):  # a stale approval asks again, about what is pending now
+                outcome = await settle(self.runtime, code, key, answer)
         return _result(outcome)
 
     async def _settle_denials(self, ctx: RunContext[Any]) -> None:
@@ -146,7 +151,15 @@ def _approval(overrides: Mapping[str, Any], metadata: Any) -> Answer:
         edits=overrides.get("edits") or meta.get("edits") or {},
         reject=overrides.get("reject") or meta.get("reject") or (),
         resume=True,
+        seen=_seqs(meta.get("pending")),
     )
+
+
+def _seqs(pending: Any) -> list[int] | None:
+    """The seqs of a request's `pending` list passed back in `DeferredToolResults.metadata`, if it was."""
+    if not isinstance(pending, list):
+        return None
+    return [p["seq"] for p in pending if isinstance(p, Mapping) and isinstance(p.get("seq"), int)]
 
 
 def _call_code(messages: list[Any], tool_call_id: str) -> str | None:
