@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,3 +26,17 @@ def test_framework_example_pauses_and_approves(name: str, tmp_path: Path) -> Non
     assert lines.count("PAID 5 to ann") == 1
     assert lines[-1].startswith("model sees: ") and '"status": "completed"' in lines[-1]
     assert '"result": "paid 5 to ann"' in lines[-1]
+
+
+@pytest.mark.parametrize(
+    ("heading", "name"),
+    [("## Pydantic AI", "pydantic_ai"), ("## OpenAI Agents SDK", "openai_agents"), ("## LangChain", "langgraph")],
+)
+def test_docs_show_each_example_as_it_is_in_examples(heading: str, name: str) -> None:
+    doc = (ROOT / "docs" / "frameworks.md").read_text()
+    block = re.compile(r"```python\n(.*?)```", re.DOTALL).search(doc, doc.index(heading))
+    assert block is not None
+    example = (ROOT / "examples" / f"frameworks_{name}.py").read_text()
+    assert example.endswith(block.group(1))
+    lines = [line for line in block.group(1).splitlines() if line.strip()]
+    assert len(lines) <= 20  # from import to an approved action
