@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain.agents import create_agent
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
@@ -217,3 +218,49 @@ async def test_a_resume_for_what_is_no_longer_pending_asks_again(world_of: Any) 
     state = await w.resume({**APPROVE, "pending": again["pending"]})
     assert tool_result(state)["result"] == ["ann", "bob"] and len(w.ledger) == 2
     assert len(await w.runtime.executions()) == 1
+
+
+async def test_a_second_pause_resumed_by_interrupt_id(world_of: Any) -> None:
+    # `Command(resume={interrupt.id: value})`, LangGraph's form for naming the interrupt answered.
+    w = world_of(TWO)
+    state = await w.start()
+    for expected in ([1], None):
+        [interrupt] = state["__interrupt__"]
+        state = await w.resume({interrupt.id: APPROVE})
+        if expected is None:
+            assert tool_result(state)["result"] == ["ann", "bob"]
+        else:
+            assert [p["seq"] for p in asked(state)["pending"]] == expected
+    assert w.ledger == [{"to": "ann", "amount": 5}, {"to": "bob", "amount": 7}]
+    assert len(await w.runtime.executions()) == 1
+
+
+class ScriptedChat(GenericFakeChatModel):
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+        return self  # the script already holds its tool calls
+
+
+async def test_parallel_codemode_calls_in_create_agent(tmp_path: Path, executor: codemode.Executor) -> None:
+    # Two codemode calls in one model turn: LangChain's create_agent runs each as its own task, so each
+    # raises its own interrupt; answers by interrupt id reach the right run, through a second pause too.
+    ledger: list[dict[str, Any]] = []
+    runtime = codemode.Runtime([Bank(ledger)], executor=executor, store=codemode.SqliteStore(tmp_path / "c.db"))
+    codes = [TWO, 'await bank.pay(to="cy", amount=9)']
+    calls = [
+        {"name": "codemode", "args": {"code": c}, "id": f"call_{i}", "type": "tool_call"} for i, c in enumerate(codes)
+    ]
+    model = ScriptedChat(messages=iter([AIMessage("", tool_calls=calls), AIMessage("done")]))
+    agent = create_agent(model, tools=[CodemodeTool(runtime)], checkpointer=InMemorySaver())
+    config: dict[str, Any] = {"configurable": {"thread_id": "p"}}
+    state = await agent.ainvoke({"messages": [("user", "go")]}, config)
+    rounds = []
+    while state.get("__interrupt__"):
+        rounds.append(sorted(p["args"]["to"] for i in state["__interrupt__"] for p in i.value["pending"]))
+        state = await agent.ainvoke(Command(resume={i.id: APPROVE for i in state["__interrupt__"]}), config)
+    try:
+        assert rounds == [["ann", "cy"], ["bob"]]
+        assert sorted(e["to"] for e in ledger) == ["ann", "bob", "cy"]
+        runs = await runtime.executions()
+        assert sorted(r.key or "" for r in runs) == ["call_0", "call_1"] and {r.status for r in runs} == {"completed"}
+    finally:
+        await runtime.store.close()

@@ -152,14 +152,33 @@ def _in_graph() -> bool:
     except ImportError:
         return False
     try:
-        return "__pregel_scratchpad" in get_config().get("configurable", {})
+        return _SCRATCHPAD in get_config().get("configurable", {})
     except RuntimeError:
         return False
 
 
 def _answers_before() -> int:
-    """How many resume values LangGraph already handed to earlier passes of this node."""
-    from langgraph.config import get_config
+    """How many of this node's answers earlier passes already applied.
 
-    scratchpad = get_config()["configurable"]["__pregel_scratchpad"]
-    return len(getattr(scratchpad, "resume", ()))
+    LangGraph re-runs a resumed node from the start and hands back, in order, every answer given to
+    its interrupts; only the newest is new. It arrives either as the plain `Command(resume=value)` or,
+    with `Command(resume={interrupt_id: value})`, already appended to the task's answers: then the last
+    one is new. LangGraph has no public call for this count, so it is read from the task's scratchpad
+    the way `interrupt` itself reads it (a test pins both resume forms against the installed version)."""
+    from langgraph.config import get_config
+    from langgraph.types import _interrupt_id
+
+    conf = get_config()["configurable"]
+    scratchpad = conf[_SCRATCHPAD]
+    answers = len(scratchpad.resume)
+    if answers == 0 or scratchpad.get_null_resume(False) is not None:
+        return answers
+    resume_map = conf.get(_RESUME_MAP) or {}
+    ns = conf.get("checkpoint_ns", "")
+    if _interrupt_id(ns, answers - 1) in resume_map or _interrupt_id(ns, 0) in resume_map:
+        return answers - 1
+    return answers
+
+
+_SCRATCHPAD = "__pregel_scratchpad"
+_RESUME_MAP = "__pregel_resume_map"
