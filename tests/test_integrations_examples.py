@@ -40,3 +40,13 @@ def test_docs_show_each_example_as_it_is_in_examples(heading: str, name: str) ->
     assert example.endswith(block.group(1))
     lines = [line for line in block.group(1).splitlines() if line.strip()]
     assert len(lines) <= 20  # from import to an approved action
+
+
+def test_codemode_imports_no_framework() -> None:
+    code = (
+        "import sys, codemode, codemode.integrations\n"
+        "loaded = {'pydantic_ai', 'agents', 'langchain_core', 'langgraph', 'openai', 'anthropic'} & set(sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
