@@ -229,3 +229,22 @@ async def test_an_approval_for_what_is_no_longer_pending_asks_again(world_of: An
     fresh = DeferredToolResults(approvals={call_id: True}, metadata=again.metadata)
     result = await w.agent.run(message_history=result.all_messages(), deferred_tool_results=fresh)
     assert json.loads(result.output)["result"] == ["ann", "bob"] and len(w.ledger) == 2
+
+
+async def test_the_model_cannot_pass_approval_overrides_itself(world_of: Any) -> None:
+    # Only a human's ToolApproved may carry edits or rejections; a model's own call with them is retried.
+    w = world_of(ONE)
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        last = messages[-1].parts[-1]
+        if last.part_kind == "user-prompt":
+            args = {"code": ONE, "edits": {1: {"to": "eve", "amount": 500}}}
+            return ModelResponse(parts=[ToolCallPart("codemode", args)])
+        return ModelResponse(parts=[TextPart(str(getattr(last, "content", "")))])
+
+    agent = Agent(
+        FunctionModel(respond), toolsets=[CodemodeToolset(w.runtime)], output_type=[str, DeferredToolRequests]
+    )
+    result = await agent.run("pay")
+    assert isinstance(result.output, str) and '"code"' in result.output
+    assert await w.runs() == [] and w.ledger == []
