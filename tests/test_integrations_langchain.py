@@ -266,3 +266,9 @@ async def test_parallel_codemode_calls_in_create_agent(tmp_path: Path, executor:
         assert sorted(r.key or "" for r in runs) == ["call_0", "call_1"] and {r.status for r in runs} == {"completed"}
     finally:
         await runtime.store.close()
+
+
+async def test_a_program_without_gated_calls_runs_without_interrupting(world_of: Any) -> None:
+    w = world_of("await bank.balance()")
+    state = await w.start()
+    assert tool_result(state)["result"] == 100 and len(await w.runtime.executions()) == 1

@@ -189,3 +189,11 @@ async def test_the_run_state_survives_a_restart(world_of: Any) -> None:
     assert output(result)["result"] == ["ann", "bob"]
     assert w.ledger == [{"to": "ann", "amount": 5}, {"to": "bob", "amount": 7}]
     assert len(await w.runs()) == 1
+
+
+async def test_a_program_without_gated_calls_runs_once_without_asking(world_of: Any) -> None:
+    w = world_of("await bank.balance()")
+    result = await Runner.run(w.agent, "balance?")
+    assert output(result)["result"] == 100
+    [run] = await w.runs()
+    assert run.status == "completed" and w.runtime.connectors[0].reads == 1  # type: ignore[attr-defined]

@@ -248,3 +248,11 @@ async def test_the_model_cannot_pass_approval_overrides_itself(world_of: Any) ->
     result = await agent.run("pay")
     assert isinstance(result.output, str) and '"code"' in result.output
     assert await w.runs() == [] and w.ledger == []
+
+
+async def test_a_program_without_gated_calls_just_returns(world_of: Any) -> None:
+    w = world_of("await bank.balance()")
+    result = await w.agent.run("balance?")
+    assert json.loads(result.output)["result"] == 100
+    [run] = await w.runs()
+    assert run.status == "completed"
