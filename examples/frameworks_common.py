@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import uuid
 from pathlib import Path
 
 import codemode
@@ -49,7 +50,8 @@ def openai_agents_model() -> object:
         async def get_response(self, system_instructions, input, *args, **kwargs):  # type: ignore[no-untyped-def]
             if "output" not in input[-1]:
                 arguments = json.dumps({"code": PROGRAM})
-                call = ResponseFunctionToolCall(type="function_call", call_id="call_1", name="codemode", arguments=arguments)
+                call_id = f"call_{uuid.uuid4().hex}"  # providers give each call a fresh id: the run's key
+                call = ResponseFunctionToolCall(type="function_call", call_id=call_id, name="codemode", arguments=arguments)
                 return ModelResponse(output=[call], usage=Usage(), response_id=None)
             text = ResponseOutputText(type="output_text", text=input[-1]["output"], annotations=[])
             message = ResponseOutputMessage(id="m", type="message", role="assistant", status="completed", content=[text])
@@ -69,5 +71,5 @@ def langchain_model() -> object:
         def bind_tools(self, tools, **kwargs):  # type: ignore[no-untyped-def]
             return self  # the script already knows its one tool call
 
-    call = {"name": "codemode", "args": {"code": PROGRAM}, "id": "call_1", "type": "tool_call"}
+    call = {"name": "codemode", "args": {"code": PROGRAM}, "id": f"call_{uuid.uuid4().hex}", "type": "tool_call"}
     return Scripted(messages=iter([AIMessage("", tool_calls=[call]), AIMessage("done")]))
