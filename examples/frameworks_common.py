@@ -32,7 +32,7 @@ def pydantic_ai_model() -> object:
     from pydantic_ai.messages import ModelResponse, TextPart, ToolCallPart
     from pydantic_ai.models.function import FunctionModel
 
-    def respond(messages: list, info: object) -> ModelResponse:  # type: ignore[type-arg]
+    def respond(messages: list, info: object) -> ModelResponse:
         if len(messages) == 1:
             return ModelResponse(parts=[ToolCallPart("codemode", {"code": PROGRAM})])
         return ModelResponse(parts=[TextPart(json.dumps(messages[-1].parts[0].content))])
@@ -47,7 +47,7 @@ def openai_agents_model() -> object:
     from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage, ResponseOutputText
 
     class Scripted(Model):
-        async def get_response(self, system_instructions, input, *args, **kwargs):  # type: ignore[no-untyped-def]
+        async def get_response(self, system_instructions, input, *args, **kwargs):
             if "output" not in input[-1]:
                 arguments = json.dumps({"code": PROGRAM})
                 call_id = f"call_{uuid.uuid4().hex}"  # providers give each call a fresh id: the run's key
@@ -57,7 +57,7 @@ def openai_agents_model() -> object:
             message = ResponseOutputMessage(id="m", type="message", role="assistant", status="completed", content=[text])
             return ModelResponse(output=[message], usage=Usage(), response_id=None)
 
-        def stream_response(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        def stream_response(self, *args, **kwargs):
             raise NotImplementedError
 
     return Scripted()
@@ -68,7 +68,7 @@ def langchain_model() -> object:
     from langchain_core.messages import AIMessage
 
     class Scripted(GenericFakeChatModel):
-        def bind_tools(self, tools, **kwargs):  # type: ignore[no-untyped-def]
+        def bind_tools(self, tools, **kwargs):
             return self  # the script already knows its one tool call
 
     call = {"name": "codemode", "args": {"code": PROGRAM}, "id": f"call_{uuid.uuid4().hex}", "type": "tool_call"}
