@@ -94,12 +94,75 @@ class CodeTool:
     async def __call__(self, code: str) -> Outcome:
         return await self.runtime.execute(code)
 
+    def to_openai(self, api: str = "chat") -> dict[str, Any]:
+        """The tool definition for OpenAI: Chat Completions (`api="chat"`) or the Responses API (`"responses"`)."""
+        if api == "responses":
+            return {
+                "type": "function",
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.input_schema,
+                "strict": True,
+            }
+        if api != "chat":
+            raise ValueError('api must be "chat" (Chat Completions) or "responses" (the Responses API).')
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.input_schema,
+                "strict": True,
+            },
+        }
+
+    def to_anthropic(self) -> dict[str, Any]:
+        """The tool definition for the Anthropic Messages API."""
+        return {"name": self.name, "description": self.description, "input_schema": self.input_schema}
+
+    async def handle(self, tool_call: Any) -> str:
+        """Run one tool call from a hand-written loop and return the tool-result content (a JSON string).
+
+        Takes the SDK's object or its dict: an OpenAI Chat Completions tool call (`id`,
+        `function.arguments`), a Responses API function call (`call_id`, `arguments`) or an Anthropic
+        `tool_use` block (`id`, `input`). The call id is the `execute` key: handling the same call again
+        returns that run's current outcome instead of starting another."""
+        import json
+
+        call_id, arguments = _call_parts(tool_call)
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except ValueError:
+                arguments = None
+        try:
+            code = self.parse_input(arguments)
+        except ValueError as exc:
+            return json.dumps({"status": "error", "error": str(exc)})
+        outcome = await self.runtime.execute(code, key=call_id)
+        return json.dumps(outcome.to_model_output())
+
     def parse_input(self, arguments: Any) -> str:
         """The `code` string from a framework's tool-call arguments, or a clear error."""
         if isinstance(arguments, dict) and isinstance(arguments.get("code"), str):
             code: str = arguments["code"]
             return code
         raise ValueError('Expected an object with a string "code" property.')
+
+
+def _call_parts(tool_call: Any) -> tuple[str | None, Any]:
+    """The call id and the arguments of an OpenAI or Anthropic tool call, object or dict."""
+
+    def get(obj: Any, name: str) -> Any:
+        return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+    function = get(tool_call, "function")
+    if function is not None:  # Chat Completions: {"id", "type": "function", "function": {"name", "arguments"}}
+        return get(tool_call, "id"), get(function, "arguments")
+    if get(tool_call, "type") == "tool_use":  # Anthropic: {"type": "tool_use", "id", "name", "input"}
+        return get(tool_call, "id"), get(tool_call, "input")
+    # Responses API: {"type": "function_call", "call_id", "name", "arguments"}
+    return get(tool_call, "call_id") or get(tool_call, "id"), get(tool_call, "arguments")
 
 
 def build_description(runtime: Runtime, hints: dict[str, str] | None = None) -> str:
