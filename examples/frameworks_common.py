@@ -51,10 +51,14 @@ def openai_agents_model() -> object:
             if "output" not in input[-1]:
                 arguments = json.dumps({"code": PROGRAM})
                 call_id = f"call_{uuid.uuid4().hex}"  # providers give each call a fresh id: the run's key
-                call = ResponseFunctionToolCall(type="function_call", call_id=call_id, name="codemode", arguments=arguments)
+                call = ResponseFunctionToolCall(
+                    type="function_call", call_id=call_id, name="codemode", arguments=arguments
+                )
                 return ModelResponse(output=[call], usage=Usage(), response_id=None)
             text = ResponseOutputText(type="output_text", text=input[-1]["output"], annotations=[])
-            message = ResponseOutputMessage(id="m", type="message", role="assistant", status="completed", content=[text])
+            message = ResponseOutputMessage(
+                id="m", type="message", role="assistant", status="completed", content=[text]
+            )
             return ModelResponse(output=[message], usage=Usage(), response_id=None)
 
         def stream_response(self, *args, **kwargs):

@@ -1,10 +1,16 @@
-"""codemode in the OpenAI Agents SDK: the pause is a run interruption; `state.approve` resumes it. Run: python examples/frameworks_openai_agents.py [dir]"""
+"""codemode in the OpenAI Agents SDK: the pause is a run interruption; `state.approve` resumes it.
+
+Run: python examples/frameworks_openai_agents.py [dir]
+"""
 
 import asyncio
+
 from agents import Agent, Runner
 from frameworks_common import DB, Bank, openai_agents_model
+
 import codemode
 from codemode.integrations.openai_agents import codemode_tool
+
 
 async def main() -> None:
     runtime = codemode.Runtime([Bank()], store=codemode.SqliteStore(DB))
@@ -16,5 +22,6 @@ async def main() -> None:
         state.approve(item)
     result = await Runner.run(agent, state)
     print("model sees:", result.final_output)
+
 
 asyncio.run(main())

@@ -10,8 +10,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from codemode.runtime.codec import encode
-from codemode.runtime.outcome import Outcome
+from codemode.codec import encode
+from codemode.records import Outcome
 
 if TYPE_CHECKING:
     from codemode.runtime.runtime import Runtime

@@ -28,7 +28,7 @@ from langchain_core.tools import BaseTool, InjectedToolCallId
 from pydantic import BaseModel, ConfigDict, Field
 
 from codemode.integrations._decide import Answer, pause_request, settle, stale
-from codemode.runtime.outcome import Outcome
+from codemode.records import Outcome
 from codemode.runtime.runtime import Runtime
 from codemode.runtime.tool import CodeTool
 

@@ -27,7 +27,7 @@ from agents.items import ToolApprovalItem
 from agents.tool_context import ToolContext
 
 from codemode.integrations._decide import Answer, pause_request, settle
-from codemode.runtime.outcome import Outcome
+from codemode.records import Outcome
 from codemode.runtime.runtime import Runtime
 from codemode.runtime.tool import CodeTool
 

@@ -33,7 +33,7 @@ from pydantic_core import SchemaValidator
 from typing_extensions import NotRequired, TypedDict
 
 from codemode.integrations._decide import Answer, pause_request, settle, stale
-from codemode.runtime.outcome import Outcome
+from codemode.records import Outcome
 from codemode.runtime.runtime import Runtime
 from codemode.runtime.tool import CodeTool
 
@@ -138,7 +138,8 @@ class CodemodeToolset(AbstractToolset[Any]):
 def _result(outcome: Outcome) -> dict[str, Any]:
     if outcome.status == "paused":
         raise ApprovalRequired(metadata=pause_request(outcome))
-    return outcome.to_model_output()
+    output: dict[str, Any] = outcome.to_model_output()
+    return output
 
 
 def _approval(overrides: Mapping[str, Any], metadata: Any) -> Answer:
