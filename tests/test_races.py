@@ -94,8 +94,9 @@ class Worker:
         while b"\n" not in self.buffer:
             left = deadline - time.monotonic()
             assert left > 0, "a worker never became ready"
-            readable, _, _ = select.select([fd], [], [], left)
-            if readable:
+            poller = select.poll()  # not select(): it cannot wait on a descriptor numbered 1024 or more
+            poller.register(fd, select.POLLIN)
+            if poller.poll(left * 1000):
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     self.proc.wait(timeout=TIMEOUT)

@@ -165,13 +165,15 @@ class Runtime:
         deadline = loop.time() + self._pass_bound()
         while self._active and loop.time() < deadline:
             await asyncio.sleep(0.02)
-        self._heartbeats.close()
         await self.executor.aclose()
         results = await asyncio.gather(*(c.aclose() for c in self.connectors), return_exceptions=True)
         for connector, result in zip(self.connectors, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("codemode: closing connector %r failed: %s", connector.name, result)
+        # The store first: its connections opened from the heartbeat thread are closed on that thread's
+        # loop, which must still be running (no pass is left to beat for).
         await self.store.close()
+        self._heartbeats.close()
 
     @property
     def sync(self) -> SyncRuntime:
