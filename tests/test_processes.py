@@ -317,3 +317,172 @@ def test_the_default_cap_follows_the_cpu_count() -> None:
     assert executor.max_processes == max(4, 2 * (os.cpu_count() or 1))
     with pytest.raises(ValueError, match="max_processes"):
         codemode.DenoExecutor(max_processes=0)
+
+
+# -- 5. a store that cannot open or write says so and leaks nothing ---------------------------------
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def _open_fails(path: Path | str) -> codemode.StoreError:
+    store = codemode.SqliteStore(path)
+    with pytest.raises(codemode.StoreError) as caught:
+        await store.open()
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("missing directory", "does not exist; create it"),
+        ("not a database", "is not a SQLite database"),
+        ("a directory", "names a file (not a directory)"),
+    ],
+)
+async def test_a_store_that_cannot_open_names_the_file_and_keeps_no_descriptor(
+    tmp_path: Path, case: str, expected: str
+) -> None:
+    path = {
+        "missing directory": tmp_path / "nowhere" / "codemode.db",
+        "not a database": tmp_path / "notes.txt",
+        "a directory": tmp_path,
+    }[case]
+    if case == "not a database":
+        path.write_text("these are my notes, not a database\n" * 100)
+    await _open_fails(path)  # warm up: imports and the thread pool's first start
+    before = _open_fds()
+    for _ in range(5):
+        error = await _open_fails(path)
+    assert _open_fds() == before
+    assert str(path) in str(error) and expected in str(error), str(error)
+    assert error.path == str(path)
+    if case == "not a database":
+        assert path.read_text().startswith("these are my notes")  # left exactly as it was
+
+
+def _in_private_mounts(tmp_path: Path, shell: str, body: str) -> subprocess.CompletedProcess[str]:
+    """Run `shell` (which mounts what the test needs under $MNT, then runs `python script.py`) in a
+    mount namespace of its own (`unshare`), so the real mounts it makes vanish with it."""
+    (tmp_path / "mnt").mkdir()
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(body))
+    env = {**os.environ, "PYTHONPATH": str(SRC), "MNT": str(tmp_path / "mnt"), "PY": sys.executable}
+    return subprocess.run(
+        ["unshare", "-rm", "sh", "-ec", shell], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_a_store_on_a_read_only_mount_says_so_and_keeps_no_descriptor(tmp_path: Path) -> None:
+    done = _in_private_mounts(
+        tmp_path,
+        'mount -t tmpfs -o size=4m tmpfs "$MNT"\n'
+        '"$PY" -c "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute(\'CREATE TABLE t (x)\')" '
+        '"$MNT/codemode.db"\n'
+        'mount -o remount,ro "$MNT"\n'
+        '"$PY" script.py',
+        """
+        import asyncio, os, sys
+        import codemode
+
+        async def attempt(path):
+            try:
+                await codemode.SqliteStore(path).open()
+            except codemode.StoreError as exc:
+                return str(exc)
+            return "opened"
+
+        async def main():
+            mnt = os.environ["MNT"]
+            await attempt(mnt + "/codemode.db")
+            before = len(os.listdir("/proc/self/fd"))
+            existing = [await attempt(mnt + "/codemode.db") for _ in range(5)][-1]
+            new = [await attempt(mnt + "/new.db") for _ in range(5)][-1]
+            print(len(os.listdir("/proc/self/fd")) - before)
+            print(existing)
+            print(new)
+
+        asyncio.run(main())
+        """,
+    )
+    assert done.returncode == 0, done.stderr
+    leaked, existing, new = done.stdout.splitlines()
+    assert leaked == "0"
+    mnt = str(tmp_path / "mnt")
+    assert existing.startswith(f"Cannot write the codemode database {mnt}/codemode.db"), existing
+    assert "read-only" in existing and "pass a writable path" in existing
+    assert new.startswith(f"Cannot open the codemode database {mnt}/new.db"), new
+
+
+DISK_FULL = """
+import asyncio, os, sys
+import codemode
+
+async def main():
+    mnt = os.environ["MNT"]
+    store = codemode.SqliteStore(mnt + "/codemode.db")
+    await store.open()
+    kept = (await store.begin("rt", "kept", [], 100)).execution_id
+    ballast = os.open(mnt + "/ballast", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(ballast, b"x" * 4096):  # take every byte left
+            pass
+    except OSError:
+        pass
+    os.close(ballast)
+    try:
+        await store.begin("rt", "y" * 300_000, [], 100)
+        print("written")
+    except codemode.StoreError as exc:
+        print(f"{type(exc.__cause__).__name__}: {exc.__cause__}")
+        print(exc)
+    os.remove(mnt + "/ballast")  # space is back
+    again = await store.begin("rt", "y" * 300_000, [], 100)
+    print(sorted(e.id for e in await store.list_executions("rt", None)) == sorted([kept, again.execution_id]))
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+def test_a_full_disk_is_reported_as_such_and_the_store_works_once_space_is_back(tmp_path: Path) -> None:
+    """A real full disk: a 1 MiB tmpfs, filled up (SQLITE_FULL)."""
+    done = _in_private_mounts(tmp_path, 'mount -t tmpfs -o size=1m tmpfs "$MNT"\n"$PY" script.py', DISK_FULL)
+    assert done.returncode == 0, done.stderr
+    cause, message, usable = done.stdout.splitlines()
+    assert cause == "OperationalError: database or disk is full"
+    assert message.startswith(f"The codemode database {tmp_path}/mnt/codemode.db could not be written: the disk is")
+    assert "cannot rollback" not in message and "free some space" in message
+    assert usable == "True"
+
+
+def test_a_file_size_limit_is_reported_as_an_io_error_and_the_store_works_after(tmp_path: Path) -> None:
+    """A real write failure of another kind: RLIMIT_FSIZE makes the write fail with EFBIG."""
+    script = DISK_FULL.replace(
+        """    ballast = os.open(mnt + "/ballast", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(ballast, b"x" * 4096):  # take every byte left
+            pass
+    except OSError:
+        pass
+    os.close(ballast)
+""",
+        """    import resource, signal
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead
+    largest = max(os.path.getsize(mnt + "/" + name) for name in os.listdir(mnt))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (largest + 8192, resource.RLIM_INFINITY))
+""",
+    ).replace(
+        """    os.remove(mnt + "/ballast")  # space is back""",
+        """    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))""",
+    )
+    assert script != DISK_FULL
+    (tmp_path / "mnt").mkdir()
+    done = _run_script(tmp_path, script.replace('os.environ["MNT"]', repr(str(tmp_path / "mnt"))))
+    assert done.returncode == 0, done.stderr
+    cause, message, usable = done.stdout.splitlines()
+    assert cause == "OperationalError: disk I/O error"
+    assert message.startswith(f"The codemode database {tmp_path}/mnt/codemode.db could not be written: disk I/O")
+    assert "cannot rollback" not in message and "a file size limit" in message
+    assert usable == "True"
