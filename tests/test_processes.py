@@ -319,6 +319,54 @@ def test_the_default_cap_follows_the_cpu_count() -> None:
         codemode.DenoExecutor(max_processes=0)
 
 
+def _monty_workers() -> list[int]:
+    """Monty pool workers started by this process."""
+    pids = []
+    for pid in child_pids():
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes().endswith(b"monty\x00subprocess\x00"):
+                pids.append(pid)
+    return pids
+
+
+async def test_monty_nested_snippets_beyond_max_workers_do_not_deadlock(tmp_path: Path) -> None:
+    executor = codemode.MontyExecutor(timeout=30, max_workers=2)
+    runtime = codemode.Runtime([Items()], executor=executor, store=codemode.SqliteStore(tmp_path / "c.db"))
+    await _saved(runtime, "leaf", "import asyncio\nawait asyncio.sleep(0.05)\ninput * 10")
+    await _saved(runtime, "middle", 'await codemode.run("leaf", input)')
+    await _saved(runtime, "top", 'await codemode.run("middle", input)')
+    code = 'import asyncio\nawait asyncio.gather(*[codemode.run("top", i) for i in [1, 2, 3, 4]])'
+    outcome = await asyncio.wait_for(runtime.execute(code), 25)
+    assert outcome.status == "completed", outcome.error
+    assert outcome.result == [10, 20, 30, 40]
+    await _saved(runtime, "again", 'await codemode.run("again")')
+    outcome = await runtime.execute('await codemode.run("again")')
+    assert "codemode.run nests too deeply" in (outcome.error or ""), outcome.error
+    await runtime.aclose()
+
+
+@pytest.mark.parametrize("kind", ["deno", "monty"])
+def test_one_executor_across_many_asyncio_runs_keeps_its_process_count(tmp_path: Path, kind: str) -> None:
+    """A script calling asyncio.run per request with one runtime: sandboxes of ended loops are reused,
+    not left behind one set per loop."""
+    executor: codemode.Executor
+    if kind == "deno":
+        executor = deno = codemode.DenoExecutor(timeout=20, warm_processes=1)
+        count = lambda: len(_deno_children(deno))  # noqa: E731
+    else:
+        executor = codemode.MontyExecutor(timeout=20)
+        count = lambda: len(_monty_workers())  # noqa: E731
+    runtime = codemode.Runtime([Items()], executor=executor, store=codemode.SqliteStore(tmp_path / "c.db"))
+    code = "return 1 + 1;" if kind == "deno" else "1 + 1"
+    seen = []
+    for _ in range(5):
+        assert asyncio.run(runtime.execute(code)).result == 2
+        seen.append(count())
+    asyncio.run(runtime.aclose())
+    assert max(seen) <= 2, seen
+    assert count() == 0
+
+
 # -- 5. a store that cannot open or write says so and leaks nothing ---------------------------------
 
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import contextvars
-import dataclasses
 import json
 import logging
 import os
@@ -38,6 +36,7 @@ from typing import Any, Literal
 from codemode import codec
 from codemode.records import MAX_RESULT_BYTES, MAX_VALUE_DEPTH, MAX_VALUE_NODES
 from codemode.sandbox.base import ExecuteResult, Host, Namespace, StopExecution, ToolError
+from codemode.sandbox.places import CURRENT, MAX_NESTING, NESTED_TOO_DEEP, Holder, Places, holder_for
 
 __all__ = ["DenoExecutor", "find_deno"]
 
@@ -143,7 +142,7 @@ class DenoExecutor:
             bufsize=0,
         )
 
-    async def _checkout(self, holder: _Holder) -> _Process:
+    async def _checkout(self, holder: Holder) -> _Process:
         """A runner that has started and is waiting for its one program (waits its turn under the cap)."""
         try:
             return await self._start(holder)
@@ -151,7 +150,7 @@ class DenoExecutor:
             self._pool.unlease(holder)
             raise
 
-    async def _start(self, holder: _Holder) -> _Process:
+    async def _start(self, holder: Holder) -> _Process:
         while True:
             popen = await self._pool.lease(holder)
             if popen is None:
@@ -256,17 +255,11 @@ class DenoExecutor:
         blocked = _import_error(code)
         if blocked is not None:
             return ExecuteResult(error=blocked)
-        parent = _HOLDER.get()
-        if parent is not None and parent.executor is not self:
-            parent = None  # a run of another executor: its processes are counted there
-        holder = _Holder(self, parent, 0 if parent is None else parent.depth + 1)
+        holder = holder_for(self)
         if holder.depth > MAX_NESTING:
-            return ExecuteResult(
-                error=f"codemode.run nests too deeply: a snippet may run other snippets at most {MAX_NESTING} "
-                "levels down. A snippet that runs itself never ends; call the connectors directly instead."
-            )
-        self._pool.nesting(parent)
-        token = _HOLDER.set(holder)  # the calls of this run (its snippets among them) see it as their parent
+            return ExecuteResult(error=NESTED_TOO_DEEP)
+        self._pool.nesting(holder)
+        token = CURRENT.set(holder)  # the calls of this run (its snippets among them) see it as their parent
         try:
             for attempt in range(2):
                 process = await self._checkout(holder)
@@ -285,96 +278,16 @@ class DenoExecutor:
                     return result
             raise AssertionError("unreachable")
         finally:
-            _HOLDER.reset(token)
+            CURRENT.reset(token)
             self._pool.unlease(holder, final=True)
 
 
-MAX_NESTING = 8  # how deep snippets may run snippets (a snippet that runs itself would never end)
-
-
-@dataclasses.dataclass(eq=False)
-class _Holder:
-    """One run's claim on a process; a snippet's run points at the run that started it."""
-
-    executor: DenoExecutor
-    parent: _Holder | None
-    depth: int
-    nested: int = 0  # snippet runs this run has started that have not ended (waiting or running)
-    ended: bool = False
-
-
-_HOLDER: contextvars.ContextVar[_Holder | None] = contextvars.ContextVar("codemode_deno_run", default=None)
-
-
-@dataclasses.dataclass(eq=False)
-class _Waiter:
-    holder: _Holder
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[None]
-    order: int
-    granted: bool = False
-    popen: subprocess.Popen[bytes] | None = None  # an idle process handed over, else: spawn one
-
-
-class _Pool:
-    """Every process of one executor: the cap, the warm ones, the runs waiting for one.
-
-    Shared by every event loop and thread that uses the executor, so it is guarded by a lock and
-    wakes waiters on their own loops."""
+class _Pool(Places["subprocess.Popen[bytes]"]):
+    """Every process of one executor: the cap, the warm ones, the runs waiting for one."""
 
     def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self._lock = threading.Lock()
-        self._alive = 0  # started and not yet reaped: warm, running and dying
-        self._idle: list[subprocess.Popen[bytes]] = []
+        super().__init__(cap)
         self._all: set[subprocess.Popen[bytes]] = set()
-        self._busy: set[_Holder] = set()  # runs holding (or starting) a process
-        self._waiters: list[_Waiter] = []
-        self._order = 0
-
-    async def lease(self, holder: _Holder) -> subprocess.Popen[bytes] | None:
-        """An idle process, or None: start one, its place under the cap is reserved."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            self._order += 1
-            waiter = _Waiter(holder, loop, loop.create_future(), self._order)
-            self._waiters.append(waiter)
-            self._grant()
-        try:
-            await waiter.future
-        except BaseException:
-            with self._lock:
-                if not waiter.granted:
-                    self._waiters.remove(waiter)
-                elif waiter.popen is not None:
-                    self._busy.discard(holder)
-                    self._idle.append(waiter.popen)
-                else:
-                    self._busy.discard(holder)
-                    self._alive -= 1
-                self._grant()
-            raise
-        return waiter.popen
-
-    def unlease(self, holder: _Holder, *, final: bool = False) -> None:
-        """The run no longer holds a process (killed, or it never got a live one); `final`: the run
-        has ended, so its parent no longer waits on it (counted in the same step, so no place is
-        handed out beyond the cap meanwhile)."""
-        with self._lock:
-            self._busy.discard(holder)
-            if final and not holder.ended:
-                holder.ended = True
-                if holder.parent is not None:
-                    holder.parent.nested -= 1
-            self._grant()
-
-    def nesting(self, parent: _Holder | None) -> None:
-        """A run started a snippet run: while it waits on it, it may free no place. (Nothing is granted
-        here: the snippet's own request, made right after, is the one that must go first.)"""
-        if parent is None:
-            return
-        with self._lock:
-            parent.nested += 1
 
     def started(self, popen: subprocess.Popen[bytes]) -> None:
         with self._lock:
@@ -383,11 +296,10 @@ class _Pool:
     def reaped(self, popen: subprocess.Popen[bytes] | None = None) -> None:
         """A process exited and was reaped (or never started): its place goes to the next waiter."""
         with self._lock:
-            self._alive -= 1
             if popen is not None:
                 self._all.discard(popen)
             self._all = {p for p in self._all if p.returncode is None}
-            self._grant()
+        self.release()
 
     def reserve_warm(self, warm: int) -> bool:
         """Whether to start one more warm process: below `warm` idle, below the cap, nobody waiting."""
@@ -419,42 +331,6 @@ class _Pool:
     def every_process(self) -> list[subprocess.Popen[bytes]]:
         with self._lock:
             return [*self._all, *self._idle]
-
-    def _stuck(self, waiter: _Waiter) -> bool:
-        """A snippet waits while every run holding a process waits on a snippet: none will free one."""
-        if waiter.holder.parent is None or not self._busy or self._alive > len(self._busy):
-            return False  # a top-level run, or a killed process is about to free a place
-        return all(h.nested for h in self._busy)
-
-    def _grant(self) -> None:
-        """Hand idle processes or free places to waiters: deepest snippet first, then first come.
-
-        Beyond the cap only when every run holding a process waits on a snippet run of its own: then
-        no place would ever free up, so the deepest waiting snippet starts anyway."""
-        while self._waiters:
-            best = max(self._waiters, key=lambda w: (w.holder.depth, -w.order))
-            if self._idle:
-                best.popen = self._idle.pop()
-            elif self._alive < self.cap or self._stuck(best):
-                self._alive += 1
-            else:
-                return
-            self._waiters.remove(best)
-            try:
-                best.loop.call_soon_threadsafe(_wake, best.future)
-            except RuntimeError:  # its loop has closed: nobody waits there any more
-                if best.popen is not None:
-                    self._idle.append(best.popen)
-                else:
-                    self._alive -= 1
-                continue
-            best.granted = True
-            self._busy.add(best.holder)
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 class _Process:
