@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import subprocess
@@ -236,6 +237,29 @@ async def test_no_deno_process_outlives_aclose_from_another_loop(tmp_path: Path)
     await runtime.aclose()
     assert _deno_children(executor) == []
     twin._loop.stop()
+
+
+async def test_executors_dropped_without_aclose_leave_no_process_or_descriptor(tmp_path: Path) -> None:
+    class NoCalls:
+        async def call(self, namespace: str, method: str, args: dict[str, object]) -> object:
+            raise AssertionError("no calls expected")
+
+    async def one_run() -> None:
+        executor = codemode.DenoExecutor(timeout=20)
+        assert (await executor.execute(executor.normalize("1"), [], NoCalls())).result == 1  # never closed
+
+    await one_run()  # warm up: imports, the reaper thread
+    gc.collect()
+    await asyncio.sleep(0.2)
+    before = _open_fds()
+    for _ in range(6):
+        await one_run()
+        gc.collect()
+    deadline = time.monotonic() + 5
+    while _deno_children() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert _deno_children() == []
+    assert _open_fds() <= before
 
 
 # -- 2. no exit status stolen from asyncio's child watcher ------------------------------------------

@@ -16,7 +16,6 @@ can neither forge nor corrupt host messages.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import json
 import logging
@@ -97,8 +96,8 @@ class DenoExecutor:
         self.deno = find_deno(deno_path)
         self._pool = _Pool(self.max_processes)
         self._deno_dir: tempfile.TemporaryDirectory[str] | None = None
-        self._owner = os.getpid()
-        _EXECUTORS.add(self)
+        # Dropped without aclose(), or still open at interpreter exit: its processes are killed then.
+        weakref.finalize(self, _abandon, self._pool, os.getpid())
 
     def normalize(self, code: str) -> str:
         from codemode.sandbox.normalize import normalize_javascript
@@ -231,23 +230,6 @@ class DenoExecutor:
         if self._pool.empty() and self._deno_dir is not None:
             self._deno_dir.cleanup()
             self._deno_dir = None
-
-    def _kill_all(self) -> None:
-        """At interpreter exit: no process of ours outlives the interpreter, closed or not."""
-        if os.getpid() != self._owner:
-            return  # a forked child: these processes are its parent's
-        popens = self._pool.every_process()
-        for popen in popens:
-            if popen.poll() is None:
-                with contextlib.suppress(OSError):
-                    popen.kill()
-        for popen in popens:
-            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
-                popen.wait(timeout=2)
-            for pipe in (popen.stdin, popen.stdout, popen.stderr):
-                if pipe is not None:
-                    with contextlib.suppress(OSError):
-                        pipe.close()
 
     async def execute(
         self, code: str, namespaces: Sequence[Namespace], host: Host, *, input: Any = None
@@ -423,13 +405,22 @@ class _Reaper:
 
 
 _REAPER = _Reaper()
-_EXECUTORS: weakref.WeakSet[DenoExecutor] = weakref.WeakSet()
 
 
-@atexit.register
-def _kill_everything() -> None:
-    for executor in list(_EXECUTORS):
-        executor._kill_all()
+def _abandon(pool: _Pool, owner: int) -> None:
+    """An executor dropped without aclose(), or open at interpreter exit: kill every process it
+    started, close their pipes, and leave the reaping to the reaper (nothing here blocks)."""
+    if os.getpid() != owner:
+        return  # a forked child: these processes are its parent's
+    for popen in pool.every_process():
+        if popen.poll() is None:
+            with contextlib.suppress(OSError):
+                popen.kill()
+        for pipe in (popen.stdin, popen.stdout, popen.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        _REAPER.add(popen, pool.reaped)
 
 
 # How long a stopping pass keeps reading calls the program had already sent.
