@@ -22,7 +22,13 @@ from codemode.connectors.openapi import (
 )
 from codemode.connectors.toolset import ExcludedToolsWarning, ToolArgumentsError, ToolsetConnector
 from codemode.discovery import Description, SearchOutput, SearchResult
-from codemode.errors import CodemodeError, ConnectorUnavailableError, ExecutionNotFoundError, RollbackError
+from codemode.errors import (
+    CodemodeError,
+    ConnectorUnavailableError,
+    ExecutionNotFoundError,
+    RollbackError,
+    StoreError,
+)
 from codemode.records import (
     DEFAULT_MAX_EXECUTIONS,
     DEFAULT_PAUSED_TTL,
@@ -92,6 +98,7 @@ __all__ = [
     "Store",
     "StoreChange",
     "StoreConnectionError",
+    "StoreError",
     "SyncRuntime",
     "ToolArgumentsError",
     "ToolContext",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from codemode.records import RollbackReport
 
-__all__ = ["CodemodeError", "ConnectorUnavailableError", "ExecutionNotFoundError", "RollbackError"]
+__all__ = ["CodemodeError", "ConnectorUnavailableError", "ExecutionNotFoundError", "RollbackError", "StoreError"]
 
 
 class CodemodeError(Exception):
@@ -51,3 +51,12 @@ def not_found_message(execution_id: str, runtime: str, action: str) -> str:
         f'No execution "{execution_id}" to {action} on runtime "{runtime}": it never existed there, '
         "or it was deleted or pruned."
     )
+
+
+class StoreError(CodemodeError):
+    """The store's database could not be opened or written. The message names the file, what went
+    wrong and what to do; `path` is the file, `__cause__` the database's own error."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path

@@ -23,14 +23,19 @@ import os
 import re
 import secrets
 import shutil
+import subprocess
 import tempfile
-from collections.abc import Sequence
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from codemode import codec
 from codemode.records import MAX_RESULT_BYTES, MAX_VALUE_DEPTH, MAX_VALUE_NODES
 from codemode.sandbox.base import ExecuteResult, Host, Namespace, StopExecution, ToolError
+from codemode.sandbox.places import CURRENT, MAX_NESTING, NESTED_TOO_DEEP, Holder, Places, holder_for
 
 __all__ = ["DenoExecutor", "find_deno"]
 
@@ -58,7 +63,14 @@ def find_deno(explicit: str | os.PathLike[str] | None = None) -> str:
 
 
 class DenoExecutor:
-    """Runs JavaScript or TypeScript with a wall-clock timeout and a memory limit."""
+    """Runs JavaScript or TypeScript with a wall-clock timeout and a memory limit.
+
+    At most `max_processes` Deno processes are alive at once (warm ones included; default: twice the
+    CPU count, at least 4); runs beyond it wait for one. A snippet run by a program (`codemode.run`)
+    takes its own process under the same cap, except that when every running program is waiting on
+    a snippet of its own, the deepest waiting snippet starts anyway: a parent never waits for a slot
+    only its own descendants could free, so nesting cannot deadlock. Snippets nest at most
+    `MAX_NESTING` levels, which bounds that excess."""
 
     language: Literal["python", "javascript"] = "javascript"
     # The runner refuses calls made inside a step's function itself (it knows them by async context).
@@ -70,18 +82,22 @@ class DenoExecutor:
         memory_limit: int = 256 * 2**20,
         *,
         warm_processes: int = 2,
+        max_processes: int | None = None,
         deno_path: str | os.PathLike[str] | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        if max_processes is not None and max_processes < 1:
+            raise ValueError("max_processes must be at least 1")
         self.timeout = timeout
         self.memory_limit = memory_limit
         self.warm_processes = warm_processes
+        self.max_processes = max_processes if max_processes is not None else max(4, 2 * (os.cpu_count() or 1))
         self.deno = find_deno(deno_path)
-        self._idle: dict[asyncio.AbstractEventLoop, list[asyncio.subprocess.Process]] = {}
-        self._refills: set[asyncio.Task[None]] = set()
-        self._reaping: dict[int, asyncio.Task[None]] = {}
+        self._pool = _Pool(self.max_processes)
         self._deno_dir: tempfile.TemporaryDirectory[str] | None = None
+        # Dropped without aclose(), or still open at interpreter exit: its processes are killed then.
+        weakref.finalize(self, _abandon, self._pool, os.getpid())
 
     def normalize(self, code: str) -> str:
         from codemode.sandbox.normalize import normalize_javascript
@@ -108,78 +124,110 @@ class DenoExecutor:
             self._deno_dir = tempfile.TemporaryDirectory(prefix="codemode-deno-", ignore_cleanup_errors=True)
         return {"TZ": "UTC", "NO_COLOR": "1", "DENO_NO_UPDATE_CHECK": "1", "DENO_DIR": self._deno_dir.name}
 
-    async def _spawn(self) -> asyncio.subprocess.Process:
-        """A runner that has started and is waiting for its one program."""
-        process = await asyncio.create_subprocess_exec(
-            *self._command(),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=self._env(),
-            limit=MAX_MESSAGE_BYTES,
-        )
-        assert process.stdout is not None and process.stderr is not None
-        try:
-            ready = await asyncio.wait_for(process.stdout.readline(), 30)
-        except asyncio.TimeoutError:
-            ready = b""
-        except BaseException:  # cancelled (aclose): never leave a half-started process behind
-            await _kill(process)
-            raise
-        if ready != b"ready\n":
-            await _kill(process)
-            detail = (await process.stderr.read()).decode("utf-8", "replace").strip()[-500:]
-            raise RuntimeError(f"The Deno sandbox failed to start: {detail or 'no output'}")
-        return process
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        """Start a runner; it boots on its own while nothing waits for it.
 
-    async def _checkout(self) -> asyncio.subprocess.Process:
-        idle = self._idle.setdefault(asyncio.get_running_loop(), [])
-        process = None
-        while idle and process is None:
-            candidate = idle.pop()
-            if candidate.returncode is None:
-                process = candidate
-        if process is None:
-            process = await self._spawn()
-        _limit_memory(process.pid, self.memory_limit)
-        return process
+        A plain `Popen` rather than `asyncio.create_subprocess_exec`: starting takes no await, so a loop
+        that ends (or a task cancelled) can never catch a process half set up (asyncio then waits
+        forever for pipes it never connected), and the process belongs to no loop, so any loop (the
+        blocking twin's, the application's, the next `asyncio.run`) can use or close it. We reap it
+        ourselves, so asyncio's child watcher never races us for its exit status (gh-87744)."""
+        return subprocess.Popen(
+            self._command(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=self._env(),
+            bufsize=0,
+        )
+
+    async def _checkout(self, holder: Holder) -> _Process:
+        """A runner that has started and is waiting for its one program (waits its turn under the cap)."""
+        try:
+            return await self._start(holder)
+        except BaseException:
+            self._pool.unlease(holder)
+            raise
+
+    async def _start(self, holder: Holder) -> _Process:
+        while True:
+            popen = await self._pool.lease(holder)
+            if popen is None:
+                try:
+                    popen = self._spawn()
+                except OSError as exc:
+                    self._pool.reaped()
+                    raise RuntimeError(f"The Deno sandbox failed to start: {exc}") from exc
+                self._pool.started(popen)
+            elif popen.poll() is not None:  # a warm process that died while idle (reaped just now)
+                self._pool.reaped(popen)
+                self._pool.unlease(holder)
+                continue
+            try:
+                process = await _attach(popen)
+            except BaseException:
+                self._kill(popen)
+                raise
+            try:
+                ready = await asyncio.wait_for(process.stdout.readline(), 30)
+            except asyncio.TimeoutError:
+                ready = b""
+            except BaseException:  # cancelled: never leave a half-started process behind
+                self._discard(process)
+                raise
+            if ready != b"ready\n":
+                process.kill()
+                detail = b""
+                with contextlib.suppress(asyncio.TimeoutError):
+                    detail = await asyncio.wait_for(process.stderr.read(), 5)
+                self._discard(process)
+                text = detail.decode("utf-8", "replace").strip()[-500:]
+                raise RuntimeError(f"The Deno sandbox failed to start: {text or 'no output'}")
+            _limit_memory(process.pid, self.memory_limit)
+            return process
 
     def _top_up(self) -> None:
         """Start replacements for used processes; called after a run, so spawning never competes with it."""
-        idle = self._idle.setdefault(asyncio.get_running_loop(), [])
-        if len(idle) < self.warm_processes and not self._refills:
-            task = asyncio.ensure_future(self._refill(idle))
-            self._refills.add(task)
-            task.add_done_callback(self._refill_done)
+        while self._pool.reserve_warm(self.warm_processes):
+            try:
+                popen = self._spawn()
+            except OSError as exc:
+                self._pool.reaped()
+                log.warning("codemode: could not start a warm Deno process: %s", exc)
+                return
+            self._pool.started(popen)
+            self._pool.add_idle(popen)
 
-    def _discard(self, process: asyncio.subprocess.Process) -> None:
+    def _discard(self, process: _Process) -> None:
         """Kill a used process now; reaping it happens off the caller's path."""
-        if process.returncode is None:
+        if process.discarded:
+            return
+        process.discarded = True
+        process.close()
+        self._kill(process.popen)
+
+    def _kill(self, popen: subprocess.Popen[bytes]) -> None:
+        if popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                process.kill()
-        if process.pid not in self._reaping:
-            task = asyncio.ensure_future(_kill(process))
-            self._reaping[process.pid] = task
-            task.add_done_callback(lambda _: self._reaping.pop(process.pid, None))
-
-    def _refill_done(self, task: asyncio.Task[None]) -> None:
-        self._refills.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("codemode: could not start a warm Deno process: %s", task.exception())
-
-    async def _refill(self, idle: list[asyncio.subprocess.Process]) -> None:
-        while len(idle) < self.warm_processes:
-            idle.append(await self._spawn())
+                popen.kill()
+        for pipe in (popen.stdin, popen.stdout, popen.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        _REAPER.add(popen, self._pool.reaped)
 
     async def aclose(self) -> None:
-        refills = list(self._refills)
-        for task in refills:
-            task.cancel()
-        await asyncio.gather(*refills, *self._reaping.values(), return_exceptions=True)
-        idle = self._idle.pop(asyncio.get_running_loop(), [])
-        for process in idle:
-            await _kill(process)
-        if not self._idle and self._deno_dir is not None:
+        """Kill the warm processes and wait until every process this executor killed has exited.
+
+        Works from any event loop (or after the loop that used the executor has ended). A run still in
+        flight keeps its process until it ends; `Runtime.aclose` waits for those first."""
+        for popen in self._pool.take_idle():
+            self._kill(popen)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while self._pool.dying() and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+        if self._pool.empty() and self._deno_dir is not None:
             self._deno_dir.cleanup()
             self._deno_dir = None
 
@@ -189,19 +237,190 @@ class DenoExecutor:
         blocked = _import_error(code)
         if blocked is not None:
             return ExecuteResult(error=blocked)
-        for attempt in range(2):
-            process = await self._checkout()
-            run = _Run(self, process, host)
-            try:
-                result = await run.drive(code, namespaces, input)
-            finally:
-                self._discard(process)
-                self._top_up()
-            if not run.killed_while_idle or attempt:
-                return result
-            # The process was killed before the program said or printed anything (a warm process that
-            # died while idle): nothing ran, so one retry on a fresh process is safe.
-        raise AssertionError("unreachable")
+        holder = holder_for(self)
+        if holder.depth > MAX_NESTING:
+            return ExecuteResult(error=NESTED_TOO_DEEP)
+        self._pool.nesting(holder)
+        token = CURRENT.set(holder)  # the calls of this run (its snippets among them) see it as their parent
+        try:
+            for attempt in range(2):
+                process = await self._checkout(holder)
+                run = _Run(self, process, host)
+                retry = False
+                try:
+                    result = await run.drive(code, namespaces, input)
+                    # Killed before the program said or printed anything (a warm process that died while
+                    # idle): nothing ran, so one retry on a fresh process is safe.
+                    retry = run.killed_while_idle and not attempt
+                finally:
+                    self._discard(process)
+                    self._pool.unlease(holder, final=not retry)
+                    self._top_up()
+                if not retry:
+                    return result
+            raise AssertionError("unreachable")
+        finally:
+            CURRENT.reset(token)
+            self._pool.unlease(holder, final=True)
+
+
+class _Pool(Places["subprocess.Popen[bytes]"]):
+    """Every process of one executor: the cap, the warm ones, the runs waiting for one."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(cap)
+        self._all: set[subprocess.Popen[bytes]] = set()
+
+    def started(self, popen: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._all.add(popen)
+
+    def reaped(self, popen: subprocess.Popen[bytes] | None = None) -> None:
+        """A process exited and was reaped (or never started): its place goes to the next waiter."""
+        with self._lock:
+            if popen is not None:
+                self._all.discard(popen)
+            self._all = {p for p in self._all if p.returncode is None}
+        self.release()
+
+    def reserve_warm(self, warm: int) -> bool:
+        """Whether to start one more warm process: below `warm` idle, below the cap, nobody waiting."""
+        with self._lock:
+            if len(self._idle) < warm and self._alive < self.cap and not self._waiters:
+                self._alive += 1
+                return True
+            return False
+
+    def add_idle(self, popen: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._idle.append(popen)
+            self._grant()
+
+    def take_idle(self) -> list[subprocess.Popen[bytes]]:
+        with self._lock:
+            idle, self._idle = self._idle, []
+            return idle
+
+    def dying(self) -> bool:
+        """Whether a process is alive that no run holds and no warm slot keeps: killed, not yet reaped."""
+        with self._lock:
+            return self._alive > len(self._busy) + len(self._idle)
+
+    def empty(self) -> bool:
+        with self._lock:
+            return self._alive == 0
+
+    def every_process(self) -> list[subprocess.Popen[bytes]]:
+        with self._lock:
+            return [*self._all, *self._idle]
+
+
+class _Process:
+    """A started runner with its pipes connected to the running event loop."""
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        stdin: asyncio.StreamWriter,
+        stdout: asyncio.StreamReader,
+        stderr: asyncio.StreamReader,
+        transports: list[asyncio.BaseTransport],
+    ) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self._transports = transports
+        self.discarded = False
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.kill()
+
+    def close(self) -> None:
+        for transport in self._transports:
+            transport.close()
+
+
+async def _attach(popen: subprocess.Popen[bytes]) -> _Process:
+    """Connect a started runner's pipes to the running loop (each step closes its pipe if cancelled)."""
+    assert popen.stdin is not None and popen.stdout is not None and popen.stderr is not None
+    loop = asyncio.get_running_loop()
+    transports: list[asyncio.BaseTransport] = []
+    try:
+        stdout = asyncio.StreamReader(limit=MAX_MESSAGE_BYTES)
+        out, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), popen.stdout)
+        transports.append(out)
+        stderr = asyncio.StreamReader()
+        err, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stderr), popen.stderr)
+        transports.append(err)
+        write, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, popen.stdin)
+        transports.append(write)
+    except BaseException:
+        for transport in transports:
+            transport.close()
+        raise
+    return _Process(popen, asyncio.StreamWriter(write, protocol, None, loop), stdout, stderr, transports)
+
+
+class _Reaper:
+    """Waits for killed runners to exit, off every event loop: one daemon thread, started when there
+    is something to reap, so it never keeps the interpreter alive."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._dying: dict[subprocess.Popen[bytes], Callable[[subprocess.Popen[bytes]], None]] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, popen: subprocess.Popen[bytes], done: Callable[[subprocess.Popen[bytes]], None]) -> None:
+        with self._cond:
+            if popen in self._dying:
+                return
+            self._dying[popen] = done
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="codemode-deno-reaper", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._dying:
+                    self._cond.wait()
+                dying = list(self._dying.items())
+            exited = [(popen, done) for popen, done in dying if popen.poll() is not None]
+            with self._cond:
+                for popen, _ in exited:
+                    self._dying.pop(popen, None)
+            for popen, done in exited:
+                done(popen)
+            if len(exited) < len(dying):
+                time.sleep(0.002)
+
+
+_REAPER = _Reaper()
+
+
+def _abandon(pool: _Pool, owner: int) -> None:
+    """An executor dropped without aclose(), or open at interpreter exit: kill every process it
+    started, close their pipes, and leave the reaping to the reaper (nothing here blocks)."""
+    if os.getpid() != owner:
+        return  # a forked child: these processes are its parent's
+    for popen in pool.every_process():
+        if popen.poll() is None:
+            with contextlib.suppress(OSError):
+                popen.kill()
+        for pipe in (popen.stdin, popen.stdout, popen.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        _REAPER.add(popen, pool.reaped)
 
 
 # How long a stopping pass keeps reading calls the program had already sent.
@@ -212,7 +431,7 @@ CANCEL_GRACE = 5.0  # seconds a call cancelled at the time limit gets to record 
 class _Run:
     """One program in one Deno process."""
 
-    def __init__(self, executor: DenoExecutor, process: asyncio.subprocess.Process, host: Host) -> None:
+    def __init__(self, executor: DenoExecutor, process: _Process, host: Host) -> None:
         self.executor = executor
         self.process = process
         self.host = host
@@ -514,13 +733,3 @@ def _limit_memory(pid: int, limit: int) -> None:
         resource.prlimit(pid, resource.RLIMIT_DATA, (ceiling, ceiling))
     except (ImportError, OSError, StopIteration, ValueError, AttributeError):
         pass  # not Linux: the V8 heap limit still applies
-
-
-async def _kill(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-    if process.stdin is not None and not process.stdin.is_closing():
-        process.stdin.close()
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(process.wait(), 5)

@@ -13,10 +13,12 @@ resuming it. `codemode` is defined by a short prelude fed first, so that
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import re
 import signal
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any, Literal, cast
@@ -34,6 +36,7 @@ from codemode.sandbox.base import (
     ToolError,
 )
 from codemode.sandbox.normalize import normalize_python
+from codemode.sandbox.places import CURRENT, MAX_NESTING, NESTED_TOO_DEEP, Places, holder_for
 
 __all__ = ["MontyExecutor"]
 
@@ -108,25 +111,47 @@ class MontyExecutor:
         self.max_round_trips = max_round_trips
         self.max_workers = max_workers
         self.warm_workers = warm_workers
-        self._pools: dict[asyncio.AbstractEventLoop, monty.AsyncMonty] = {}
+        # One pool for every event loop (the blocking twin's, the application's, each `asyncio.run`):
+        # a pool per loop was never closed when its loop ended, so its workers piled up.
+        self._ready: concurrent.futures.Future[monty.AsyncMonty] | None = None
+        self._lock = threading.Lock()
+        # Runs take a place before a worker: snippets run by programs cannot deadlock the cap (see
+        # `places`); the pool itself may go beyond it by the nesting bound, so it never blocks them.
+        self._places: Places[None] = Places(max_workers)
 
     def normalize(self, code: str) -> str:
         return normalize_python(code)
 
     async def _pool(self) -> monty.AsyncMonty:
-        loop = asyncio.get_running_loop()
-        pool = self._pools.get(loop)
-        if pool is None:
-            pool = monty.AsyncMonty(min_processes=self.warm_workers, max_processes=self.max_workers)
+        with self._lock:
+            ready, starting = self._ready, self._ready is None
+            if ready is None:
+                ready = self._ready = concurrent.futures.Future()
+        if not starting:
+            return ready.result() if ready.done() else await asyncio.shield(asyncio.wrap_future(ready))
+        try:
+            pool = monty.AsyncMonty(min_processes=self.warm_workers, max_processes=self.max_workers + MAX_NESTING)
             await pool.__aenter__()
-            self._pools[loop] = pool
+        except BaseException as exc:
+            with self._lock:
+                self._ready = None
+            ready.set_exception(exc)
+            ready.exception()  # retrieved: a later caller starts over
+            raise
+        ready.set_result(pool)
         return pool
 
     async def aclose(self) -> None:
-        loop = asyncio.get_running_loop()
-        pool = self._pools.pop(loop, None)
-        if pool is not None:
-            await pool.__aexit__(None, None, None)
+        """Stop the workers, from any event loop; the next run starts a new pool."""
+        with self._lock:
+            ready, self._ready = self._ready, None
+        if ready is None:
+            return
+        try:
+            pool = await asyncio.shield(asyncio.wrap_future(ready))
+        except Exception:
+            return  # it never started
+        await pool.__aexit__(None, None, None)
 
     def _limits(self) -> monty.ResourceLimits:
         return {
@@ -140,10 +165,23 @@ class MontyExecutor:
     async def execute(
         self, code: str, namespaces: Sequence[Namespace], host: Host, *, input: Any = None
     ) -> ExecuteResult:
-        pool = await self._pool()
-        run = _Run(self, namespaces, host)
-        async with pool.checkout(limits=self._limits(), script_name="program.py") as session:
-            return await run.drive(session, code, input)
+        holder = holder_for(self)
+        if holder.depth > MAX_NESTING:
+            return ExecuteResult(error=NESTED_TOO_DEEP)
+        self._places.nesting(holder)
+        token = CURRENT.set(holder)  # the calls of this run (its snippets among them) see it as their parent
+        try:
+            await self._places.lease(holder)
+            try:
+                pool = await self._pool()
+                run = _Run(self, namespaces, host)
+                async with pool.checkout(limits=self._limits(), script_name="program.py") as session:
+                    return await run.drive(session, code, input)
+            finally:
+                self._places.unlease(holder, final=True, free=True)
+        finally:
+            CURRENT.reset(token)
+            self._places.unlease(holder, final=True)
 
 
 class _Run:

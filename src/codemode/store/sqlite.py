@@ -13,6 +13,7 @@ busy database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from codemode import crashpoints
+from codemode.errors import StoreError
 from codemode.store.sql import Op, Rows, SqlStore, drive
 
 __all__ = ["SqliteStore"]
@@ -130,21 +132,28 @@ class SqliteStore(SqlStore):
             result = fn(conn)
             conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             if not wait and _is_busy(exc):
                 raise _Busy() from exc
+            failure = _storage_failure(self.path, exc)
+            if failure is not None:
+                raise failure from exc
             raise
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         return result
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            except BaseException:
+                conn.close()  # a file that is not a database, or read-only: keep no descriptor open
+                raise
             self._conn = conn
         return self._conn
 
@@ -157,8 +166,10 @@ class SqliteStore(SqlStore):
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._pool, self._waiting_transaction, self._migrate, True)
-        except BaseException:
+        except BaseException as exc:
             await self._shutdown()
+            if isinstance(exc, sqlite3.Error) and not isinstance(exc, StoreError):
+                raise _open_failure(self.path, exc) from exc
             raise
 
     @staticmethod
@@ -209,6 +220,84 @@ class _Busy(Exception):
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Undo the transaction if it is still open: SQLite already rolled back after a full disk or an
+    I/O error, and a failing ROLLBACK must not hide the error that caused it."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def _error_name(exc: sqlite3.Error) -> str:
+    """SQLITE_FULL, SQLITE_IOERR_WRITE, ... (Python 3.11+), else guessed from the message."""
+    name = getattr(exc, "sqlite_errorname", None)
+    if isinstance(name, str):
+        return name
+    text = str(exc).lower()
+    for fragment, guess in (
+        ("disk is full", "SQLITE_FULL"),
+        ("disk i/o", "SQLITE_IOERR"),
+        ("readonly", "SQLITE_READONLY"),
+        ("unable to open", "SQLITE_CANTOPEN"),
+        ("not a database", "SQLITE_NOTADB"),
+        ("malformed", "SQLITE_CORRUPT"),
+    ):
+        if fragment in text:
+            return guess
+    return ""
+
+
+def _storage_failure(path: str, exc: sqlite3.Error) -> StoreError | None:
+    """A write that failed for want of room or a working disk, as an error saying so; None for others."""
+    name = _error_name(exc)
+    if name == "SQLITE_FULL":
+        return StoreError(
+            f"The codemode database {path} could not be written: the disk is full ({exc}). Nothing of this "
+            "operation was saved; free some space and retry: the store works again once there is room.",
+            path,
+        )
+    if name.startswith("SQLITE_IOERR"):
+        return StoreError(
+            f"The codemode database {path} could not be written: disk I/O error ({name}). Nothing of this "
+            "operation was saved; check the disk (free space, a file size limit, a failing device) and retry.",
+            path,
+        )
+    if name.startswith("SQLITE_READONLY"):
+        return _open_failure(path, exc)
+    return None
+
+
+def _open_failure(path: str, exc: sqlite3.Error) -> StoreError:
+    """Why the database file could not be opened, and what to do about it."""
+    name = _error_name(exc)
+    where = "an in-memory database" if path == ":memory:" else f"the codemode database {path}"
+    if name.startswith("SQLITE_CANTOPEN"):
+        parent = Path(path).parent
+        why = (
+            f"the directory {parent} does not exist; create it"
+            if not parent.exists()
+            else "check that the path names a file (not a directory) this process may read and write, in a "
+            "directory it may write"
+        )
+        return StoreError(f"Cannot open {where} ({exc}): {why}, or pass another path to SqliteStore.", path)
+    if name.startswith("SQLITE_READONLY"):
+        return StoreError(
+            f"Cannot write {where} ({exc}): the file or its directory is read-only. Give this process write "
+            "access to both (the store adds -wal and -shm files beside it), or pass a writable path to SqliteStore.",
+            path,
+        )
+    if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+        return StoreError(
+            f"Cannot open {where} ({exc}): the file is not a SQLite database, or is damaged. Pass the path of "
+            "a codemode database, or of a file that does not exist yet, to SqliteStore.",
+            path,
+        )
+    failure = _storage_failure(path, exc)
+    if failure is not None:
+        return failure
+    return StoreError(f"Cannot open {where}: {type(exc).__name__}: {exc}.", path)
 
 
 class _SqliteTx:
