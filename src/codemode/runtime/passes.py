@@ -25,7 +25,8 @@ from pydantic import TypeAdapter
 
 from codemode import codec, crashpoints
 from codemode.codec import DurableValueError
-from codemode.connectors.base import Connector, ConnectorDescription, ToolContext, ToolSpec, idempotency_key
+from codemode.connectors.base import Connector
+from codemode.connectors.spec import ConnectorDescription, ToolContext, ToolSpec, idempotency_key
 from codemode.errors import ConnectorUnavailableError
 from codemode.records import STEP_CONNECTOR, LogEntry
 from codemode.replay import Call, Recorded, Verdict, judge

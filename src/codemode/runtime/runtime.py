@@ -20,12 +20,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import jsonschema
 
 from codemode import codec
-from codemode.connectors.base import (
-    Connector,
-    ConnectorDescription,
-    maybe_await,
-    validate_namespace_name,
-)
+from codemode.connectors.base import Connector
+from codemode.connectors.namespaces import validate_namespace_name
+from codemode.connectors.spec import ConnectorDescription, maybe_await
 from codemode.discovery import Description, SearchOutput
 from codemode.discovery import describe as describe_target
 from codemode.discovery import search as search_catalog
