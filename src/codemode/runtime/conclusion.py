@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from codemode import codec
 from codemode.records import MAX_DURABLE_VALUE_BYTES, MAX_RESULT_BYTES, Outcome
-from codemode.runtime.passes import Pass, Setup
+from codemode.runtime.passes import Pass
+from codemode.runtime.setup import Setup
 from codemode.sandbox.base import ExecuteResult
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from codemode import codec
 from codemode.codec import DurableValueError
 from codemode.records import Execution, Outcome
-from codemode.runtime.passes import Setup
+from codemode.runtime.setup import Setup
 from codemode.store.base import Settlement
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from codemode import crashpoints
 from codemode.connectors.spec import ToolContext, idempotency_key
 from codemode.records import STEP_CONNECTOR, Decision, RollbackReport
-from codemode.runtime.passes import Setup
+from codemode.runtime.setup import Setup
 from codemode.store.base import Claim
 
 if TYPE_CHECKING:

@@ -22,11 +22,11 @@ import jsonschema
 from codemode import codec
 from codemode.connectors.base import Connector
 from codemode.connectors.namespaces import validate_namespace_name
-from codemode.connectors.spec import ConnectorDescription, maybe_await
+from codemode.connectors.spec import maybe_await
 from codemode.discovery import Description, SearchOutput
 from codemode.discovery import describe as describe_target
 from codemode.discovery import search as search_catalog
-from codemode.errors import ConnectorUnavailableError, ExecutionNotFoundError, RollbackError, not_found_message
+from codemode.errors import ExecutionNotFoundError, RollbackError, not_found_message
 from codemode.records import (
     DEFAULT_MAX_EXECUTIONS,
     DEFAULT_PAUSED_TTL,
@@ -42,9 +42,10 @@ from codemode.records import (
 from codemode.runtime.conclusion import conclude
 from codemode.runtime.decisions import check_edited_args, check_key_and_metadata, check_seq, now, refused, stale
 from codemode.runtime.heartbeat import Heartbeats
-from codemode.runtime.passes import Pass, Setup
+from codemode.runtime.passes import Pass
 from codemode.runtime.rollback import revert_all
-from codemode.sandbox.base import Executor, Namespace
+from codemode.runtime.setup import Setup, describe_all
+from codemode.sandbox.base import Executor
 from codemode.schema.base import DeclarationRenderer
 from codemode.store.base import Settlement, Store
 
@@ -233,34 +234,7 @@ class Runtime:
             self._setup = renewed
 
     async def _describe_all(self, previous: Setup | None) -> Setup:
-        known = previous.descriptions if previous is not None else {}
-
-        async def one(connector: Connector) -> ConnectorDescription:
-            return known.get(connector.name) or await _describe(connector)
-
-        found = await asyncio.gather(*(one(c) for c in self.connectors), return_exceptions=True)
-        descriptions: dict[str, ConnectorDescription] = {}
-        connectors: dict[str, Connector] = {}
-        unavailable: dict[str, ConnectorUnavailableError] = {}
-        for connector, result in zip(self.connectors, found, strict=True):
-            if isinstance(result, ConnectorUnavailableError):
-                log.warning(
-                    "codemode: connector %r is unavailable, tried again next run: %s", result.connector, result.reason
-                )
-                unavailable[connector.name] = result
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                descriptions[result.name] = result
-                connectors[result.name] = connector
-        return Setup(
-            connectors=connectors,
-            descriptions=descriptions,
-            namespaces=[Namespace(d.name, frozenset(d.tools)) for d in descriptions.values()],
-            validators=previous.validators if previous is not None else {},
-            result_adapters=previous.result_adapters if previous is not None else {},
-            unavailable=unavailable,
-        )
+        return await describe_all(self.connectors, previous)
 
     # -- running ------------------------------------------------------------
 
@@ -694,18 +668,3 @@ class Runtime:
             message = setup.unavailable_message(down)
             return Description(path=target, description=None, requires_approval=False, types=message, kind="connector")
         return describe_target(target, list(setup.descriptions.values()), snippets, self.renderer)
-
-
-# What a connector's describe() raises for a developer's mistake (a name collision, a bad schema or
-# document): it must reach the developer, not be reported to the model as a service outage.
-# A missing optional dependency (ImportError) is one too: the developer installs an extra.
-_SETUP_MISTAKES = (ValueError, TypeError, LookupError, AttributeError, NotImplementedError, ImportError)
-
-
-async def _describe(connector: Connector) -> ConnectorDescription:
-    try:
-        return await connector.describe()
-    except (ConnectorUnavailableError, *_SETUP_MISTAKES):
-        raise
-    except Exception as exc:  # the service behind the connector: a dead server, a refused connection
-        raise ConnectorUnavailableError(connector.name, exc) from exc
