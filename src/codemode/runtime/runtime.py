@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from codemode import codec
 from codemode.connectors.base import Connector
-from codemode.connectors.namespaces import validate_namespace_name
 from codemode.discovery import Description, SearchOutput
 from codemode.errors import ExecutionNotFoundError, RollbackError, not_found_message
 from codemode.records import (
@@ -48,7 +47,7 @@ from codemode.runtime.heartbeat import Heartbeats
 from codemode.runtime.hooks import fan_out, notify_pause, transformed
 from codemode.runtime.passes import Pass
 from codemode.runtime.rollback import revert_all
-from codemode.runtime.setup import Setup, describe_all
+from codemode.runtime.setup import Setup, Setups, check_connector_names
 from codemode.sandbox.base import Executor
 from codemode.schema.base import DeclarationRenderer
 from codemode.store.base import Settlement, Store
@@ -108,14 +107,7 @@ class Runtime:
         heartbeat_interval: float = 10.0,
         on_pause: OnPause | None = None,
     ) -> None:
-        seen: set[str] = set()
-        for connector in connectors:
-            cname = validate_namespace_name(getattr(connector, "name", None))
-            if cname in seen:
-                raise ValueError(
-                    f'Duplicate connector name "{cname}": each connector needs a unique namespace in the sandbox.'
-                )
-            seen.add(cname)
+        check_connector_names(connectors)
         if not _RUNTIME_NAME.match(name):
             raise ValueError(f'Invalid codemode runtime name "{name}": use letters, digits, "_", "." or "-".')
         if executor is None:
@@ -136,9 +128,7 @@ class Runtime:
         self.on_pause = on_pause
         self._heartbeats = Heartbeats(store, name, heartbeat_interval)
         self._active = 0  # operations that may run a pass or a rollback, on any event loop
-        self._setup: Setup | None = None
-        self._setup_lock = asyncio.Lock()
-        self._retry: asyncio.Task[None] | None = None  # describing the unavailable connectors again
+        self._setups = Setups(self.connectors)
         self._sync: SyncRuntime | None = None
 
     # -- lifecycle ----------------------------------------------------------
@@ -197,36 +187,7 @@ class Runtime:
         waiting for it at most `UNAVAILABLE_RETRY_WAIT` seconds (a server that hangs must not delay
         every run by its connect timeout; an attempt that ends later serves the next call). A mistake in
         a connector itself raises."""
-        current = self._setup
-        if current is not None and not current.unavailable:
-            return current
-        if current is None:
-            async with self._setup_lock:
-                if self._setup is None:
-                    self._setup = await self._describe_all(None)
-                return self._setup
-        retry = self._retry
-        if retry is not None and retry.done():
-            self._retry = None
-            if not retry.cancelled() and retry.exception() is not None:
-                raise cast(BaseException, retry.exception())  # a connector's own mistake, found on the retry
-        loop = asyncio.get_running_loop()
-        if retry is None or retry.done() or retry.get_loop() is not loop:
-            retry = self._retry = loop.create_task(self._retry_unavailable(current))
-        await asyncio.wait({retry}, timeout=UNAVAILABLE_RETRY_WAIT)
-        if retry.done() and not retry.cancelled() and retry.exception() is not None:
-            self._retry = None
-            raise cast(BaseException, retry.exception())
-        assert self._setup is not None
-        return self._setup
-
-    async def _retry_unavailable(self, previous: Setup) -> None:
-        renewed = await self._describe_all(previous)
-        if self._setup is previous:
-            self._setup = renewed
-
-    async def _describe_all(self, previous: Setup | None) -> Setup:
-        return await describe_all(self.connectors, previous)
+        return await self._setups.get(UNAVAILABLE_RETRY_WAIT)
 
     # -- running ------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 from jsonschema.exceptions import best_match
@@ -18,11 +18,12 @@ from pydantic import TypeAdapter
 
 from codemode import codec
 from codemode.connectors.base import Connector
+from codemode.connectors.namespaces import validate_namespace_name
 from codemode.connectors.spec import ConnectorDescription, ToolSpec
 from codemode.errors import ConnectorUnavailableError
 from codemode.sandbox.base import Namespace
 
-__all__ = ["Setup", "describe_all"]
+__all__ = ["Setup", "Setups", "check_connector_names", "describe_all"]
 
 log = logging.getLogger("codemode")
 
@@ -158,6 +159,59 @@ async def describe_all(candidates: Sequence[Connector], previous: Setup | None) 
         result_adapters=previous.result_adapters if previous is not None else {},
         unavailable=unavailable,
     )
+
+
+def check_connector_names(connectors: Sequence[Connector]) -> None:
+    """Each connector's name is a valid namespace, and no two share one."""
+    seen: set[str] = set()
+    for connector in connectors:
+        cname = validate_namespace_name(getattr(connector, "name", None))
+        if cname in seen:
+            raise ValueError(
+                f'Duplicate connector name "{cname}": each connector needs a unique namespace in the sandbox.'
+            )
+        seen.add(cname)
+
+
+class Setups:
+    """A runtime's `Setup`, described once and memoized once every connector is described (see
+    `Runtime.setup`): the unavailable connectors are described again by later calls, one attempt at a
+    time, and a call waits for that attempt at most `wait` seconds."""
+
+    def __init__(self, connectors: Sequence[Connector]) -> None:
+        self.connectors = connectors
+        self.current: Setup | None = None
+        self._lock = asyncio.Lock()
+        self._retry: asyncio.Task[None] | None = None  # describing the unavailable connectors again
+
+    async def get(self, wait: float) -> Setup:
+        current = self.current
+        if current is not None and not current.unavailable:
+            return current
+        if current is None:
+            async with self._lock:
+                if self.current is None:
+                    self.current = await describe_all(self.connectors, None)
+                return self.current
+        retry = self._retry
+        if retry is not None and retry.done():
+            self._retry = None
+            if not retry.cancelled() and retry.exception() is not None:
+                raise cast(BaseException, retry.exception())  # a connector's own mistake, found on the retry
+        loop = asyncio.get_running_loop()
+        if retry is None or retry.done() or retry.get_loop() is not loop:
+            retry = self._retry = loop.create_task(self._retry_unavailable(current))
+        await asyncio.wait({retry}, timeout=wait)
+        if retry.done() and not retry.cancelled() and retry.exception() is not None:
+            self._retry = None
+            raise cast(BaseException, retry.exception())
+        assert self.current is not None
+        return self.current
+
+    async def _retry_unavailable(self, previous: Setup) -> None:
+        renewed = await describe_all(self.connectors, previous)
+        if self.current is previous:
+            self.current = renewed
 
 
 # What a connector's describe() raises for a developer's mistake (a name collision, a bad schema or
