@@ -35,8 +35,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from codemode.connectors.base import ConnectorDescription
 from codemode.connectors.openapi import HttpOpenApiConnector
+from codemode.connectors.spec import ConnectorDescription
 from codemode.discovery import Scoring, search
 
 SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"

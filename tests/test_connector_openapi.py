@@ -39,7 +39,6 @@ import httpx
 import jsonschema
 import pytest
 
-from codemode.connectors.base import ToolContext, ToolSpec
 from codemode.connectors.openapi import (
     HttpOpenApiConnector,
     OpenApiConnector,
@@ -50,6 +49,7 @@ from codemode.connectors.openapi import (
     derive_operations,
     query_string,
 )
+from codemode.connectors.spec import ToolContext, ToolSpec
 from codemode.schema.python import PythonDeclarations
 from openapi_server import Reply, ValidatingServer
 

@@ -28,7 +28,7 @@ from pydantic_ai.tools import ToolDefinition
 from pydantic_ai.toolsets import CombinedToolset, ExternalToolset, FunctionToolset
 
 import codemode
-from codemode.connectors.base import ToolContext, ToolSpec
+from codemode.connectors.spec import ToolContext, ToolSpec
 from codemode.connectors.toolset import ExcludedToolsWarning, ToolArgumentsError, ToolsetConnector
 
 from conftest import RuntimeFactory, program

@@ -11,7 +11,7 @@ from typing import Any, get_args
 
 import pytest
 
-from codemode.connectors.base import ConnectorDescription, ToolSpec
+from codemode.connectors.spec import ConnectorDescription, ToolSpec
 from codemode.discovery import (
     Description,
     Scoring,

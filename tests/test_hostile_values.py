@@ -18,6 +18,7 @@ import pytest
 
 from codemode import Connector, Runtime, codec, tool
 from codemode.codec import DurableValueError
+from codemode.model_view import model_view
 from codemode.records import MAX_VALUE_NODES, Outcome
 from codemode.runtime.conclusion import bounded_logs
 from codemode.sandbox import deno as deno_sandbox
@@ -112,7 +113,7 @@ def test_the_codec_refuses_an_expanding_value_before_expanding_it() -> None:
     with pytest.raises(DurableValueError, match="The result is too large"):
         codec.check("The result", x)
     assert time.monotonic() - started < 1
-    assert len(json.dumps(codec.model_view(x))) < 10_000_000  # bounded too, with a marker for the rest
+    assert len(json.dumps(model_view(x))) < 10_000_000  # bounded too, with a marker for the rest
 
 
 def test_shared_references_within_budget_still_encode() -> None:
@@ -372,12 +373,12 @@ async def test_the_model_gets_plain_json_and_python_callers_the_faithful_value(r
 
 
 def test_model_view_of_awkward_keys_and_objects() -> None:
-    assert codec.model_view({1: "a", "1": "b"}) == [[1, "a"], ["1", "b"]]  # the keys' text would collide
-    assert codec.model_view({(1, 2): "t"}) == {"[1,2]": "t"}
+    assert model_view({1: "a", "1": "b"}) == [[1, "a"], ["1", "b"]]  # the keys' text would collide
+    assert model_view({(1, 2): "t"}) == {"[1,2]": "t"}
     cyclic: list[Any] = []
     cyclic.append(cyclic)
-    assert codec.model_view(cyclic) == ["[codemode: omitted, a reference to a value that contains itself]"]
-    assert codec.model_view(object()).startswith("<object object at")
+    assert model_view(cyclic) == ["[codemode: omitted, a reference to a value that contains itself]"]
+    assert model_view(object()).startswith("<object object at")
 
 
 # -- 7. undecodable JavaScript values and console overflow ------------------------------------------

@@ -1,6 +1,6 @@
 """Every import inside the package points down the stack (imports inside functions included).
 
-bottom      errors, records, codec, replay, truncate, crashpoints
+bottom      errors, records, codec, text, model_view, replay, truncate, crashpoints
 parts       schema, connectors, sandbox, store, discovery (they may use each other and the bottom)
 runtime     runtime/ (the Runtime, one pass, the tool the model gets)
 surfaces    integrations/, cli/, server/ (built on the public API)
@@ -16,6 +16,8 @@ LAYERS = {
     "errors": 0,
     "records": 0,
     "codec": 0,
+    "text": 0,
+    "model_view": 0,
     "replay": 0,
     "truncate": 0,
     "crashpoints": 0,

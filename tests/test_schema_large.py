@@ -13,8 +13,8 @@ from functools import cache
 
 import pytest
 
-from codemode.connectors.base import ToolSpec
 from codemode.connectors.openapi import derive_operations
+from codemode.connectors.spec import ToolSpec
 from codemode.schema.base import DESCRIBE_BUDGET, DeclarationRenderer
 from codemode.schema.python import PythonDeclarations
 from codemode.schema.typescript import TypeScriptDeclarations

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from codemode.connectors.base import ToolSpec
+from codemode.connectors.spec import ToolSpec
 from codemode.schema.base import COMPACT_THRESHOLD, DESCRIBE_BUDGET, DeclarationRenderer
 from codemode.schema.python import PythonDeclarations
 

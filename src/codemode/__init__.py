@@ -5,7 +5,8 @@ paused for approval where required, resumed by replay, rejectable and
 roll-backable. This module is the whole public API.
 """
 
-from codemode.connectors.base import Connector, ConnectorDescription, ToolContext, ToolSpec, tool
+from codemode.connectors.base import Connector
+from codemode.connectors.decorator import tool
 from codemode.connectors.mcp import (
     McpConnection,
     McpConnectionError,
@@ -20,6 +21,7 @@ from codemode.connectors.openapi import (
     OpenApiHttpError,
     OpenApiRequest,
 )
+from codemode.connectors.spec import ConnectorDescription, ToolContext, ToolSpec
 from codemode.connectors.toolset import ExcludedToolsWarning, ToolArgumentsError, ToolsetConnector
 from codemode.discovery import Description, SearchOutput, SearchResult
 from codemode.errors import (

@@ -21,7 +21,7 @@ escapes, so the stored text is always valid UTF-8.
 A host value is always sent to the sandbox as `decode(encode(value))`, so the
 first pass sees exactly what a replay will see.
 
-`model_view` is the other direction: the plain JSON the model reads (no tags).
+`codemode.model_view` is the other direction: the plain JSON the model reads (no tags).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import dataclasses
 import enum
 import json
 import math
-import re
 import uuid
 from datetime import date, datetime
 from typing import Any
@@ -42,6 +41,9 @@ from codemode.records import (
     MAX_VALUE_DEPTH,
     MAX_VALUE_NODES,
 )
+
+# Re-exported: the sandboxes and the runtime call them as `codec.valid_text`, `codec.storable_text`.
+from codemode.text import _SURROGATE, storable_text, valid_text, valid_texts
 
 __all__ = [
     "DurableValueError",
@@ -54,7 +56,6 @@ __all__ = [
     "encode",
     "json_text",
     "loads",
-    "model_view",
     "read",
     "refusal",
     "roundtrip",
@@ -71,7 +72,6 @@ _MAX_DEPTH = MAX_VALUE_DEPTH
 _MAX_DECIMAL_BITS = 13_000
 # Encoded JSON nests at most three levels per value level (a map: entries, pair, key).
 _MAX_JSON_DEPTH = 3 * MAX_VALUE_DEPTH + 3
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class DurableValueError(ValueError):
@@ -426,143 +426,3 @@ def too_large_message(what: str, size: int, limit: int = MAX_DURABLE_VALUE_BYTES
     """The size-limit error: what the model can do instead, with what the sandbox offers."""
     amount = f"more than {size} bytes" if estimated else f"{size} bytes"
     return f"{what} is too large to record durably ({amount} > {limit} byte limit). {_INSTEAD}"
-
-
-def valid_text(text: str) -> str:
-    """`text` as valid Unicode: a surrogate pair split in two code points is joined, a lone surrogate
-    (which UTF-8 cannot hold) becomes U+FFFD."""
-    if text.isascii() or not _SURROGATE.search(text):
-        return text
-    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-
-
-def valid_texts(value: Any) -> Any:
-    """`value` with every string (dict keys included) made `valid_text`: for a sandbox that cannot hold
-    lone surrogates. The very same object when there is nothing to change."""
-    return _valid_texts(value) if _has_surrogates(value) else value
-
-
-def _has_surrogates(value: Any) -> bool:
-    if isinstance(value, str):
-        return not value.isascii() and _SURROGATE.search(value) is not None
-    if isinstance(value, dict):
-        return any(_has_surrogates(k) or _has_surrogates(v) for k, v in value.items())
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return any(_has_surrogates(v) for v in value)
-    return False
-
-
-def _valid_texts(value: Any) -> Any:
-    if isinstance(value, str):
-        return valid_text(value)
-    if isinstance(value, dict):
-        return {_valid_texts(k): _valid_texts(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return type(value)(_valid_texts(v) for v in value)
-    return value
-
-
-def storable_text(text: str) -> str:
-    """`valid_text` that a text column of any store holds: NUL (which PostgreSQL text refuses) becomes
-    U+FFFD too. For program text, error messages and step names; values keep NUL (JSON escapes it)."""
-    return valid_text(text).replace("\x00", "\ufffd")
-
-
-# ---------------------------------------------------------------------------
-# What the model reads
-# ---------------------------------------------------------------------------
-
-_MODEL_SCALARS = (str, int, float, bool, type(None))
-
-
-def model_view(value: Any) -> Any:
-    """The plain JSON the model reads of a value; never raises, always serializable as UTF-8 JSON.
-
-    No codec tags: sets and tuples become lists, bytes base64 text, dates and datetimes ISO 8601 text,
-    integers beyond 2**53 decimal text (or a description past 4300 digits), nan/inf the strings "NaN",
-    "Infinity", "-Infinity", dicts with non-string keys objects keyed by the keys' JSON text (a list of
-    `[key, value]` pairs when two keys would collide), lone surrogates U+FFFD, and anything else a short
-    description. Bounded: past `MAX_VALUE_DEPTH` levels, `MAX_VALUE_NODES` values or a cycle, a marker
-    string stands in for the rest."""
-    return _ModelView().view(value, 0)
-
-
-class _ModelView:
-    def __init__(self) -> None:
-        self.nodes = 0
-        self.active: set[int] = set()
-
-    def view(self, value: Any, depth: int) -> Any:
-        self.nodes += 1
-        if self.nodes > MAX_VALUE_NODES:
-            return "[codemode: omitted, the value is too large]"
-        if value is None or isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            return valid_text(str(value))
-        if isinstance(value, int):
-            value = int(value)
-            if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
-                return value
-            if value.bit_length() <= _MAX_DECIMAL_BITS:
-                return str(value)
-            digits = int(value.bit_length() * math.log10(2)) + 1
-            return f"[codemode: an integer of about {digits} digits]"
-        if isinstance(value, float):
-            if math.isfinite(value):
-                return float(value)
-            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            return base64.b64encode(bytes(value)).decode("ascii")
-        if isinstance(value, (datetime, date)):
-            return value.isoformat()
-        if isinstance(value, enum.Enum):
-            return self.view(value.value, depth)
-        if isinstance(value, uuid.UUID):
-            return str(value)
-        if isinstance(value, (dict, list, tuple, set, frozenset)):
-            if depth >= _MAX_DEPTH:
-                return f"[codemode: omitted, nested deeper than {_MAX_DEPTH} levels]"
-            if id(value) in self.active:
-                return "[codemode: omitted, a reference to a value that contains itself]"
-            self.active.add(id(value))
-            try:
-                return self._container(value, depth + 1)
-            finally:
-                self.active.discard(id(value))
-        try:
-            data = encode(value)  # dataclasses and pydantic models
-        except (TypeError, ValueError, RecursionError):
-            return _describe(value)
-        return self.view(decode(data), depth)
-
-    def _container(self, value: Any, depth: int) -> Any:
-        if isinstance(value, dict):
-            pairs = [(k, self.view(v, depth)) for k, v in value.items()]
-            if all(isinstance(k, str) for k, _ in pairs):
-                return {valid_text(k): v for k, v in pairs}
-            keys = [self._key_text(k, depth) for k, _ in pairs]
-            if len(set(keys)) == len(keys):
-                return dict(zip(keys, (v for _, v in pairs), strict=True))
-            return [[self.view(k, depth), v] for k, v in pairs]
-        items = [self.view(v, depth) for v in value]
-        if isinstance(value, (set, frozenset)):
-            items.sort(key=lambda v: json.dumps(v, sort_keys=True))
-        return items
-
-    def _key_text(self, key: Any, depth: int) -> str:
-        shown = self.view(key, depth)
-        if isinstance(shown, str):
-            return shown
-        return json.dumps(shown, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-
-
-def _describe(value: Any) -> str:
-    """A short description of a value the model cannot get as data."""
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<{type(value).__name__} object>"
-    if len(text) > 200:
-        text = text[:200] + "…"
-    return valid_text(text)

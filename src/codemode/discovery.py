@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from codemode.connectors.base import ConnectorDescription, ToolSpec
+from codemode.connectors.spec import ConnectorDescription, ToolSpec
 from codemode.records import Snippet
 from codemode.schema.base import DeclarationRenderer
 

@@ -148,8 +148,9 @@ class Outcome:
         characters, or `max_tokens * 4` (default 6,000 tokens: 24,000 characters), by `truncate_result`,
         which keeps its shape and marks what it cut; `self.result` keeps the whole value, and so does the
         audit trail. Console logs keep their newest 20,000 characters. Values are the codec's plain model
-        view (`codec.model_view`): no `__codemode__` tags, and always serializable as UTF-8 JSON."""
-        from codemode.codec import model_view, valid_text
+        view (`codemode.model_view`): no `__codemode__` tags, and always serializable as UTF-8 JSON."""
+        from codemode.model_view import model_view
+        from codemode.text import valid_text
         from codemode.truncate import truncate_response, truncate_result
 
         def bounded(value: Any) -> Any:

@@ -51,7 +51,8 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO, TypeVar
 
-from codemode.connectors.base import Connector, ToolContext, ToolSpec, maybe_await
+from codemode.connectors.base import Connector
+from codemode.connectors.spec import ToolContext, ToolSpec, maybe_await
 from codemode.schema.names import sanitize_identifier
 
 __all__ = [

@@ -70,8 +70,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-from codemode.connectors.base import Connector, ToolContext, ToolSpec, maybe_await
+from codemode.connectors.base import Connector
 from codemode.connectors.openapi_schema import SchemaSet
+from codemode.connectors.spec import ToolContext, ToolSpec, maybe_await
 from codemode.schema.base import unique_name
 from codemode.schema.names import sanitize_identifier
 

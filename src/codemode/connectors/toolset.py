@@ -38,14 +38,10 @@ import pydantic
 from jsonschema.exceptions import best_match
 
 from codemode.codec import schema_view
-from codemode.connectors.base import (
-    Connector,
-    ToolContext,
-    ToolMethod,
-    ToolSpec,
-    maybe_await,
-    validate_namespace_name,
-)
+from codemode.connectors.base import Connector
+from codemode.connectors.decorator import ToolMethod
+from codemode.connectors.namespaces import validate_namespace_name
+from codemode.connectors.spec import ToolContext, ToolSpec, maybe_await
 from codemode.schema.names import sanitize_identifier
 
 __all__ = ["ExcludedToolsWarning", "ToolArgumentsError", "ToolsetConnector"]

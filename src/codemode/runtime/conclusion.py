@@ -6,14 +6,15 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from codemode import codec
-from codemode.records import MAX_DURABLE_VALUE_BYTES, MAX_RESULT_BYTES, Outcome
-from codemode.runtime.passes import Pass, Setup
+from codemode.records import MAX_DURABLE_VALUE_BYTES, MAX_RESULT_BYTES, Execution, Outcome
+from codemode.runtime.passes import Pass
+from codemode.runtime.setup import Setup
 from codemode.sandbox.base import ExecuteResult
 
 if TYPE_CHECKING:
     from codemode.runtime.runtime import Runtime
 
-__all__ = ["bounded_logs", "conclude"]
+__all__ = ["bounded_logs", "conclude", "current_outcome"]
 
 MAX_STORED_LOG_CHARS = 1_000_000
 LOGS_DROPPED = "[codemode: earlier console output dropped: too large to record]"
@@ -168,3 +169,19 @@ def bounded_logs(logs: list[str]) -> list[str]:
         return kept
     chars = sum(len(line) for line in logs) - sum(len(line) for line in kept)
     return [f"{LOGS_DROPPED[:-1]} ({chars:,} characters)]", *kept]
+
+
+async def current_outcome(runtime: Runtime, execution: Execution) -> Outcome:
+    """What a run stands at now, as an outcome, without running anything."""
+    eid = execution.id
+    if execution.status == "paused":
+        pending = await runtime.store.list_pending(runtime.name, eid)
+        return Outcome(status="paused", execution_id=eid, pending=pending, logs=execution.logs, calls=execution.log)
+    if execution.status == "completed":
+        result = await runtime.transform(execution.result)
+        return Outcome(status="completed", execution_id=eid, result=result, logs=execution.logs, calls=execution.log)
+    if execution.status in ("running", "rolling_back"):
+        error = f'Execution "{eid}" is {execution.status} elsewhere; ask for its outcome again later.'
+    else:
+        error = execution.error or f"Execution ended with status {execution.status}."
+    return Outcome(status="error", execution_id=eid, error=error, logs=execution.logs, calls=execution.log)

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 from codemode import codec
 from codemode.codec import DurableValueError
 from codemode.records import Execution, Outcome
-from codemode.runtime.passes import Setup
+from codemode.runtime.setup import Setup
 from codemode.store.base import Settlement
 
 if TYPE_CHECKING:
     from codemode.runtime.runtime import Runtime
 
-__all__ = ["check_edited_args", "check_key_and_metadata", "check_seq", "now", "refused", "stale"]
+__all__ = ["cannot_resume", "check_edited_args", "check_key_and_metadata", "check_seq", "now", "refused", "stale"]
 
 MAX_KEY_CHARS = 200
 MAX_METADATA_ITEMS = 50
@@ -93,3 +93,30 @@ async def check_edited_args(
     if problem is None:
         return None
     return refused(execution_id, f"{problem} Nothing was approved; action {seq} is still pending.")
+
+
+def cannot_resume(
+    execution_id: str, existing: Execution, setup: Setup, action: str, running: frozenset[int] | set[int] = frozenset()
+) -> Outcome | None:
+    """Why a run cannot resume on this runtime now (an error outcome, nothing changed), or None: it needs
+    connectors this runtime lacks, or would run an action (`running`, an approved or a crash-interrupted
+    one) on a connector that is unavailable now: the run waits for it."""
+    missing = [c for c in existing.connectors if not setup.configured(c)]
+    if missing:
+        names = ", ".join(f'"{c}"' for c in missing)
+        return refused(
+            execution_id,
+            f'Execution "{execution_id}" requires connector(s) {names} that are not configured on this runtime.',
+        )
+    for entry in existing.log:
+        approved = entry.state == "pending" and entry.decision is not None and entry.decision.kind == "approve"
+        runs = entry.seq in running or approved or entry.state == "executing"
+        if runs and entry.connector in setup.unavailable:
+            return refused(
+                execution_id,
+                f'Cannot {action} execution "{execution_id}" now: step {entry.seq} ({entry.connector}.'
+                f'{entry.method}) would run on connector "{entry.connector}", which is unavailable: '
+                f"{setup.unavailable[entry.connector].reason}. Nothing changed (the run is as it was); "
+                f"{action} again once the service is back.",
+            )
+    return None

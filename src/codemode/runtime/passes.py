@@ -11,134 +11,30 @@ nothing more and stops at its next call.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
-import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
-from jsonschema.exceptions import best_match
 from pydantic import TypeAdapter
 
 from codemode import codec, crashpoints
 from codemode.codec import DurableValueError
-from codemode.connectors.base import Connector, ConnectorDescription, ToolContext, ToolSpec, idempotency_key
-from codemode.errors import ConnectorUnavailableError
+from codemode.connectors.spec import ToolContext, ToolSpec, idempotency_key
 from codemode.records import STEP_CONNECTOR, LogEntry
 from codemode.replay import Call, Recorded, Verdict, judge
-from codemode.sandbox.base import PLATFORM, TOOL_ERROR_KINDS, Namespace, StopExecution, ToolError
+from codemode.runtime.setup import Setup
+from codemode.sandbox.base import PLATFORM, TOOL_ERROR_KINDS, StopExecution, ToolError
 
 if TYPE_CHECKING:
     from codemode.runtime.runtime import Runtime
 
-__all__ = ["Pass", "Setup"]
+__all__ = ["Pass"]
 
 log = logging.getLogger("codemode")
 
 MAX_STEP_NAME_CHARS = 200
-
-
-@dataclass
-class Setup:
-    """The resolved connector set of a runtime: described once, reused by every pass."""
-
-    connectors: dict[str, Connector]
-    descriptions: dict[str, ConnectorDescription]
-    namespaces: list[Namespace]
-    validators: dict[tuple[str, str], Any] = field(default_factory=dict)
-    result_adapters: dict[tuple[str, str], TypeAdapter[Any] | None] = field(default_factory=dict)
-    # Connectors whose service could not be reached when this setup was made: left out of `connectors`,
-    # retried by the next `Runtime.setup()`.
-    unavailable: dict[str, ConnectorUnavailableError] = field(default_factory=dict)
-
-    def configured(self, name: str) -> bool:
-        """The runtime has this connector, reachable or not."""
-        return name in self.connectors or name in self.unavailable
-
-    def namespaces_for(self, code: str) -> list[Namespace]:
-        """The namespaces a program gets: every healthy connector's, and for an unavailable one the
-        methods `code` names on it (a namespace's methods are fixed before the program starts, and its
-        tool list is unknown), so those calls reach the host and fail there with the cause."""
-        if not self.unavailable:
-            return self.namespaces
-        extra = []
-        for name in self.unavailable:
-            named = re.findall(rf"(?<![\w$.]){re.escape(name)}\s*\??\.\s*([A-Za-z][\w$]*)", code)
-            extra.append(Namespace(name, frozenset(named)))
-        return [*self.namespaces, *extra]
-
-    def unavailable_message(self, name: str) -> str:
-        """What the model is told about a connector that is down: the cause, and what to do."""
-        return (
-            f'Connector "{name}" is unavailable: {self.unavailable[name].reason}. Its tools cannot be listed or '
-            "called in this run; try again in a later run, or tell the user this service is down."
-        )
-
-    def validator(self, connector: str, method: str, spec: ToolSpec) -> Any:
-        """A compiled JSON Schema validator per tool; None when the tool's schema is itself invalid."""
-        key = (connector, method)
-        if key not in self.validators:
-            try:
-                schema = dict(spec.input_schema)
-                cls = jsonschema.validators.validator_for(schema)
-                cls.check_schema(schema)
-                self.validators[key] = cls(schema)
-            except Exception as exc:  # a connector bug must not make the tool uncallable
-                log.warning(
-                    "codemode: %s.%s has an invalid input schema, arguments are not validated: %s",
-                    connector,
-                    method,
-                    exc,
-                )
-                self.validators[key] = None
-        return self.validators[key]
-
-    def invalid_arguments(self, namespace: str, method: str, spec: ToolSpec, args: Any) -> str | None:
-        """Why `args` do not fit the tool's input schema, or None when they do.
-
-        Unknown names come first, with the closest known one ("did you mean"), since a misspelled
-        argument is what also makes a required one look missing; arguments the host supplies
-        (`ToolSpec.bound`) are refused by name."""
-        label = f"{namespace}.{method}"
-        see = f'See codemode.describe("{label}") for the expected arguments.'
-        if isinstance(args, Mapping) and spec.bound:
-            given = [name for name in spec.bound if name in args]
-            if given:
-                names = ", ".join(f'"{name}"' for name in given)
-                return (
-                    f"Invalid arguments for {label}: {names} is supplied by the application, not by the program; "
-                    f"call {label} without it. {see}"
-                )
-        validator = self.validator(namespace, method, spec)
-        if validator is None:
-            return None
-        try:
-            errors = list(validator.iter_errors(codec.schema_view(args)))
-        except (TypeError, ValueError) as exc:
-            return f"Invalid arguments for {label}: {exc}"
-        if not errors:
-            return None
-        unknown = _unknown_names(errors)
-        error = best_match(errors)
-        if unknown is None and error.validator == "additionalProperties":  # inside a union (`X | None`)
-            unknown = _unknown_names([error])
-        if unknown:
-            return f"Invalid arguments for {label}: {unknown}. {see}"
-        where = "".join(f"[{p!r}]" for p in error.absolute_path) or "arguments"
-        return f"Invalid arguments for {label}: {where}: {error.message}. {see}"
-
-    def result_adapter(self, connector: str, method: str, spec: ToolSpec) -> TypeAdapter[Any] | None:
-        """The tool's declared return type as a pydantic adapter (None without one)."""
-        key = (connector, method)
-        if key not in self.result_adapters:
-            try:
-                self.result_adapters[key] = None if spec.result_type is None else TypeAdapter(spec.result_type)
-            except Exception:  # an annotation pydantic cannot use converts nothing
-                self.result_adapters[key] = None
-        return self.result_adapters[key]
 
 
 class Pass:
@@ -421,44 +317,6 @@ class Pass:
         if result.error is not None:
             raise ToolError(f'Snippet "{name}" failed: {result.error}')
         return codec.roundtrip(result.result)
-
-
-def _unknown_names(errors: Sequence[jsonschema.ValidationError]) -> str | None:
-    """Names an object does not allow (`additionalProperties: false`), each with the closest name it
-    does allow, and the required names that are missing beside them; None when none is unknown."""
-    for error in sorted(errors, key=lambda e: len(e.absolute_path)):
-        schema, instance = error.schema, error.instance
-        if error.validator != "additionalProperties" or not isinstance(schema, Mapping):
-            continue
-        if not isinstance(instance, Mapping):
-            continue
-        known = [str(k) for k in schema.get("properties") or {}]
-        patterns = [str(p) for p in schema.get("patternProperties") or {}]
-        extra = [str(k) for k in instance if k not in known and not any(re.search(p, str(k)) for p in patterns)]
-        if not extra:
-            continue
-        top = not error.absolute_path
-        noun = "argument" if top else "key"
-        where = "" if top else " in " + "".join(f"[{p!r}]" for p in error.absolute_path)
-        parts = []
-        for name in extra[:5]:
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-            hint = f' (did you mean "{close[0]}"?)' if close else ""
-            parts.append(f'unknown {noun} "{name}"{where}{hint}')
-        text = "; ".join(parts)
-        required = schema.get("required") or []
-        missing = [str(r) for r in required if r not in instance]
-        if missing:
-            text += f"; missing required {noun}{'s' if len(missing) > 1 else ''} " + ", ".join(
-                f'"{m}"' for m in missing
-            )
-        if known:
-            shown = ", ".join(known[:30]) + (", ..." if len(known) > 30 else "")
-            text += f". Allowed {noun}s: {shown}"
-        else:
-            text += f". It takes no {noun}s"
-        return text
-    return None
 
 
 def _step_name(name: Any) -> str:

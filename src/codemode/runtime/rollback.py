@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from codemode import crashpoints
-from codemode.connectors.base import ToolContext, idempotency_key
+from codemode.connectors.spec import ToolContext, idempotency_key
 from codemode.records import STEP_CONNECTOR, Decision, RollbackReport
-from codemode.runtime.passes import Setup
+from codemode.runtime.setup import Setup
 from codemode.store.base import Claim
 
 if TYPE_CHECKING:

@@ -8,28 +8,18 @@ application raises.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import jsonschema
-
 from codemode import codec
-from codemode.connectors.base import (
-    Connector,
-    ConnectorDescription,
-    maybe_await,
-    validate_namespace_name,
-)
+from codemode.connectors.base import Connector
 from codemode.discovery import Description, SearchOutput
-from codemode.discovery import describe as describe_target
-from codemode.discovery import search as search_catalog
-from codemode.errors import ConnectorUnavailableError, ExecutionNotFoundError, RollbackError, not_found_message
+from codemode.errors import ExecutionNotFoundError, RollbackError, not_found_message
 from codemode.records import (
     DEFAULT_MAX_EXECUTIONS,
     DEFAULT_PAUSED_TTL,
@@ -42,12 +32,23 @@ from codemode.records import (
     RollbackReport,
     Snippet,
 )
-from codemode.runtime.conclusion import conclude
-from codemode.runtime.decisions import check_edited_args, check_key_and_metadata, check_seq, now, refused, stale
+from codemode.runtime.catalog import check_snippet_name, describe_in, new_snippet, renderer_for, search_in
+from codemode.runtime.conclusion import conclude, current_outcome
+from codemode.runtime.decisions import (
+    cannot_resume,
+    check_edited_args,
+    check_key_and_metadata,
+    check_seq,
+    now,
+    refused,
+    stale,
+)
 from codemode.runtime.heartbeat import Heartbeats
-from codemode.runtime.passes import Pass, Setup
+from codemode.runtime.hooks import fan_out, notify_pause, transformed
+from codemode.runtime.passes import Pass
 from codemode.runtime.rollback import revert_all
-from codemode.sandbox.base import Executor, Namespace
+from codemode.runtime.setup import Setup, Setups, check_connector_names
+from codemode.sandbox.base import Executor
 from codemode.schema.base import DeclarationRenderer
 from codemode.store.base import Settlement, Store
 
@@ -59,16 +60,10 @@ __all__ = ["Runtime"]
 
 log = logging.getLogger("codemode")
 _RUNTIME_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-MAX_STORED_LOG_CHARS = 1_000_000
-LOGS_DROPPED = "[codemode: earlier console output dropped: too large to record]"
 
 # How long a run waits for connectors that were unavailable to be described again before it goes on
 # without them (the attempt goes on, for the next run).
 UNAVAILABLE_RETRY_WAIT = 5.0
-
-MAX_KEY_CHARS = 200
-MAX_METADATA_ITEMS = 50
-MAX_METADATA_CHARS = 1_000
 
 TransformResult = Callable[[Any], Any]
 OnPause = Callable[[list[PendingAction]], Any]
@@ -112,14 +107,7 @@ class Runtime:
         heartbeat_interval: float = 10.0,
         on_pause: OnPause | None = None,
     ) -> None:
-        seen: set[str] = set()
-        for connector in connectors:
-            cname = validate_namespace_name(getattr(connector, "name", None))
-            if cname in seen:
-                raise ValueError(
-                    f'Duplicate connector name "{cname}": each connector needs a unique namespace in the sandbox.'
-                )
-            seen.add(cname)
+        check_connector_names(connectors)
         if not _RUNTIME_NAME.match(name):
             raise ValueError(f'Invalid codemode runtime name "{name}": use letters, digits, "_", "." or "-".')
         if executor is None:
@@ -140,9 +128,7 @@ class Runtime:
         self.on_pause = on_pause
         self._heartbeats = Heartbeats(store, name, heartbeat_interval)
         self._active = 0  # operations that may run a pass or a rollback, on any event loop
-        self._setup: Setup | None = None
-        self._setup_lock = asyncio.Lock()
-        self._retry: asyncio.Task[None] | None = None  # describing the unavailable connectors again
+        self._setups = Setups(self.connectors)
         self._sync: SyncRuntime | None = None
 
     # -- lifecycle ----------------------------------------------------------
@@ -193,13 +179,7 @@ class Runtime:
     @property
     def renderer(self) -> DeclarationRenderer:
         """Declarations in the language of this runtime's sandbox."""
-        if self.executor.language == "javascript":
-            from codemode.schema.typescript import TypeScriptDeclarations
-
-            return TypeScriptDeclarations()
-        from codemode.schema.python import PythonDeclarations
-
-        return PythonDeclarations()
+        return renderer_for(self.executor.language)
 
     async def setup(self) -> Setup:
         """Describe every connector, each on its own: memoized once all are described.
@@ -209,63 +189,7 @@ class Runtime:
         waiting for it at most `UNAVAILABLE_RETRY_WAIT` seconds (a server that hangs must not delay
         every run by its connect timeout; an attempt that ends later serves the next call). A mistake in
         a connector itself raises."""
-        current = self._setup
-        if current is not None and not current.unavailable:
-            return current
-        if current is None:
-            async with self._setup_lock:
-                if self._setup is None:
-                    self._setup = await self._describe_all(None)
-                return self._setup
-        retry = self._retry
-        if retry is not None and retry.done():
-            self._retry = None
-            if not retry.cancelled() and retry.exception() is not None:
-                raise cast(BaseException, retry.exception())  # a connector's own mistake, found on the retry
-        loop = asyncio.get_running_loop()
-        if retry is None or retry.done() or retry.get_loop() is not loop:
-            retry = self._retry = loop.create_task(self._retry_unavailable(current))
-        await asyncio.wait({retry}, timeout=UNAVAILABLE_RETRY_WAIT)
-        if retry.done() and not retry.cancelled() and retry.exception() is not None:
-            self._retry = None
-            raise cast(BaseException, retry.exception())
-        assert self._setup is not None
-        return self._setup
-
-    async def _retry_unavailable(self, previous: Setup) -> None:
-        renewed = await self._describe_all(previous)
-        if self._setup is previous:
-            self._setup = renewed
-
-    async def _describe_all(self, previous: Setup | None) -> Setup:
-        known = previous.descriptions if previous is not None else {}
-
-        async def one(connector: Connector) -> ConnectorDescription:
-            return known.get(connector.name) or await _describe(connector)
-
-        found = await asyncio.gather(*(one(c) for c in self.connectors), return_exceptions=True)
-        descriptions: dict[str, ConnectorDescription] = {}
-        connectors: dict[str, Connector] = {}
-        unavailable: dict[str, ConnectorUnavailableError] = {}
-        for connector, result in zip(self.connectors, found, strict=True):
-            if isinstance(result, ConnectorUnavailableError):
-                log.warning(
-                    "codemode: connector %r is unavailable, tried again next run: %s", result.connector, result.reason
-                )
-                unavailable[connector.name] = result
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                descriptions[result.name] = result
-                connectors[result.name] = connector
-        return Setup(
-            connectors=connectors,
-            descriptions=descriptions,
-            namespaces=[Namespace(d.name, frozenset(d.tools)) for d in descriptions.values()],
-            validators=previous.validators if previous is not None else {},
-            result_adapters=previous.result_adapters if previous is not None else {},
-            unavailable=unavailable,
-        )
+        return await self._setups.get(UNAVAILABLE_RETRY_WAIT)
 
     # -- running ------------------------------------------------------------
 
@@ -303,21 +227,7 @@ class Runtime:
         return await self._run_pass(begun.execution_id, code, setup, begun.attempt)
 
     async def _current_outcome(self, execution: Execution) -> Outcome:
-        """What a run stands at now, as an outcome, without running anything."""
-        eid = execution.id
-        if execution.status == "paused":
-            pending = await self.store.list_pending(self.name, eid)
-            return Outcome(status="paused", execution_id=eid, pending=pending, logs=execution.logs, calls=execution.log)
-        if execution.status == "completed":
-            result = await self.transform(execution.result)
-            return Outcome(
-                status="completed", execution_id=eid, result=result, logs=execution.logs, calls=execution.log
-            )
-        if execution.status in ("running", "rolling_back"):
-            error = f'Execution "{eid}" is {execution.status} elsewhere; ask for its outcome again later.'
-        else:
-            error = execution.error or f"Execution ended with status {execution.status}."
-        return Outcome(status="error", execution_id=eid, error=error, logs=execution.logs, calls=execution.log)
+        return await current_outcome(self, execution)
 
     @_counted
     async def approve(
@@ -452,24 +362,9 @@ class Runtime:
         if existing is None:
             return refused(execution_id, not_found_message(execution_id, self.name, action))
         setup = await self.setup()
-        missing = [c for c in existing.connectors if not setup.configured(c)]
-        if missing:
-            names = ", ".join(f'"{c}"' for c in missing)
-            return refused(
-                execution_id,
-                f'Execution "{execution_id}" requires connector(s) {names} that are not configured on this runtime.',
-            )
-        for entry in existing.log:
-            approved = entry.state == "pending" and entry.decision is not None and entry.decision.kind == "approve"
-            runs = entry.seq in running or approved or entry.state == "executing"
-            if runs and entry.connector in setup.unavailable:
-                return refused(
-                    execution_id,
-                    f'Cannot {action} execution "{execution_id}" now: step {entry.seq} ({entry.connector}.'
-                    f'{entry.method}) would run on connector "{entry.connector}", which is unavailable: '
-                    f"{setup.unavailable[entry.connector].reason}. Nothing changed (the run is as it was); "
-                    f"{action} again once the service is back.",
-                )
+        refusal = cannot_resume(execution_id, existing, setup, action, running)
+        if refusal is not None:
+            return refusal
         return setup, existing
 
     async def _status(self, execution_id: str) -> str:
@@ -511,37 +406,14 @@ class Runtime:
                 await self._hooks("dispose_execution", execution_id, "error")
 
     async def _notify_pause(self, pending: list[PendingAction]) -> None:
-        """`on_pause` pages the approvers; its failure is logged, never the run's."""
-        if self.on_pause is None or not pending:
-            return
-        try:
-            await maybe_await(self.on_pause(pending))
-        except Exception:
-            log.warning("codemode: on_pause raised for %s", pending[0].execution_id, exc_info=True)
+        await notify_pause(self.on_pause, pending)
 
     async def transform(self, result: Any) -> Any:
         """`transform_result` applied to a completed run's result (the raw result if it raises)."""
-        if self.transform_result is None:
-            return result
-        try:
-            shaped = self.transform_result(result)
-            if isinstance(shaped, Awaitable):
-                shaped = await shaped
-            return shaped
-        except Exception:
-            log.warning("codemode: transform_result raised; returning the raw result.", exc_info=True)
-            return result
+        return await transformed(self.transform_result, result)
 
     async def _hooks(self, hook: str, execution_id: str, status: str) -> None:
-        """Fan a lifecycle hook out to every connector; failures are logged, never raised."""
-
-        async def one(connector: Connector) -> None:
-            try:
-                await getattr(connector, hook)(execution_id, status)
-            except Exception:
-                log.warning("codemode: %s.%s failed for %s", connector.name, hook, execution_id, exc_info=True)
-
-        await asyncio.gather(*(one(c) for c in self.connectors))
+        await fan_out(self.connectors, hook, execution_id, status)
 
     # -- approvals and undo ---------------------------------------------------
 
@@ -648,23 +520,11 @@ class Runtime:
         input_schema: dict[str, Any] | None = None,
     ) -> Snippet:
         """Promote a run's program to a snippet the model can find and re-run."""
-        if not isinstance(name, str) or not name.strip() or len(name) > 200:
-            raise ValueError("A snippet name must be a non-empty string of at most 200 characters.")
+        check_snippet_name(name)
         execution = await self.store.get_execution(self.name, execution_id)
         if execution is None:
             raise ExecutionNotFoundError(execution_id, self.name, "save from")
-        schema_json: str | None = None
-        if input_schema is not None:
-            jsonschema.validators.validator_for(input_schema).check_schema(input_schema)
-            schema_json = codec.to_stored(f'The input schema of snippet "{name}"', input_schema)
-        snippet = Snippet(
-            name=name,
-            description=description,
-            code=execution.code,
-            saved_at=datetime.now(timezone.utc),
-            input_schema=input_schema,
-            connectors=list(execution.connectors),
-        )
+        snippet, schema_json = new_snippet(name, execution, description, input_schema)
         await self.store.save_snippet(self.name, snippet, schema_json)
         return snippet
 
@@ -682,10 +542,7 @@ class Runtime:
 
     async def _search_in(self, setup: Setup, query: str) -> SearchOutput:
         """`search` over one setup (a pass searches the connectors it runs with)."""
-        found = search_catalog(query, list(setup.descriptions.values()), await self.snippets())
-        if not setup.unavailable:
-            return found
-        return dataclasses.replace(found, unavailable={n: setup.unavailable_message(n) for n in setup.unavailable})
+        return search_in(setup, query, await self.snippets())
 
     async def describe(self, target: str) -> Description:
         """Declarations for a connector, `connector.method` or snippet, as `codemode.describe` gives them."""
@@ -693,24 +550,4 @@ class Runtime:
 
     async def _describe_in(self, setup: Setup, target: str) -> Description:
         """`describe` over one setup (a pass describes the connectors it runs with)."""
-        snippets = await self.snippets()
-        down = target.split(".")[0]
-        if down in setup.unavailable and not any(s.name == target for s in snippets):
-            message = setup.unavailable_message(down)
-            return Description(path=target, description=None, requires_approval=False, types=message, kind="connector")
-        return describe_target(target, list(setup.descriptions.values()), snippets, self.renderer)
-
-
-# What a connector's describe() raises for a developer's mistake (a name collision, a bad schema or
-# document): it must reach the developer, not be reported to the model as a service outage.
-# A missing optional dependency (ImportError) is one too: the developer installs an extra.
-_SETUP_MISTAKES = (ValueError, TypeError, LookupError, AttributeError, NotImplementedError, ImportError)
-
-
-async def _describe(connector: Connector) -> ConnectorDescription:
-    try:
-        return await connector.describe()
-    except (ConnectorUnavailableError, *_SETUP_MISTAKES):
-        raise
-    except Exception as exc:  # the service behind the connector: a dead server, a refused connection
-        raise ConnectorUnavailableError(connector.name, exc) from exc
+        return describe_in(setup, target, await self.snippets(), self.renderer)

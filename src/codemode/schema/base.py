@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from urllib.parse import unquote
 
-from codemode.connectors.base import ToolSpec
+from codemode.connectors.spec import ToolSpec
 from codemode.schema.names import sanitize_identifier, to_pascal_case
 
 __all__ = [

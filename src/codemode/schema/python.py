@@ -57,7 +57,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from codemode.connectors.base import ToolSpec
+from codemode.connectors.spec import ToolSpec
 from codemode.schema.base import (
     COMPACT_THRESHOLD,
     DESCRIBE_BUDGET,

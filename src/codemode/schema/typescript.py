@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from codemode.connectors.base import ToolSpec
+from codemode.connectors.spec import ToolSpec
 from codemode.schema.base import (
     COMPACT_THRESHOLD,
     DESCRIBE_BUDGET,

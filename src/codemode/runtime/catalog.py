@@ -1,0 +1,74 @@
+"""Snippets and discovery as a runtime serves them: a run's program saved as a snippet, and the search
+and describe answered over the connectors a program runs with (an unavailable one named as such)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import jsonschema
+
+from codemode import codec
+from codemode.discovery import Description, SearchOutput
+from codemode.discovery import describe as describe_target
+from codemode.discovery import search as search_catalog
+from codemode.records import Execution, Snippet
+from codemode.runtime.setup import Setup
+from codemode.schema.base import DeclarationRenderer
+
+__all__ = ["check_snippet_name", "describe_in", "new_snippet", "renderer_for", "search_in"]
+
+
+def renderer_for(language: str) -> DeclarationRenderer:
+    """Declarations in the language of a sandbox."""
+    if language == "javascript":
+        from codemode.schema.typescript import TypeScriptDeclarations
+
+        return TypeScriptDeclarations()
+    from codemode.schema.python import PythonDeclarations
+
+    return PythonDeclarations()
+
+
+def check_snippet_name(name: object) -> None:
+    """Refuse a snippet name before anything is read or written."""
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise ValueError("A snippet name must be a non-empty string of at most 200 characters.")
+
+
+def new_snippet(
+    name: str, execution: Execution, description: str, input_schema: dict[str, Any] | None
+) -> tuple[Snippet, str | None]:
+    """The snippet of a run's program, and its input schema as stored (checked to be a JSON Schema first)."""
+    schema_json: str | None = None
+    if input_schema is not None:
+        jsonschema.validators.validator_for(input_schema).check_schema(input_schema)
+        schema_json = codec.to_stored(f'The input schema of snippet "{name}"', input_schema)
+    snippet = Snippet(
+        name=name,
+        description=description,
+        code=execution.code,
+        saved_at=datetime.now(timezone.utc),
+        input_schema=input_schema,
+        connectors=list(execution.connectors),
+    )
+    return snippet, schema_json
+
+
+def search_in(setup: Setup, query: str, snippets: Sequence[Snippet]) -> SearchOutput:
+    """`Runtime.search` over one setup and the runtime's snippets."""
+    found = search_catalog(query, list(setup.descriptions.values()), snippets)
+    if not setup.unavailable:
+        return found
+    return dataclasses.replace(found, unavailable={n: setup.unavailable_message(n) for n in setup.unavailable})
+
+
+def describe_in(setup: Setup, target: str, snippets: Sequence[Snippet], renderer: DeclarationRenderer) -> Description:
+    """`Runtime.describe` over one setup and the runtime's snippets."""
+    down = target.split(".")[0]
+    if down in setup.unavailable and not any(s.name == target for s in snippets):
+        message = setup.unavailable_message(down)
+        return Description(path=target, description=None, requires_approval=False, types=message, kind="connector")
+    return describe_target(target, list(setup.descriptions.values()), snippets, renderer)
