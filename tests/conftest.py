@@ -184,8 +184,12 @@ def execute_sql(store_kind: str, path: Path, sql: str, params: tuple[Any, ...] =
     if store_kind == "sqlite":
         import sqlite3
 
-        with sqlite3.connect(path) as conn:
-            conn.execute(sql, params)
+        conn = sqlite3.connect(path)
+        try:
+            with conn:  # commits
+                conn.execute(sql, params)
+        finally:
+            conn.close()
         return
     import psycopg
 
@@ -199,13 +203,18 @@ def execute_sql(store_kind: str, path: Path, sql: str, params: tuple[Any, ...] =
 async def make_runtime(db_path: Path, executor: codemode.Executor, store_kind: str) -> AsyncIterator[RuntimeFactory]:
     """Runtimes on one database (a SQLite file, or a PostgreSQL schema) and one executor, closed after the test."""
     stores: list[codemode.Store] = []
+    runtimes: list[codemode.Runtime] = []
 
     def make(*connectors: Connector, **kwargs: Any) -> codemode.Runtime:
         store = new_store(store_kind, kwargs.pop("path", db_path))
         stores.append(store)
-        return codemode.Runtime(list(connectors), executor=kwargs.pop("executor", executor), store=store, **kwargs)
+        made = codemode.Runtime(list(connectors), executor=kwargs.pop("executor", executor), store=store, **kwargs)
+        runtimes.append(made)
+        return made
 
     yield make
+    for runtime in runtimes:
+        await runtime.aclose()  # its heartbeat thread, connector connections and store
     for store in stores:
         await store.close()
 

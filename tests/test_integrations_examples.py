@@ -33,7 +33,7 @@ def test_framework_example_pauses_and_approves(name: str, tmp_path: Path) -> Non
     [("## Pydantic AI", "pydantic_ai"), ("## OpenAI Agents SDK", "openai_agents"), ("## LangChain", "langgraph")],
 )
 def test_docs_show_each_example_as_it_is_in_examples(heading: str, name: str) -> None:
-    doc = (ROOT / "docs" / "frameworks.md").read_text()
+    doc = (ROOT / "docs" / "integrations.md").read_text()
     block = re.compile(r"```python\n(.*?)```", re.DOTALL).search(doc, doc.index(heading))
     assert block is not None
     example = (ROOT / "examples" / f"frameworks_{name}.py").read_text()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from typing import TYPE_CHECKING
 
 from codemode.runtime.loop_thread import LoopThread
@@ -44,6 +45,8 @@ class Heartbeats:
         self.runtime = runtime
         self.interval = interval
         self._loop = LoopThread("codemode-heartbeat")
+        # A runtime dropped without aclose() must not keep a thread and its loop's descriptors forever.
+        weakref.finalize(self, self._loop.stop_soon)
 
     def start(self, execution_id: str, attempt: int) -> Beat:
         beat = Beat(execution_id, attempt)

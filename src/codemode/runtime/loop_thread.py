@@ -34,7 +34,7 @@ class LoopThread:
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name=self.name, daemon=True)
+                thread = threading.Thread(target=_serve, args=(loop,), name=self.name, daemon=True)
                 thread.start()
                 self._loop, self._thread = loop, thread
             return self._loop
@@ -55,8 +55,28 @@ class LoopThread:
 
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=timeout)
-        loop.call_soon_threadsafe(loop.stop)
-        if thread is not None:
+        self._stop_loop(loop)
+        if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=timeout)
-        if not loop.is_running():
-            loop.close()
+
+    def stop_soon(self) -> None:
+        """Ask the loop to stop without waiting (safe from a finalizer, on any thread): its thread then
+        closes it, releasing the loop's descriptors."""
+        with self._lock:
+            loop = self._loop
+            self._loop = self._thread = None
+        if loop is not None:
+            self._stop_loop(loop)
+
+    @staticmethod
+    def _stop_loop(loop: asyncio.AbstractEventLoop) -> None:
+        with contextlib.suppress(RuntimeError):  # already closed
+            loop.call_soon_threadsafe(loop.stop)
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """The thread's body: run the loop until it is stopped, then close it (its selector and self-pipe)."""
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
