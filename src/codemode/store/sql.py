@@ -118,6 +118,12 @@ class SqlStore:
         key: str | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> Begun:
+        for text in (key or "", *(metadata or {}), *(metadata or {}).values()):
+            if not _text_ok(text):
+                raise ValueError(
+                    "execute(key=..., metadata=...) cannot hold NUL characters or lone surrogates (no store "
+                    f"keeps them as text): {text!r}"
+                )
         execution_id = new_execution_id()
         now = self._now()
 
@@ -572,6 +578,8 @@ class SqlStore:
         metadata: Mapping[str, str] | None = None,
         status: Collection[str] | None = None,
     ) -> list[Execution]:
+        if not all(_text_ok(text) for pair in (metadata or {}).items() for text in pair):
+            return []  # `begin` stores no such text, so no run has it
         where, params = "WHERE runtime = ?", [runtime]
         if status is not None:
             where += f" AND status IN ({','.join('?' * len(status))})" if status else " AND 1 = 0"
@@ -701,6 +709,17 @@ class SqlStore:
 _EXECUTION_COLUMNS = "id, code, status, result, error, logs, connectors, created_at, updated_at, key, metadata"
 _ENTRY_COLUMNS = "seq, connector, method, args, result, requires_approval, ephemeral, state, decision, rollback"
 _SNIPPET_COLUMNS = "name, description, code, saved_at, input_schema, connectors"
+
+
+def _text_ok(text: str) -> bool:
+    """Whether every store keeps `text` as it is: PostgreSQL text refuses NUL, UTF-8 lone surrogates."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _decision_json(decision: Decision) -> str:
