@@ -8,6 +8,7 @@ suites, which run on PostgreSQL too.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -185,3 +186,72 @@ def test_a_host_whose_clock_runs_ahead_does_not_take_a_live_run_for_dead(
     done = approver.result()
     assert done["status"] == "completed", done
     assert [line.split()[1] for line in Path(ledger).read_text().splitlines()] == ["reserve", "pay"]
+
+
+STORM_HOST = """
+import asyncio, json, sys
+import codemode
+
+async def host(dsn: str, runs: int) -> None:
+    store = codemode.PostgresStore(dsn)
+    await store.open()
+    errors: list[str] = []
+
+    async def one() -> None:
+        try:
+            begun = await store.begin("storm", "return 1", [], 5)
+            assert await store.heartbeat("storm", begun.execution_id, 1)
+            assert await store.complete("storm", begun.execution_id, 1, "1", [])
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    await asyncio.gather(*(one() for _ in range(runs)))
+    await store.close()
+    print(json.dumps(errors))
+
+asyncio.run(host(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def test_eight_hosts_passing_many_runs_at_once_all_commit(server: PostgresServer) -> None:
+    """Passes of different runs share no row, so none may lose a serialization conflict for good: with a
+    status index the point writes read every live run, and `begin`'s prune read every ended one."""
+    dsn = server.dsn(server.new_schema())
+    asyncio.run(_opened(dsn))
+    hosts = [
+        subprocess.Popen([sys.executable, "-c", STORM_HOST, dsn, "40"], stdout=subprocess.PIPE, text=True)
+        for _ in range(8)
+    ]
+    errors = [error for host in hosts for error in json.loads(host.communicate(timeout=240)[0])]
+    assert errors == []
+    with psycopg.connect(dsn) as conn:
+        statuses = conn.execute("SELECT status, count(*) FROM cm_executions GROUP BY status").fetchall()
+    assert [status for status, _ in statuses] == ["completed"]  # nothing left running
+    assert 5 <= statuses[0][1] <= 8 * 40  # each begin pruned what had ended before it
+
+
+async def _opened(dsn: str) -> None:
+    store = codemode.PostgresStore(dsn)
+    await store.open()
+    await store.close()
+
+
+async def test_a_conflict_past_the_retries_says_so(server: PostgresServer) -> None:
+    """A transaction aborted more often than `conflict_retries` raises StoreConflictError naming the
+    operation, not the driver's SerializationFailure."""
+    dsn = server.dsn(server.new_schema())
+    store = codemode.PostgresStore(dsn, conflict_retries=0)
+    await store.open()
+    begun = await store.begin("rt", "return 1", [], 10)
+    other = await psycopg.AsyncConnection.connect(dsn)
+    await other.set_isolation_level(psycopg.IsolationLevel.SERIALIZABLE)
+    await other.execute("UPDATE cm_executions SET updated_at = updated_at + 1 WHERE id = %s", (begun.execution_id,))
+    beat = asyncio.ensure_future(store.heartbeat("rt", begun.execution_id, 1))  # waits for the row lock
+    await asyncio.sleep(0.5)
+    await other.commit()
+    await other.close()
+    with pytest.raises(codemode.StoreConflictError, match="aborted heartbeat 1 times in a row"):
+        await beat
+    assert await store.heartbeat("rt", begun.execution_id, 1)  # the next try goes through
+    await store.close()
+

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import random
 import time
@@ -31,9 +32,10 @@ if TYPE_CHECKING:
     import psycopg
     import psycopg_pool
 
-__all__ = ["PostgresStore", "StoreChange", "StoreConnectionError"]
+__all__ = ["PostgresStore", "StoreChange", "StoreConflictError", "StoreConnectionError"]
 
 T = TypeVar("T")
+log = logging.getLogger("codemode")
 CHANNEL = "codemode"
 CLOCK_READ_INTERVAL = 60.0  # seconds between readings of the server's clock
 _MIGRATION_LOCK = 0x636F64656D6F6465  # "codemode": serializes schema creation across hosts
@@ -73,6 +75,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (runtime, key)
     );
     """,
+    # 3 (PostgreSQL only): no index on status. With one, the planner serves a pass's point writes
+    # (`id = ? AND status = 'running'`) from it, so every pass read every live run and SERIALIZABLE
+    # aborted concurrent passes of different runs as conflicts; status changes now stay HOT updates.
+    """
+    DROP INDEX IF EXISTS cm_executions_status;
+    CREATE INDEX cm_executions_created ON cm_executions (runtime, created_at);
+    """,
 )
 
 
@@ -87,6 +96,10 @@ class StoreChange:
 
 class StoreConnectionError(ConnectionError):
     """The database could not be reached, or the connection broke while a write was committing."""
+
+
+class StoreConflictError(RuntimeError):
+    """A transaction kept losing serialization conflicts to other hosts, past `conflict_retries` tries."""
 
 
 class PostgresStore(SqlStore):
@@ -121,6 +134,22 @@ class PostgresStore(SqlStore):
 
     def __repr__(self) -> str:
         return f"PostgresStore({_safe_dsn(self.dsn)!r})"
+
+    _prune_apart = True
+
+    async def _prune_after_begin(self, runtime: str, keep: int, exclude: str) -> None:
+        """Prune in a READ COMMITTED transaction of its own: a SERIALIZABLE one reads every ended run, so
+        it conflicted with every concurrent write of any run and aborted hosts' passes in a busy runtime.
+        The deletes re-check each run is still ended; a prune that fails is left to the next `begin`."""
+
+        async def op(tx: Tx) -> int:
+            await tx.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            return await self._prune(tx, runtime, keep, exclude)
+
+        try:
+            await self._run(op, "prune")
+        except Exception as exc:  # the run is begun; pruning is housekeeping the next begin redoes
+            log.warning("codemode: pruning the history of %r failed (the next run retries): %s", runtime, exc)
 
     def _metadata_match(self) -> str:
         return "(cm_executions.metadata::jsonb ->> ?) = ?"
@@ -235,11 +264,16 @@ class PostgresStore(SqlStore):
                         result = await op(tx)
                         tx.committing = True
                 break
-            except retryable:
+            except retryable as exc:
                 tries += 1
                 if tries > self.conflict_retries:
-                    raise
-                await asyncio.sleep(random.uniform(0, 0.002 * 2 ** min(tries, 6)))
+                    raise StoreConflictError(
+                        f"PostgreSQL aborted {name or 'this operation'} {tries} times in a row as a conflict with "
+                        f"other hosts' concurrent writes; nothing was written. Try it again, or raise "
+                        f"PostgresStore(conflict_retries=...) (now {self.conflict_retries}). ({str(exc).strip()})"
+                    ) from exc
+                # Full jitter, growing to half a second: a storm of hosts spreads out instead of colliding again.
+                await asyncio.sleep(random.uniform(0, min(0.5, 0.005 * 2 ** min(tries, 7))))
             except psycopg_pool.PoolTimeout as exc:
                 raise StoreConnectionError(
                     f"No PostgreSQL connection became available within {pool.timeout:g} s for {name or 'this'}; "

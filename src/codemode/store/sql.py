@@ -106,6 +106,12 @@ class SqlStore:
     async def _notify(self, tx: Tx, runtime: str, execution_id: str, status: str) -> None:
         """Tell other hosts a run changed (PostgreSQL: NOTIFY); nothing by default."""
 
+    # PostgreSQL prunes after `begin` commits, in a transaction of its own (`_prune_after_begin`).
+    _prune_apart = False
+
+    async def _prune_after_begin(self, runtime: str, keep: int, exclude: str) -> None:
+        """Housekeeping after a committed `begin`; must not raise (the run is begun either way)."""
+
     # -- one pass -------------------------------------------------------------
 
     async def begin(
@@ -155,10 +161,14 @@ class SqlStore:
                     json.dumps(dict(metadata or {}), ensure_ascii=False),
                 ),
             )
-            await self._prune(tx, runtime, max_executions, execution_id)
+            if not self._prune_apart:
+                await self._prune(tx, runtime, max_executions, execution_id)
             return Begun(execution_id, 1)
 
-        return await self._run(op, "begin")
+        begun = await self._run(op, "begin")
+        if self._prune_apart and begun.attempt == 1:
+            await self._prune_after_begin(runtime, max_executions, execution_id)
+        return begun
 
     async def heartbeat(self, runtime: str, execution_id: str, attempt: int) -> bool:
         async def op(tx: Tx) -> bool:
@@ -643,7 +653,16 @@ class SqlStore:
             )
         ).fetchall()
         # A pruned run's key stays taken: a framework re-running that tool call must not start it again.
+        # The delete re-checks that the run is still ended: under PostgreSQL's READ COMMITTED prune (see
+        # `PostgresStore._prune_after_begin`) a rollback may have claimed it since the read above.
+        pruned = 0
         for execution_id, key in rows:
+            cur = await tx.execute(
+                f"DELETE FROM cm_executions WHERE runtime = ? AND id = ? AND status IN {_TERMINAL}",
+                (runtime, execution_id),
+            )
+            if cur.rowcount != 1:
+                continue
             if key is not None:
                 await tx.execute(
                     "INSERT INTO cm_keys (runtime, key, execution_id) VALUES (?, ?, ?) "
@@ -651,8 +670,8 @@ class SqlStore:
                     (runtime, key, execution_id),
                 )
             await tx.execute("DELETE FROM cm_log WHERE runtime = ? AND execution_id = ?", (runtime, execution_id))
-            await tx.execute("DELETE FROM cm_executions WHERE runtime = ? AND id = ?", (runtime, execution_id))
-        return len(rows)
+            pruned += 1
+        return pruned
 
     # -- snippets -------------------------------------------------------------
 
