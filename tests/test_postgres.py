@@ -255,3 +255,19 @@ async def test_a_conflict_past_the_retries_says_so(server: PostgresServer) -> No
     assert await store.heartbeat("rt", begun.execution_id, 1)  # the next try goes through
     await store.close()
 
+
+async def test_changes_end_with_a_store_connection_error_when_the_connection_drops(server: PostgresServer) -> None:
+    """A listener must learn that it stopped hearing (it may have missed changes), as the documented error."""
+    store = codemode.PostgresStore(server.dsn())
+    ready = asyncio.Event()
+
+    async def listen() -> None:
+        async for _ in store.changes(ready=ready):
+            pass
+
+    task = asyncio.ensure_future(listen())
+    await asyncio.wait_for(ready.wait(), 10)
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")
+    with pytest.raises(codemode.StoreConnectionError, match="stopped listening"):
+        await asyncio.wait_for(task, 10)

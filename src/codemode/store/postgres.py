@@ -300,16 +300,27 @@ class PostgresStore(SqlStore):
         """Every status change any host makes from now on (pauses, decisions, ends), as it commits.
 
         Uses a dedicated connection with `LISTEN`; `ready` is set once listening. Iterate in a task and
-        cancel it (or break) to stop."""
+        cancel it (or break) to stop. When that connection breaks (a server restart, a killed backend),
+        the iterator raises `StoreConnectionError`: changes made since may have been missed, so re-read
+        what you show (for example `list_pending`) before listening again."""
         psycopg, _ = _drivers()
-        conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+        await self._check_reachable(psycopg)
+        conn = await psycopg.AsyncConnection.connect(
+            self.dsn, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
+        )
         try:
-            await conn.execute(f"LISTEN {CHANNEL}")
-            if ready is not None:
-                ready.set()
-            async for note in conn.notifies():
-                data = json.loads(note.payload)
-                yield StoreChange(data["runtime"], data["execution_id"], data["status"])
+            try:
+                await conn.execute(f"LISTEN {CHANNEL}")
+                if ready is not None:
+                    ready.set()
+                async for note in conn.notifies():
+                    data = json.loads(note.payload)
+                    yield StoreChange(data["runtime"], data["execution_id"], data["status"])
+            except psycopg.OperationalError as exc:
+                raise StoreConnectionError(
+                    f"The PostgreSQL connection that listened for changes broke, so changes() stopped listening "
+                    f"(changes since may have been missed; re-read state and listen again): {str(exc).strip()}"
+                ) from exc
         finally:
             await conn.close()
 
