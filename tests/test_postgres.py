@@ -271,3 +271,41 @@ async def test_changes_end_with_a_store_connection_error_when_the_connection_dro
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")
     with pytest.raises(codemode.StoreConnectionError, match="stopped listening"):
         await asyncio.wait_for(task, 10)
+
+
+FROZEN_HOST = """
+import asyncio, os, signal, sys
+import codemode
+
+async def freeze(dsn: str, execution_id: str) -> None:
+    store = codemode.PostgresStore(dsn)
+    await store.open()
+    pool = await store._loop_pool()
+    async with pool.connection() as conn:  # one of the store's own connections, mid-transaction
+        await conn.execute("UPDATE cm_executions SET updated_at = updated_at WHERE id = %s", (execution_id,))
+        print("locked", flush=True)
+        os.kill(os.getpid(), signal.SIGSTOP)  # the host freezes holding the row lock
+
+asyncio.run(freeze(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_a_host_frozen_mid_transaction_does_not_hang_the_others(server: PostgresServer) -> None:
+    """A host stopped (SIGSTOP) inside a transaction holds its row lock; the server ends that transaction
+    after a while, so other hosts' operations on the run go through instead of waiting forever."""
+    dsn = server.dsn(server.new_schema())
+    store = codemode.PostgresStore(dsn)
+    await store.open()
+    begun = await store.begin("rt", "return 1", [], 10)
+    frozen = subprocess.Popen(
+        [sys.executable, "-c", FROZEN_HOST, dsn, begun.execution_id], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert frozen.stdout is not None and frozen.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        assert await asyncio.wait_for(store.heartbeat("rt", begun.execution_id, 1), 40)
+        assert time.monotonic() - started < 30
+    finally:
+        frozen.kill()
+        frozen.wait()
+        await store.close()

@@ -38,6 +38,9 @@ T = TypeVar("T")
 log = logging.getLogger("codemode")
 CHANNEL = "codemode"
 CLOCK_READ_INTERVAL = 60.0  # seconds between readings of the server's clock
+# A transaction of ours takes milliseconds: one left open this long belongs to a host that froze
+# (SIGSTOP, a swapped-out VM, a hung loop) and holds row locks every other host would wait on forever.
+IDLE_IN_TRANSACTION_TIMEOUT = "15s"
 _MIGRATION_LOCK = 0x636F64656D6F6465  # "codemode": serializes schema creation across hosts
 
 # Versioned migrations, in step with SQLite's: index i upgrades the schema from version i to i + 1.
@@ -365,6 +368,10 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     import psycopg
 
     await conn.set_isolation_level(psycopg.IsolationLevel.SERIALIZABLE)
+    await conn.execute(
+        "SELECT set_config('idle_in_transaction_session_timeout', %s, false)", (IDLE_IN_TRANSACTION_TIMEOUT,)
+    )
+    await conn.commit()
     await conn.set_autocommit(False)
 
 
