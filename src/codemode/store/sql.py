@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping, 
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, TypeVar
 
-from codemode.codec import dumps, loads, read
+from codemode.codec import dumps, loads, read, storable_text
 from codemode.records import (
     TERMINAL_STATUSES,
     Decision,
@@ -269,7 +269,7 @@ class SqlStore:
         )
         await tx.execute(
             "UPDATE cm_executions SET status = 'error', error = ?, updated_at = ? WHERE runtime = ? AND id = ?",
-            (message[:MAX_ERROR_CHARS], self._now(), runtime, execution_id),
+            (storable_text(message[:MAX_ERROR_CHARS]), self._now(), runtime, execution_id),
         )
 
     @staticmethod
@@ -332,7 +332,7 @@ class SqlStore:
 
     async def fail(self, runtime: str, execution_id: str, attempt: int, error: str, logs: Sequence[str]) -> bool:
         return await self._end_pass(
-            runtime, execution_id, attempt, "error", (("error", error[:MAX_ERROR_CHARS]),), "fail", logs
+            runtime, execution_id, attempt, "error", (("error", storable_text(error[:MAX_ERROR_CHARS])),), "fail", logs
         )
 
     async def _end_pass(
@@ -425,7 +425,7 @@ class SqlStore:
                 await tx.execute(
                     "UPDATE cm_executions SET status = 'rejected', error = ?, attempt = attempt + 1, updated_at = ? "
                     "WHERE runtime = ? AND id = ?",
-                    (end_error[:MAX_ERROR_CHARS], self._now(), runtime, execution_id),
+                    (storable_text(end_error[:MAX_ERROR_CHARS]), self._now(), runtime, execution_id),
                 )
                 await self._notify(tx, runtime, execution_id, "rejected")
                 return Settlement("ended", "rejected")
