@@ -309,3 +309,60 @@ async def test_a_host_frozen_mid_transaction_does_not_hang_the_others(server: Po
         frozen.kill()
         frozen.wait()
         await store.close()
+
+
+class CommitDropper:
+    """A real Unix-socket proxy in front of the server that, while `armed`, cuts the connection at the
+    first COMMIT it sees instead of passing it on: a network break exactly while a transaction commits."""
+
+    def __init__(self, server: PostgresServer, directory: Path) -> None:
+        self.target = str(server.socket_dir / ".s.PGSQL.5432")
+        self.directory = directory
+        self.armed = 0
+        self.dropped = 0
+
+    async def start(self) -> asyncio.AbstractServer:
+        return await asyncio.start_unix_server(self._serve, path=str(self.directory / ".s.PGSQL.5432"))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection(self.target)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, client: bool) -> None:
+            try:
+                while chunk := await source.read(65536):
+                    if client and self.armed and b"COMMIT" in chunk:
+                        self.armed -= 1
+                        self.dropped += 1
+                        break
+                    sink.write(chunk)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            for side in (writer, up_writer):
+                side.close()
+
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+
+
+async def test_a_read_whose_commit_breaks_is_retried_not_reported_as_maybe_applied(
+    server: PostgresServer, tmp_path: Path
+) -> None:
+    """A read-only transaction has nothing to apply: a break while it commits is retried on a fresh
+    connection, instead of failing with "it may or may not have been applied"."""
+    proxy = CommitDropper(server, tmp_path)
+    listening = await proxy.start()
+    store = codemode.PostgresStore(f"host={tmp_path} dbname=postgres user={server.user}", connect_timeout=5)
+    try:
+        await store.open()
+        begun = await store.begin("rt", "return 1", [], 10)
+        proxy.armed = 1
+        execution = await asyncio.wait_for(store.get_execution("rt", begun.execution_id), 30)
+        assert proxy.dropped == 1
+        assert execution is not None and execution.status == "running"
+        proxy.armed = 1  # a write whose commit broke is still reported: it may have been applied
+        with pytest.raises(codemode.StoreConnectionError, match="broke while committing heartbeat"):
+            await asyncio.wait_for(store.heartbeat("rt", begun.execution_id, 1), 30)
+    finally:
+        proxy.armed = 0
+        await store.close()
+        listening.close()

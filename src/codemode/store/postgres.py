@@ -283,7 +283,7 @@ class PostgresStore(SqlStore):
                     "the server may be down or every connection busy (raise max_connections)."
                 ) from exc
             except psycopg.OperationalError as exc:
-                if tx.committing:
+                if tx.committing and write:  # a read wrote nothing: retried like any break before commit
                     raise StoreConnectionError(
                         f"The connection to PostgreSQL broke while committing {name or 'a write'}; it may or may "
                         f"not have been applied ({str(exc).strip()})."
