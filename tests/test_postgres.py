@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import pytest
 
 import codemode
 from codemode import Connector, ToolContext, tool
+from codemode.replay import Call
 from postgres_server import PostgresServer
 
 
@@ -313,12 +314,14 @@ async def test_a_host_frozen_mid_transaction_does_not_hang_the_others(server: Po
 
 class CommitDropper:
     """A real Unix-socket proxy in front of the server that, while `armed`, cuts the connection at the
-    first COMMIT it sees instead of passing it on: a network break exactly while a transaction commits."""
+    next COMMIT: before passing it on (`deliver=False`: the server never commits) or right after (the
+    server commits, its reply is lost), a network break exactly while a transaction commits."""
 
     def __init__(self, server: PostgresServer, directory: Path) -> None:
         self.target = str(server.socket_dir / ".s.PGSQL.5432")
         self.directory = directory
         self.armed = 0
+        self.deliver = False
         self.dropped = 0
 
     async def start(self) -> asyncio.AbstractServer:
@@ -326,13 +329,21 @@ class CommitDropper:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_unix_connection(self.target)
+        cut = asyncio.Event()
 
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, client: bool) -> None:
             try:
                 while chunk := await source.read(65536):
+                    if not client and cut.is_set():
+                        break  # the server's reply to the COMMIT is lost
                     if client and self.armed and b"COMMIT" in chunk:
                         self.armed -= 1
                         self.dropped += 1
+                        cut.set()
+                        if self.deliver:
+                            sink.write(chunk)
+                            await sink.drain()
+                            await asyncio.sleep(0.3)  # the server commits meanwhile
                         break
                     sink.write(chunk)
                     await sink.drain()
@@ -344,24 +355,36 @@ class CommitDropper:
         await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
 
 
-async def test_a_read_whose_commit_breaks_is_retried_not_reported_as_maybe_applied(
+async def test_a_break_while_committing_is_resolved_by_asking_the_server(
     server: PostgresServer, tmp_path: Path
 ) -> None:
-    """A read-only transaction has nothing to apply: a break while it commits is retried on a fresh
-    connection, instead of failing with "it may or may not have been applied"."""
+    """A connection cut at COMMIT used to fail the operation with "it may or may not have been applied"
+    (an approval then left its run running with no pass, until `recover`). The store now asks the
+    server, on a fresh connection, what became of that transaction: a read or an aborted write is
+    retried, a committed write returns its result."""
     proxy = CommitDropper(server, tmp_path)
     listening = await proxy.start()
     store = codemode.PostgresStore(f"host={tmp_path} dbname=postgres user={server.user}", connect_timeout=5)
     try:
         await store.open()
         begun = await store.begin("rt", "return 1", [], 10)
-        proxy.armed = 1
+        proxy.armed = 1  # a read
         execution = await asyncio.wait_for(store.get_execution("rt", begun.execution_id), 30)
-        assert proxy.dropped == 1
-        assert execution is not None and execution.status == "running"
-        proxy.armed = 1  # a write whose commit broke is still reported: it may have been applied
-        with pytest.raises(codemode.StoreConnectionError, match="broke while committing heartbeat"):
-            await asyncio.wait_for(store.heartbeat("rt", begun.execution_id, 1), 30)
+        assert proxy.dropped == 1 and execution is not None and execution.status == "running"
+        proxy.armed = 1  # a write the server never got to commit: retried
+        assert await asyncio.wait_for(store.heartbeat("rt", begun.execution_id, 1), 30)
+        assert proxy.dropped == 2
+        # A write the server committed, its reply lost: the approval stands, and the caller owns the run.
+        call = Call(seq=0, connector="fx", method="pay", args_json="{}", requires_approval=True)
+        assert (await store.decide("rt", begun.execution_id, 1, call)).kind == "pause"
+        assert await store.pause("rt", begun.execution_id, 1)
+        proxy.armed, proxy.deliver = 1, True
+        decision = codemode.Decision("approve", "ana", None, datetime.now(timezone.utc), None)
+        settled = await asyncio.wait_for(store.settle("rt", begun.execution_id, 0, decision), 30)
+        assert proxy.dropped == 3
+        assert settled.kind == "resumed" and settled.claim is not None and settled.claim.attempt == 2
+        again = await store.settle("rt", begun.execution_id, 0, decision)
+        assert again.kind == "stale" and again.status == "running"  # decided once
     finally:
         proxy.armed = 0
         await store.close()

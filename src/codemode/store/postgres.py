@@ -5,8 +5,9 @@ Every operation is one `SERIALIZABLE` transaction, so each compare-and-set of th
 server aborts as a serialization conflict is retried: none has effects outside the database.
 
 A connection lost before the transaction was committed is retried on a fresh connection (the server
-rolled it back); one lost while committing is reported, since it may or may not have committed,
-and the caller's pass fails cleanly so `recover` can finish the run.
+rolled it back); one lost while committing is resolved by asking the server whether that transaction
+committed (then its result stands) or aborted (then it is retried). Only when the server cannot say
+is it reported, and the caller's pass fails cleanly so `recover` can finish the run.
 
 Status changes are announced with `NOTIFY codemode` (see `PostgresStore.changes`), so approvers and
 waiting hosts learn of a pause without polling.
@@ -265,6 +266,9 @@ class PostgresStore(SqlStore):
                     tx.conn = conn
                     async with conn.transaction():
                         result = await op(tx)
+                        if write:  # named, so that a break while committing can be resolved (`_commit_outcome`)
+                            row = await (await conn.execute("SELECT pg_current_xact_id_if_assigned()::text")).fetchone()
+                            tx.xid = row[0]
                         tx.committing = True
                 break
             except retryable as exc:
@@ -283,11 +287,17 @@ class PostgresStore(SqlStore):
                     "the server may be down or every connection busy (raise max_connections)."
                 ) from exc
             except psycopg.OperationalError as exc:
-                if tx.committing and write:  # a read wrote nothing: retried like any break before commit
-                    raise StoreConnectionError(
-                        f"The connection to PostgreSQL broke while committing {name or 'a write'}; it may or may "
-                        f"not have been applied ({str(exc).strip()})."
-                    ) from exc
+                # A transaction that wrote nothing (a read) is retried like any break before COMMIT; one that
+                # wrote is looked up by its id: committed, its result stands; aborted, it is retried.
+                if tx.committing and tx.xid is not None:
+                    outcome = await self._commit_outcome(tx.xid)
+                    if outcome == "committed":
+                        break
+                    if outcome is None:
+                        raise StoreConnectionError(
+                            f"The connection to PostgreSQL broke while committing {name or 'a write'}, and the "
+                            f"server could not be asked whether it was applied ({str(exc).strip()})."
+                        ) from exc
                 tries += 1
                 if tries > 3:
                     raise StoreConnectionError(
@@ -296,6 +306,29 @@ class PostgresStore(SqlStore):
                 await pool.check()  # drop the connections a server restart broke, then try a fresh one
         crashpoints.reached(f"after:{name}")
         return result
+
+    async def _commit_outcome(self, xid: str) -> str | None:
+        """Whether the transaction `xid`, whose connection broke while it committed, committed or aborted,
+        asked on a fresh connection (None when the server cannot say within `connect_timeout`)."""
+        psycopg, _ = _drivers()
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.dsn, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
+                )
+                try:
+                    row = await (await conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,))).fetchone()
+                finally:
+                    await conn.close()
+                if row[0] in ("committed", "aborted"):
+                    return str(row[0])
+                # "in progress": the server has not finished with the COMMIT it may have received
+            except psycopg.Error:
+                pass  # still restarting: ask again
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(0.05)
 
     # -- notifications ------------------------------------------------------
 
@@ -331,12 +364,13 @@ class PostgresStore(SqlStore):
 class _PgTx:
     """One transaction on a pooled connection; translates `?` placeholders to psycopg's `%s`."""
 
-    __slots__ = ("committing", "conn", "sql")
+    __slots__ = ("committing", "conn", "sql", "xid")
 
     def __init__(self, sql: dict[str, str]) -> None:
         self.sql = sql
         self.conn: Any = None
         self.committing = False
+        self.xid: str | None = None  # the transaction's id, once it wrote something
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
         text = self.sql.get(sql)
