@@ -8,11 +8,12 @@ suites, which run on PostgreSQL too.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import pytest
 
 import codemode
 from codemode import Connector, ToolContext, tool
+from codemode.replay import Call
 from postgres_server import PostgresServer
 
 
@@ -185,3 +187,205 @@ def test_a_host_whose_clock_runs_ahead_does_not_take_a_live_run_for_dead(
     done = approver.result()
     assert done["status"] == "completed", done
     assert [line.split()[1] for line in Path(ledger).read_text().splitlines()] == ["reserve", "pay"]
+
+
+STORM_HOST = """
+import asyncio, json, sys
+import codemode
+
+async def host(dsn: str, runs: int) -> None:
+    store = codemode.PostgresStore(dsn)
+    await store.open()
+    errors: list[str] = []
+
+    async def one() -> None:
+        try:
+            begun = await store.begin("storm", "return 1", [], 5)
+            assert await store.heartbeat("storm", begun.execution_id, 1)
+            assert await store.complete("storm", begun.execution_id, 1, "1", [])
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    await asyncio.gather(*(one() for _ in range(runs)))
+    await store.close()
+    print(json.dumps(errors))
+
+asyncio.run(host(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def test_eight_hosts_passing_many_runs_at_once_all_commit(server: PostgresServer) -> None:
+    """Passes of different runs share no row, so none may lose a serialization conflict for good: with a
+    status index the point writes read every live run, and `begin`'s prune read every ended one."""
+    dsn = server.dsn(server.new_schema())
+    asyncio.run(_opened(dsn))
+    hosts = [
+        subprocess.Popen([sys.executable, "-c", STORM_HOST, dsn, "40"], stdout=subprocess.PIPE, text=True)
+        for _ in range(8)
+    ]
+    errors = [error for host in hosts for error in json.loads(host.communicate(timeout=240)[0])]
+    assert errors == []
+    with psycopg.connect(dsn) as conn:
+        statuses = conn.execute("SELECT status, count(*) FROM cm_executions GROUP BY status").fetchall()
+    assert [status for status, _ in statuses] == ["completed"]  # nothing left running
+    assert 5 <= statuses[0][1] <= 8 * 40  # each begin pruned what had ended before it
+
+
+async def _opened(dsn: str) -> None:
+    store = codemode.PostgresStore(dsn)
+    await store.open()
+    await store.close()
+
+
+async def test_a_conflict_past_the_retries_says_so(server: PostgresServer) -> None:
+    """A transaction aborted more often than `conflict_retries` raises StoreConflictError naming the
+    operation, not the driver's SerializationFailure."""
+    dsn = server.dsn(server.new_schema())
+    store = codemode.PostgresStore(dsn, conflict_retries=0)
+    await store.open()
+    begun = await store.begin("rt", "return 1", [], 10)
+    other = await psycopg.AsyncConnection.connect(dsn)
+    await other.set_isolation_level(psycopg.IsolationLevel.SERIALIZABLE)
+    await other.execute("UPDATE cm_executions SET updated_at = updated_at + 1 WHERE id = %s", (begun.execution_id,))
+    beat = asyncio.ensure_future(store.heartbeat("rt", begun.execution_id, 1))  # waits for the row lock
+    await asyncio.sleep(0.5)
+    await other.commit()
+    await other.close()
+    with pytest.raises(codemode.StoreConflictError, match="aborted heartbeat 1 times in a row"):
+        await beat
+    assert await store.heartbeat("rt", begun.execution_id, 1)  # the next try goes through
+    await store.close()
+
+
+async def test_changes_end_with_a_store_connection_error_when_the_connection_drops(server: PostgresServer) -> None:
+    """A listener must learn that it stopped hearing (it may have missed changes), as the documented error."""
+    store = codemode.PostgresStore(server.dsn())
+    ready = asyncio.Event()
+
+    async def listen() -> None:
+        async for _ in store.changes(ready=ready):
+            pass
+
+    task = asyncio.ensure_future(listen())
+    await asyncio.wait_for(ready.wait(), 10)
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")
+    with pytest.raises(codemode.StoreConnectionError, match="stopped listening"):
+        await asyncio.wait_for(task, 10)
+
+
+FROZEN_HOST = """
+import asyncio, os, signal, sys
+import codemode
+
+async def freeze(dsn: str, execution_id: str) -> None:
+    store = codemode.PostgresStore(dsn)
+    await store.open()
+    pool = await store._loop_pool()
+    async with pool.connection() as conn:  # one of the store's own connections, mid-transaction
+        await conn.execute("UPDATE cm_executions SET updated_at = updated_at WHERE id = %s", (execution_id,))
+        print("locked", flush=True)
+        os.kill(os.getpid(), signal.SIGSTOP)  # the host freezes holding the row lock
+
+asyncio.run(freeze(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_a_host_frozen_mid_transaction_does_not_hang_the_others(server: PostgresServer) -> None:
+    """A host stopped (SIGSTOP) inside a transaction holds its row lock; the server ends that transaction
+    after a while, so other hosts' operations on the run go through instead of waiting forever."""
+    dsn = server.dsn(server.new_schema())
+    store = codemode.PostgresStore(dsn)
+    await store.open()
+    begun = await store.begin("rt", "return 1", [], 10)
+    frozen = subprocess.Popen(
+        [sys.executable, "-c", FROZEN_HOST, dsn, begun.execution_id], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert frozen.stdout is not None and frozen.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        assert await asyncio.wait_for(store.heartbeat("rt", begun.execution_id, 1), 40)
+        assert time.monotonic() - started < 30
+    finally:
+        frozen.kill()
+        frozen.wait()
+        await store.close()
+
+
+class CommitDropper:
+    """A real Unix-socket proxy in front of the server that, while `armed`, cuts the connection at the
+    next COMMIT: before passing it on (`deliver=False`: the server never commits) or right after (the
+    server commits, its reply is lost), a network break exactly while a transaction commits."""
+
+    def __init__(self, server: PostgresServer, directory: Path) -> None:
+        self.target = str(server.socket_dir / ".s.PGSQL.5432")
+        self.directory = directory
+        self.armed = 0
+        self.deliver = False
+        self.dropped = 0
+
+    async def start(self) -> asyncio.AbstractServer:
+        return await asyncio.start_unix_server(self._serve, path=str(self.directory / ".s.PGSQL.5432"))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection(self.target)
+        cut = asyncio.Event()
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, client: bool) -> None:
+            try:
+                while chunk := await source.read(65536):
+                    if not client and cut.is_set():
+                        break  # the server's reply to the COMMIT is lost
+                    if client and self.armed and b"COMMIT" in chunk:
+                        self.armed -= 1
+                        self.dropped += 1
+                        cut.set()
+                        if self.deliver:
+                            sink.write(chunk)
+                            await sink.drain()
+                            await asyncio.sleep(0.3)  # the server commits meanwhile
+                        break
+                    sink.write(chunk)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            for side in (writer, up_writer):
+                side.close()
+
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+
+
+async def test_a_break_while_committing_is_resolved_by_asking_the_server(
+    server: PostgresServer, tmp_path: Path
+) -> None:
+    """A connection cut at COMMIT used to fail the operation with "it may or may not have been applied"
+    (an approval then left its run running with no pass, until `recover`). The store now asks the
+    server, on a fresh connection, what became of that transaction: a read or an aborted write is
+    retried, a committed write returns its result."""
+    proxy = CommitDropper(server, tmp_path)
+    listening = await proxy.start()
+    store = codemode.PostgresStore(f"host={tmp_path} dbname=postgres user={server.user}", connect_timeout=5)
+    try:
+        await store.open()
+        begun = await store.begin("rt", "return 1", [], 10)
+        proxy.armed = 1  # a read
+        execution = await asyncio.wait_for(store.get_execution("rt", begun.execution_id), 30)
+        assert proxy.dropped == 1 and execution is not None and execution.status == "running"
+        proxy.armed = 1  # a write the server never got to commit: retried
+        assert await asyncio.wait_for(store.heartbeat("rt", begun.execution_id, 1), 30)
+        assert proxy.dropped == 2
+        # A write the server committed, its reply lost: the approval stands, and the caller owns the run.
+        call = Call(seq=0, connector="fx", method="pay", args_json="{}", requires_approval=True)
+        assert (await store.decide("rt", begun.execution_id, 1, call)).kind == "pause"
+        assert await store.pause("rt", begun.execution_id, 1)
+        proxy.armed, proxy.deliver = 1, True
+        decision = codemode.Decision("approve", "ana", None, datetime.now(timezone.utc), None)
+        settled = await asyncio.wait_for(store.settle("rt", begun.execution_id, 0, decision), 30)
+        assert proxy.dropped == 3
+        assert settled.kind == "resumed" and settled.claim is not None and settled.claim.attempt == 2
+        again = await store.settle("rt", begun.execution_id, 0, decision)
+        assert again.kind == "stale" and again.status == "running"  # decided once
+    finally:
+        proxy.armed = 0
+        await store.close()
+        listening.close()

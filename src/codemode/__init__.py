@@ -51,7 +51,7 @@ from codemode.sandbox.deno import DenoExecutor
 from codemode.sandbox.monty import MontyExecutor
 from codemode.schema.names import sanitize_identifier
 from codemode.store.base import Store
-from codemode.store.postgres import PostgresStore, StoreChange, StoreConnectionError
+from codemode.store.postgres import PostgresStore, StoreChange, StoreConflictError, StoreConnectionError
 from codemode.store.sqlite import SqliteStore
 from codemode.truncate import truncate_response, truncate_result
 
@@ -99,6 +99,7 @@ __all__ = [
     "StopExecution",
     "Store",
     "StoreChange",
+    "StoreConflictError",
     "StoreConnectionError",
     "StoreError",
     "SyncRuntime",

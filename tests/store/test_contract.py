@@ -143,6 +143,38 @@ async def test_list_executions_filters_by_metadata_status_and_limit(store: Store
 # -- one pass: decide and record ------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "bad", [{"key": "a\x00b"}, {"metadata": {"k": "v\x00"}}, {"metadata": {"k\ud800": "v"}}, {"key": "\udc80"}]
+)
+async def test_nul_or_a_lone_surrogate_in_a_key_or_metadata_is_refused_and_poisons_nothing(
+    store: Store, bad: dict[str, Any]
+) -> None:
+    """PostgreSQL text refuses NUL (and its jsonb the escaped \\u0000), UTF-8 lone surrogates: every store
+    refuses them up front with one clear error, instead of storing a row that breaks later filters."""
+    kept, _ = await begin(store, metadata={"k": "v"})
+    with pytest.raises(ValueError, match="NUL characters or lone surrogates"):
+        await begin(store, **bad)
+    assert [e.id for e in await store.list_executions(RT, metadata={"k": "v"})] == [kept]
+    assert [e.id for e in await store.list_executions(RT)] == [kept]
+    assert await store.list_executions(RT, metadata={"k": "v\x00"}) == []
+    assert await store.list_executions(RT, metadata={"\ud800": "v"}) == []
+
+
+async def test_error_texts_with_nul_or_a_lone_surrogate_are_stored_readably(store: Store) -> None:
+    """A rejection's reason (a human's text) or a failure message may hold NUL or a lone surrogate:
+    the run still ends, with U+FFFD in their place (PostgreSQL text refuses NUL, UTF-8 surrogates)."""
+    rejected, _ = await paused_with(store, 1)
+    ended = await store.settle(RT, rejected, 1, decision("reject"), end_error="Rejected by a\x00b: no\ud800")
+    assert ended.kind == "ended"
+    execution = await store.get_execution(RT, rejected)
+    assert execution is not None and execution.status == "rejected"
+    assert execution.error == "Rejected by a\ufffdb: no\ufffd"
+    failed, attempt = await begin(store)
+    assert await store.fail(RT, failed, attempt, "bad\x00\udc80", [])
+    execution = await store.get_execution(RT, failed)
+    assert execution is not None and execution.error == "bad\ufffd\ufffd"
+
+
 async def test_a_new_call_executes_then_replays_its_recorded_result(store: Store) -> None:
     execution_id, attempt = await begin(store)
     assert (await store.decide(RT, execution_id, attempt, call(0, title="a"))).kind == "execute"

@@ -5,8 +5,9 @@ Every operation is one `SERIALIZABLE` transaction, so each compare-and-set of th
 server aborts as a serialization conflict is retried: none has effects outside the database.
 
 A connection lost before the transaction was committed is retried on a fresh connection (the server
-rolled it back); one lost while committing is reported, since it may or may not have committed,
-and the caller's pass fails cleanly so `recover` can finish the run.
+rolled it back); one lost while committing is resolved by asking the server whether that transaction
+committed (then its result stands) or aborted (then it is retried). Only when the server cannot say
+is it reported, and the caller's pass fails cleanly so `recover` can finish the run.
 
 Status changes are announced with `NOTIFY codemode` (see `PostgresStore.changes`), so approvers and
 waiting hosts learn of a pause without polling.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import random
 import time
@@ -31,11 +33,15 @@ if TYPE_CHECKING:
     import psycopg
     import psycopg_pool
 
-__all__ = ["PostgresStore", "StoreChange", "StoreConnectionError"]
+__all__ = ["PostgresStore", "StoreChange", "StoreConflictError", "StoreConnectionError"]
 
 T = TypeVar("T")
+log = logging.getLogger("codemode")
 CHANNEL = "codemode"
 CLOCK_READ_INTERVAL = 60.0  # seconds between readings of the server's clock
+# A transaction of ours takes milliseconds: one left open this long belongs to a host that froze
+# (SIGSTOP, a swapped-out VM, a hung loop) and holds row locks every other host would wait on forever.
+IDLE_IN_TRANSACTION_TIMEOUT = "15s"
 _MIGRATION_LOCK = 0x636F64656D6F6465  # "codemode": serializes schema creation across hosts
 
 # Versioned migrations, in step with SQLite's: index i upgrades the schema from version i to i + 1.
@@ -73,6 +79,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (runtime, key)
     );
     """,
+    # 3 (PostgreSQL only): no index on status. With one, the planner serves a pass's point writes
+    # (`id = ? AND status = 'running'`) from it, so every pass read every live run and SERIALIZABLE
+    # aborted concurrent passes of different runs as conflicts; status changes now stay HOT updates.
+    """
+    DROP INDEX IF EXISTS cm_executions_status;
+    CREATE INDEX cm_executions_created ON cm_executions (runtime, created_at);
+    """,
 )
 
 
@@ -87,6 +100,10 @@ class StoreChange:
 
 class StoreConnectionError(ConnectionError):
     """The database could not be reached, or the connection broke while a write was committing."""
+
+
+class StoreConflictError(RuntimeError):
+    """A transaction kept losing serialization conflicts to other hosts, past `conflict_retries` tries."""
 
 
 class PostgresStore(SqlStore):
@@ -121,6 +138,22 @@ class PostgresStore(SqlStore):
 
     def __repr__(self) -> str:
         return f"PostgresStore({_safe_dsn(self.dsn)!r})"
+
+    _prune_apart = True
+
+    async def _prune_after_begin(self, runtime: str, keep: int, exclude: str) -> None:
+        """Prune in a READ COMMITTED transaction of its own: a SERIALIZABLE one reads every ended run, so
+        it conflicted with every concurrent write of any run and aborted hosts' passes in a busy runtime.
+        The deletes re-check each run is still ended; a prune that fails is left to the next `begin`."""
+
+        async def op(tx: Tx) -> int:
+            await tx.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            return await self._prune(tx, runtime, keep, exclude)
+
+        try:
+            await self._run(op, "prune")
+        except Exception as exc:  # the run is begun; pruning is housekeeping the next begin redoes
+            log.warning("codemode: pruning the history of %r failed (the next run retries): %s", runtime, exc)
 
     def _metadata_match(self) -> str:
         return "(cm_executions.metadata::jsonb ->> ?) = ?"
@@ -233,24 +266,38 @@ class PostgresStore(SqlStore):
                     tx.conn = conn
                     async with conn.transaction():
                         result = await op(tx)
+                        if write:  # named, so that a break while committing can be resolved (`_commit_outcome`)
+                            row = await (await conn.execute("SELECT pg_current_xact_id_if_assigned()::text")).fetchone()
+                            tx.xid = row[0]
                         tx.committing = True
                 break
-            except retryable:
+            except retryable as exc:
                 tries += 1
                 if tries > self.conflict_retries:
-                    raise
-                await asyncio.sleep(random.uniform(0, 0.002 * 2 ** min(tries, 6)))
+                    raise StoreConflictError(
+                        f"PostgreSQL aborted {name or 'this operation'} {tries} times in a row as a conflict with "
+                        f"other hosts' concurrent writes; nothing was written. Try it again, or raise "
+                        f"PostgresStore(conflict_retries=...) (now {self.conflict_retries}). ({str(exc).strip()})"
+                    ) from exc
+                # Full jitter, growing to half a second: a storm of hosts spreads out instead of colliding again.
+                await asyncio.sleep(random.uniform(0, min(0.5, 0.005 * 2 ** min(tries, 7))))
             except psycopg_pool.PoolTimeout as exc:
                 raise StoreConnectionError(
                     f"No PostgreSQL connection became available within {pool.timeout:g} s for {name or 'this'}; "
                     "the server may be down or every connection busy (raise max_connections)."
                 ) from exc
             except psycopg.OperationalError as exc:
-                if tx.committing:
-                    raise StoreConnectionError(
-                        f"The connection to PostgreSQL broke while committing {name or 'a write'}; it may or may "
-                        f"not have been applied ({str(exc).strip()})."
-                    ) from exc
+                # A transaction that wrote nothing (a read) is retried like any break before COMMIT; one that
+                # wrote is looked up by its id: committed, its result stands; aborted, it is retried.
+                if tx.committing and tx.xid is not None:
+                    outcome = await self._commit_outcome(tx.xid)
+                    if outcome == "committed":
+                        break
+                    if outcome is None:
+                        raise StoreConnectionError(
+                            f"The connection to PostgreSQL broke while committing {name or 'a write'}, and the "
+                            f"server could not be asked whether it was applied ({str(exc).strip()})."
+                        ) from exc
                 tries += 1
                 if tries > 3:
                     raise StoreConnectionError(
@@ -260,22 +307,56 @@ class PostgresStore(SqlStore):
         crashpoints.reached(f"after:{name}")
         return result
 
+    async def _commit_outcome(self, xid: str) -> str | None:
+        """Whether the transaction `xid`, whose connection broke while it committed, committed or aborted,
+        asked on a fresh connection (None when the server cannot say within `connect_timeout`)."""
+        psycopg, _ = _drivers()
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.dsn, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
+                )
+                try:
+                    row = await (await conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,))).fetchone()
+                finally:
+                    await conn.close()
+                if row[0] in ("committed", "aborted"):
+                    return str(row[0])
+                # "in progress": the server has not finished with the COMMIT it may have received
+            except psycopg.Error:
+                pass  # still restarting: ask again
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(0.05)
+
     # -- notifications ------------------------------------------------------
 
     async def changes(self, *, ready: asyncio.Event | None = None) -> AsyncIterator[StoreChange]:
         """Every status change any host makes from now on (pauses, decisions, ends), as it commits.
 
         Uses a dedicated connection with `LISTEN`; `ready` is set once listening. Iterate in a task and
-        cancel it (or break) to stop."""
+        cancel it (or break) to stop. When that connection breaks (a server restart, a killed backend),
+        the iterator raises `StoreConnectionError`: changes made since may have been missed, so re-read
+        what you show (for example `list_pending`) before listening again."""
         psycopg, _ = _drivers()
-        conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+        await self._check_reachable(psycopg)
+        conn = await psycopg.AsyncConnection.connect(
+            self.dsn, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
+        )
         try:
-            await conn.execute(f"LISTEN {CHANNEL}")
-            if ready is not None:
-                ready.set()
-            async for note in conn.notifies():
-                data = json.loads(note.payload)
-                yield StoreChange(data["runtime"], data["execution_id"], data["status"])
+            try:
+                await conn.execute(f"LISTEN {CHANNEL}")
+                if ready is not None:
+                    ready.set()
+                async for note in conn.notifies():
+                    data = json.loads(note.payload)
+                    yield StoreChange(data["runtime"], data["execution_id"], data["status"])
+            except psycopg.OperationalError as exc:
+                raise StoreConnectionError(
+                    f"The PostgreSQL connection that listened for changes broke, so changes() stopped listening "
+                    f"(changes since may have been missed; re-read state and listen again): {str(exc).strip()}"
+                ) from exc
         finally:
             await conn.close()
 
@@ -283,12 +364,13 @@ class PostgresStore(SqlStore):
 class _PgTx:
     """One transaction on a pooled connection; translates `?` placeholders to psycopg's `%s`."""
 
-    __slots__ = ("committing", "conn", "sql")
+    __slots__ = ("committing", "conn", "sql", "xid")
 
     def __init__(self, sql: dict[str, str]) -> None:
         self.sql = sql
         self.conn: Any = None
         self.committing = False
+        self.xid: str | None = None  # the transaction's id, once it wrote something
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
         text = self.sql.get(sql)
@@ -320,6 +402,10 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     import psycopg
 
     await conn.set_isolation_level(psycopg.IsolationLevel.SERIALIZABLE)
+    await conn.execute(
+        "SELECT set_config('idle_in_transaction_session_timeout', %s, false)", (IDLE_IN_TRANSACTION_TIMEOUT,)
+    )
+    await conn.commit()
     await conn.set_autocommit(False)
 
 

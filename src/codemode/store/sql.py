@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping, 
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, TypeVar
 
-from codemode.codec import dumps, loads, read
+from codemode.codec import dumps, loads, read, storable_text
 from codemode.records import (
     TERMINAL_STATUSES,
     Decision,
@@ -106,6 +106,12 @@ class SqlStore:
     async def _notify(self, tx: Tx, runtime: str, execution_id: str, status: str) -> None:
         """Tell other hosts a run changed (PostgreSQL: NOTIFY); nothing by default."""
 
+    # PostgreSQL prunes after `begin` commits, in a transaction of its own (`_prune_after_begin`).
+    _prune_apart = False
+
+    async def _prune_after_begin(self, runtime: str, keep: int, exclude: str) -> None:
+        """Housekeeping after a committed `begin`; must not raise (the run is begun either way)."""
+
     # -- one pass -------------------------------------------------------------
 
     async def begin(
@@ -118,6 +124,12 @@ class SqlStore:
         key: str | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> Begun:
+        for text in (key or "", *(metadata or {}), *(metadata or {}).values()):
+            if not _text_ok(text):
+                raise ValueError(
+                    "execute(key=..., metadata=...) cannot hold NUL characters or lone surrogates (no store "
+                    f"keeps them as text): {text!r}"
+                )
         execution_id = new_execution_id()
         now = self._now()
 
@@ -149,10 +161,14 @@ class SqlStore:
                     json.dumps(dict(metadata or {}), ensure_ascii=False),
                 ),
             )
-            await self._prune(tx, runtime, max_executions, execution_id)
+            if not self._prune_apart:
+                await self._prune(tx, runtime, max_executions, execution_id)
             return Begun(execution_id, 1)
 
-        return await self._run(op, "begin")
+        begun = await self._run(op, "begin")
+        if self._prune_apart and begun.attempt == 1:
+            await self._prune_after_begin(runtime, max_executions, execution_id)
+        return begun
 
     async def heartbeat(self, runtime: str, execution_id: str, attempt: int) -> bool:
         async def op(tx: Tx) -> bool:
@@ -253,7 +269,7 @@ class SqlStore:
         )
         await tx.execute(
             "UPDATE cm_executions SET status = 'error', error = ?, updated_at = ? WHERE runtime = ? AND id = ?",
-            (message[:MAX_ERROR_CHARS], self._now(), runtime, execution_id),
+            (storable_text(message[:MAX_ERROR_CHARS]), self._now(), runtime, execution_id),
         )
 
     @staticmethod
@@ -316,7 +332,7 @@ class SqlStore:
 
     async def fail(self, runtime: str, execution_id: str, attempt: int, error: str, logs: Sequence[str]) -> bool:
         return await self._end_pass(
-            runtime, execution_id, attempt, "error", (("error", error[:MAX_ERROR_CHARS]),), "fail", logs
+            runtime, execution_id, attempt, "error", (("error", storable_text(error[:MAX_ERROR_CHARS])),), "fail", logs
         )
 
     async def _end_pass(
@@ -409,7 +425,7 @@ class SqlStore:
                 await tx.execute(
                     "UPDATE cm_executions SET status = 'rejected', error = ?, attempt = attempt + 1, updated_at = ? "
                     "WHERE runtime = ? AND id = ?",
-                    (end_error[:MAX_ERROR_CHARS], self._now(), runtime, execution_id),
+                    (storable_text(end_error[:MAX_ERROR_CHARS]), self._now(), runtime, execution_id),
                 )
                 await self._notify(tx, runtime, execution_id, "rejected")
                 return Settlement("ended", "rejected")
@@ -572,6 +588,8 @@ class SqlStore:
         metadata: Mapping[str, str] | None = None,
         status: Collection[str] | None = None,
     ) -> list[Execution]:
+        if not all(_text_ok(text) for pair in (metadata or {}).items() for text in pair):
+            return []  # `begin` stores no such text, so no run has it
         where, params = "WHERE runtime = ?", [runtime]
         if status is not None:
             where += f" AND status IN ({','.join('?' * len(status))})" if status else " AND 1 = 0"
@@ -635,7 +653,16 @@ class SqlStore:
             )
         ).fetchall()
         # A pruned run's key stays taken: a framework re-running that tool call must not start it again.
+        # The delete re-checks that the run is still ended: under PostgreSQL's READ COMMITTED prune (see
+        # `PostgresStore._prune_after_begin`) a rollback may have claimed it since the read above.
+        pruned = 0
         for execution_id, key in rows:
+            cur = await tx.execute(
+                f"DELETE FROM cm_executions WHERE runtime = ? AND id = ? AND status IN {_TERMINAL}",
+                (runtime, execution_id),
+            )
+            if cur.rowcount != 1:
+                continue
             if key is not None:
                 await tx.execute(
                     "INSERT INTO cm_keys (runtime, key, execution_id) VALUES (?, ?, ?) "
@@ -643,8 +670,8 @@ class SqlStore:
                     (runtime, key, execution_id),
                 )
             await tx.execute("DELETE FROM cm_log WHERE runtime = ? AND execution_id = ?", (runtime, execution_id))
-            await tx.execute("DELETE FROM cm_executions WHERE runtime = ? AND id = ?", (runtime, execution_id))
-        return len(rows)
+            pruned += 1
+        return pruned
 
     # -- snippets -------------------------------------------------------------
 
@@ -701,6 +728,17 @@ class SqlStore:
 _EXECUTION_COLUMNS = "id, code, status, result, error, logs, connectors, created_at, updated_at, key, metadata"
 _ENTRY_COLUMNS = "seq, connector, method, args, result, requires_approval, ephemeral, state, decision, rollback"
 _SNIPPET_COLUMNS = "name, description, code, saved_at, input_schema, connectors"
+
+
+def _text_ok(text: str) -> bool:
+    """Whether every store keeps `text` as it is: PostgreSQL text refuses NUL, UTF-8 lone surrogates."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _decision_json(decision: Decision) -> str:
