@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import sys
 import time
 from typing import Any
@@ -43,6 +44,13 @@ receipt = await payments.send(to="ana", cents=balance // 4)
 return {"balance": balance, "receipt": receipt}"""
 
 
+def finish() -> None:
+    """End a host process: everything durable is committed by now. (pydantic-monty 1.4.0 can abort a
+    process during interpreter shutdown after it ran a program, so hosts skip the shutdown.)"""
+    sys.stdout.flush()
+    os._exit(0)
+
+
 def runtime(dsn: str) -> codemode.Runtime:
     return codemode.Runtime([Payments()], store=codemode.PostgresStore(dsn), name="example-hosts")
 
@@ -54,6 +62,7 @@ def agent_host(dsn: str) -> None:
             print(f"agent host: the run {outcome.status} at {[(p.method, p.args) for p in outcome.pending]}")
 
     asyncio.run(main())
+    finish()
 
 
 def approval_host(dsn: str, listening: Any) -> None:
@@ -75,6 +84,7 @@ def approval_host(dsn: str, listening: Any) -> None:
             print(f"approval host: the run is {outcome.status}: {outcome.result}")
 
     asyncio.run(main())
+    finish()
 
 
 def racing_host(dsn: str, execution_id: str, seq: int, start: float) -> None:
@@ -86,6 +96,7 @@ def racing_host(dsn: str, execution_id: str, seq: int, start: float) -> None:
             print(f"racing host: {outcome.status}: {(outcome.error or '').splitlines()[0]}")
 
     asyncio.run(main())
+    finish()
 
 
 async def audit(dsn: str) -> str:
