@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from codemode import crashpoints
-from codemode.store.sql import Op, Rows, SqlStore, Tx, now_ms
+from codemode.store.sql import Op, Rows, SqlStore, Tx, now_ms, shared_migrations
 
 if TYPE_CHECKING:
     import psycopg
@@ -44,41 +44,9 @@ CLOCK_READ_INTERVAL = 60.0  # seconds between readings of the server's clock
 IDLE_IN_TRANSACTION_TIMEOUT = "15s"
 _MIGRATION_LOCK = 0x636F64656D6F6465  # "codemode": serializes schema creation across hosts
 
-# Versioned migrations, in step with SQLite's: index i upgrades the schema from version i to i + 1.
+# The shared migrations with PostgreSQL's 64-bit integers, then PostgreSQL's own.
 MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE cm_executions (
-        runtime TEXT NOT NULL, id TEXT NOT NULL, code TEXT NOT NULL, status TEXT NOT NULL,
-        result TEXT, error TEXT, logs TEXT, connectors TEXT,
-        created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
-        PRIMARY KEY (runtime, id)
-    );
-    CREATE INDEX cm_executions_status ON cm_executions (runtime, status, created_at);
-    CREATE TABLE cm_log (
-        runtime TEXT NOT NULL, execution_id TEXT NOT NULL, seq INTEGER NOT NULL,
-        connector TEXT NOT NULL, method TEXT NOT NULL, args TEXT, result TEXT,
-        requires_approval INTEGER NOT NULL DEFAULT 0, ephemeral INTEGER NOT NULL DEFAULT 0,
-        state TEXT NOT NULL,
-        PRIMARY KEY (runtime, execution_id, seq)
-    );
-    CREATE TABLE cm_snippets (
-        runtime TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL, code TEXT NOT NULL,
-        saved_at BIGINT NOT NULL, input_schema TEXT, connectors TEXT,
-        PRIMARY KEY (runtime, name)
-    );
-    """,
-    """
-    ALTER TABLE cm_executions ADD COLUMN attempt BIGINT NOT NULL DEFAULT 1;
-    ALTER TABLE cm_executions ADD COLUMN key TEXT;
-    ALTER TABLE cm_executions ADD COLUMN metadata TEXT;
-    CREATE UNIQUE INDEX cm_executions_key ON cm_executions (runtime, key) WHERE key IS NOT NULL;
-    ALTER TABLE cm_log ADD COLUMN decision TEXT;
-    ALTER TABLE cm_log ADD COLUMN rollback TEXT;
-    CREATE TABLE cm_keys (
-        runtime TEXT NOT NULL, key TEXT NOT NULL, execution_id TEXT NOT NULL,
-        PRIMARY KEY (runtime, key)
-    );
-    """,
+    *shared_migrations(bigint="BIGINT"),
     # 3 (PostgreSQL only): no index on status. With one, the planner serves a pass's point writes
     # (`id = ? AND status = 'running'`) from it, so every pass read every live run and SERIALIZABLE
     # aborted concurrent passes of different runs as conflicts; status changes now stay HOT updates.

@@ -32,13 +32,59 @@ from codemode.records import (
 from codemode.replay import Call, Recorded, Verdict, judge
 from codemode.store.base import Begun, Claim, Settlement
 
-__all__ = ["MAX_ERROR_CHARS", "Op", "Rows", "SqlStore", "Tx", "drive", "new_execution_id"]
+__all__ = ["MAX_ERROR_CHARS", "Op", "Rows", "SqlStore", "Tx", "drive", "new_execution_id", "shared_migrations"]
 
 T = TypeVar("T")
 MAX_ERROR_CHARS = 1_000_000
 NO_LIMIT = 2**62  # LIMIT for "all rows" that both dialects accept
 _TERMINAL = "('" + "','".join(TERMINAL_STATUSES) + "')"
 _ID_COUNTER = itertools.count()
+
+
+# Versioned migrations both stores run: index i upgrades the schema from version i to i + 1. Only the
+# type of epoch-millisecond columns differs (SQLite's INTEGER is 64-bit; PostgreSQL needs BIGINT).
+_SHARED_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE cm_executions (
+        runtime TEXT NOT NULL, id TEXT NOT NULL, code TEXT NOT NULL, status TEXT NOT NULL,
+        result TEXT, error TEXT, logs TEXT, connectors TEXT,
+        created_at {bigint} NOT NULL, updated_at {bigint} NOT NULL,
+        PRIMARY KEY (runtime, id)
+    );
+    CREATE INDEX cm_executions_status ON cm_executions (runtime, status, created_at);
+    CREATE TABLE cm_log (
+        runtime TEXT NOT NULL, execution_id TEXT NOT NULL, seq INTEGER NOT NULL,
+        connector TEXT NOT NULL, method TEXT NOT NULL, args TEXT, result TEXT,
+        requires_approval INTEGER NOT NULL DEFAULT 0, ephemeral INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL,
+        PRIMARY KEY (runtime, execution_id, seq)
+    );
+    CREATE TABLE cm_snippets (
+        runtime TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL, code TEXT NOT NULL,
+        saved_at {bigint} NOT NULL, input_schema TEXT, connectors TEXT,
+        PRIMARY KEY (runtime, name)
+    );
+    """,
+    # 2: ownership fencing (attempt), idempotent execute (key), metadata, and decisions on log entries
+    # (`decision`: the approval or rejection; `rollback`: the rollback that reverted the entry).
+    """
+    ALTER TABLE cm_executions ADD COLUMN attempt {bigint} NOT NULL DEFAULT 1;
+    ALTER TABLE cm_executions ADD COLUMN key TEXT;
+    ALTER TABLE cm_executions ADD COLUMN metadata TEXT;
+    CREATE UNIQUE INDEX cm_executions_key ON cm_executions (runtime, key) WHERE key IS NOT NULL;
+    ALTER TABLE cm_log ADD COLUMN decision TEXT;
+    ALTER TABLE cm_log ADD COLUMN rollback TEXT;
+    CREATE TABLE cm_keys (
+        runtime TEXT NOT NULL, key TEXT NOT NULL, execution_id TEXT NOT NULL,
+        PRIMARY KEY (runtime, key)
+    );
+    """,
+)
+
+
+def shared_migrations(*, bigint: str) -> tuple[str, ...]:
+    """The migrations every store runs, in its dialect's name for a 64-bit integer."""
+    return tuple(script.format(bigint=bigint) for script in _SHARED_MIGRATIONS)
 
 
 class Rows(Protocol):

@@ -23,50 +23,14 @@ from typing import Any, TypeVar
 
 from codemode import crashpoints
 from codemode.errors import StoreError
-from codemode.store.sql import Op, Rows, SqlStore, drive
+from codemode.store.sql import Op, Rows, SqlStore, drive, shared_migrations
 
 __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
 
-# Versioned migrations: index i upgrades the schema from version i to i + 1.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE cm_executions (
-        runtime TEXT NOT NULL, id TEXT NOT NULL, code TEXT NOT NULL, status TEXT NOT NULL,
-        result TEXT, error TEXT, logs TEXT, connectors TEXT,
-        created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
-        PRIMARY KEY (runtime, id)
-    );
-    CREATE INDEX cm_executions_status ON cm_executions (runtime, status, created_at);
-    CREATE TABLE cm_log (
-        runtime TEXT NOT NULL, execution_id TEXT NOT NULL, seq INTEGER NOT NULL,
-        connector TEXT NOT NULL, method TEXT NOT NULL, args TEXT, result TEXT,
-        requires_approval INTEGER NOT NULL DEFAULT 0, ephemeral INTEGER NOT NULL DEFAULT 0,
-        state TEXT NOT NULL,
-        PRIMARY KEY (runtime, execution_id, seq)
-    );
-    CREATE TABLE cm_snippets (
-        runtime TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL, code TEXT NOT NULL,
-        saved_at INTEGER NOT NULL, input_schema TEXT, connectors TEXT,
-        PRIMARY KEY (runtime, name)
-    );
-    """,
-    # 2: ownership fencing (attempt), idempotent execute (key), metadata, and decisions on log entries
-    # (`decision`: the approval or rejection; `rollback`: the rollback that reverted the entry).
-    """
-    ALTER TABLE cm_executions ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
-    ALTER TABLE cm_executions ADD COLUMN key TEXT;
-    ALTER TABLE cm_executions ADD COLUMN metadata TEXT;
-    CREATE UNIQUE INDEX cm_executions_key ON cm_executions (runtime, key) WHERE key IS NOT NULL;
-    ALTER TABLE cm_log ADD COLUMN decision TEXT;
-    ALTER TABLE cm_log ADD COLUMN rollback TEXT;
-    CREATE TABLE cm_keys (
-        runtime TEXT NOT NULL, key TEXT NOT NULL, execution_id TEXT NOT NULL,
-        PRIMARY KEY (runtime, key)
-    );
-    """,
-)
+# Versioned migrations (shared with PostgreSQL): index i upgrades the schema from version i to i + 1.
+MIGRATIONS: tuple[str, ...] = shared_migrations(bigint="INTEGER")
 
 
 class SqliteStore(SqlStore):
