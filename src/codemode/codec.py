@@ -41,9 +41,7 @@ from codemode.records import (
     MAX_VALUE_DEPTH,
     MAX_VALUE_NODES,
 )
-
-# Re-exported: the sandboxes and the runtime call them as `codec.valid_text`, `codec.storable_text`.
-from codemode.text import _SURROGATE, storable_text, valid_text, valid_texts
+from codemode.text import _SURROGATE
 
 __all__ = [
     "DurableValueError",
@@ -59,10 +57,7 @@ __all__ = [
     "read",
     "refusal",
     "roundtrip",
-    "storable_text",
     "to_stored",
-    "valid_text",
-    "valid_texts",
 ]
 
 TAG = "__codemode__"

@@ -16,8 +16,6 @@ from codemode.text import valid_text
 
 __all__ = ["model_view"]
 
-_MODEL_SCALARS = (str, int, float, bool, type(None))
-
 
 def model_view(value: Any) -> Any:
     """The plain JSON the model reads of a value; never raises, always serializable as UTF-8 JSON.

@@ -10,6 +10,7 @@ from codemode.records import MAX_DURABLE_VALUE_BYTES, MAX_RESULT_BYTES, Executio
 from codemode.runtime.passes import Pass
 from codemode.runtime.setup import Setup
 from codemode.sandbox.base import ExecuteResult
+from codemode.text import storable_text
 
 if TYPE_CHECKING:
     from codemode.runtime.runtime import Runtime
@@ -40,7 +41,7 @@ async def conclude(runtime: Runtime, host: Pass, result: ExecuteResult, normaliz
             written = await store.pause(name, eid, attempt)
         elif result.error is not None or result.stopped:
             message = original_line(result.error or "The program was stopped.", normalized, code)
-            host.failure = codec.storable_text(with_hint(message, host.setup, runtime.executor.language, code))
+            host.failure = storable_text(with_hint(message, host.setup, runtime.executor.language, code))
             written = await store.fail(name, eid, attempt, host.failure, bounded_logs(result.logs))
         elif host.unreached:
             seq, entry = min(host.unreached.items())

@@ -26,6 +26,7 @@ from codemode.records import STEP_CONNECTOR, LogEntry
 from codemode.replay import Call, Recorded, Verdict, judge
 from codemode.runtime.setup import Setup
 from codemode.sandbox.base import PLATFORM, TOOL_ERROR_KINDS, StopExecution, ToolError
+from codemode.text import storable_text
 
 if TYPE_CHECKING:
     from codemode.runtime.runtime import Runtime
@@ -335,7 +336,7 @@ def _step_name(name: Any) -> str:
             "not in its name.",
             "ValueError",
         )
-    return codec.storable_text(name)  # the log's method column is text: no lone surrogate, no NUL
+    return storable_text(name)  # the log's method column is text: no lone surrogate, no NUL
 
 
 def _as_recorded(entry: LogEntry) -> Recorded:

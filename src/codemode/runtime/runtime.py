@@ -51,6 +51,7 @@ from codemode.runtime.setup import Setup, Setups, check_connector_names
 from codemode.sandbox.base import Executor
 from codemode.schema.base import DeclarationRenderer
 from codemode.store.base import Settlement, Store
+from codemode.text import storable_text
 
 if TYPE_CHECKING:
     from codemode.runtime.sync import SyncRuntime
@@ -201,7 +202,7 @@ class Runtime:
         current one (frameworks that re-run a tool call on resume pass their tool-call id)."""
         if not isinstance(code, str):
             return Outcome(status="error", execution_id="", error="code must be a string of Python source.")
-        code = codec.storable_text(code)  # no lone surrogate (not UTF-8) or NUL (not PostgreSQL text): U+FFFD
+        code = storable_text(code)  # no lone surrogate (not UTF-8) or NUL (not PostgreSQL text): U+FFFD
         size = len(code.encode("utf-8"))
         if size > MAX_DURABLE_VALUE_BYTES:
             return Outcome(status="error", execution_id="", error=codec.too_large_message("The execution code", size))

@@ -36,6 +36,7 @@ from codemode import codec
 from codemode.records import MAX_RESULT_BYTES, MAX_VALUE_DEPTH, MAX_VALUE_NODES
 from codemode.sandbox.base import ExecuteResult, Host, Namespace, StopExecution, ToolError
 from codemode.sandbox.places import CURRENT, MAX_NESTING, NESTED_TOO_DEEP, Holder, Places, holder_for
+from codemode.text import valid_text
 
 __all__ = ["DenoExecutor", "find_deno"]
 
@@ -509,7 +510,7 @@ class _Run:
         if message.get("dropped"):
             self.logs.append(_LOGS_DROPPED + "]")
         else:
-            self.logs.append(codec.valid_text(str(message["s"])))
+            self.logs.append(valid_text(str(message["s"])))
 
     def _done(self, message: dict[str, Any]) -> ExecuteResult:
         """How the program ended: its result, decoded, or a clear error about a value the host cannot read."""
@@ -525,7 +526,7 @@ class _Run:
         refused = message.get("refused")
         if isinstance(refused, dict):
             return ExecuteResult(error=_refusal("The result", refused), logs=self.logs)
-        return ExecuteResult(error=codec.valid_text(str(message.get("error"))), logs=self.logs)
+        return ExecuteResult(error=valid_text(str(message.get("error"))), logs=self.logs)
 
     def _write(self, message: dict[str, Any]) -> None:
         assert self.process.stdin is not None
@@ -618,7 +619,7 @@ _LOGS_DROPPED = "[codemode: console output beyond 1,000,000 characters was dropp
 
 def _refusal(what: str, refused: dict[str, Any]) -> str:
     """The message for a value the runner would not send (too large, too deep, a cycle)."""
-    reason = codec.valid_text(str(refused.get("reason", "")))
+    reason = valid_text(str(refused.get("reason", "")))
     return codec.refusal(what, codec.TooLargeError(0, MAX_RESULT_BYTES) if refused.get("large") else TypeError(reason))
 
 

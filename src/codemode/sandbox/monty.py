@@ -37,6 +37,7 @@ from codemode.sandbox.base import (
 )
 from codemode.sandbox.normalize import normalize_python
 from codemode.sandbox.places import CURRENT, MAX_NESTING, NESTED_TOO_DEEP, Places, holder_for
+from codemode.text import valid_text, valid_texts
 
 __all__ = ["MontyExecutor"]
 
@@ -233,7 +234,7 @@ class _Run:
         loop = asyncio.get_running_loop()
         try:
             snap: monty.AsyncSnapshot = await session.feed_start(
-                code, inputs={**self.inputs, "input": codec.valid_texts(input)}, print_callback=self.console.write
+                code, inputs={**self.inputs, "input": valid_texts(input)}, print_callback=self.console.write
             )
             while not isinstance(snap, monty.MontyComplete):
                 if isinstance(snap, monty.AsyncFunctionSnapshot):
@@ -346,11 +347,11 @@ def _settle(task: asyncio.Task[Any]) -> monty.ExternalSettledResult | None:
     """A finished host call as Monty's answer; None when the host stopped the program."""
     exc = task.exception()
     if exc is None:
-        return {"return_value": codec.valid_texts(task.result())}  # Monty strings cannot hold lone surrogates
+        return {"return_value": valid_texts(task.result())}  # Monty strings cannot hold lone surrogates
     if isinstance(exc, StopExecution):
         return None
     if isinstance(exc, ToolError):
-        return {"exc_type": cast(monty.ExcType, exc.kind), "message": codec.valid_text(exc.message)}
+        return {"exc_type": cast(monty.ExcType, exc.kind), "message": valid_text(exc.message)}
     return {"exc_type": "RuntimeError", "message": f"{type(exc).__name__}: {exc}"}
 
 

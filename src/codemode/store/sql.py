@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping, 
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, TypeVar
 
-from codemode.codec import dumps, loads, read, storable_text
+from codemode.codec import dumps, loads, read
 from codemode.records import (
     TERMINAL_STATUSES,
     Decision,
@@ -31,6 +31,7 @@ from codemode.records import (
 )
 from codemode.replay import Call, Recorded, Verdict, judge
 from codemode.store.base import Begun, Claim, Settlement
+from codemode.text import storable_text
 
 __all__ = ["MAX_ERROR_CHARS", "Op", "Rows", "SqlStore", "Tx", "drive", "new_execution_id", "shared_migrations"]
 
