@@ -68,6 +68,7 @@ async def test_a_bad_dsn_says_what_is_wrong_without_the_password() -> None:
     with pytest.raises(codemode.StoreConnectionError, match="Cannot connect to PostgreSQL") as raised:
         await store.open()
     assert "s3cret" not in str(raised.value)
+    assert isinstance(raised.value, codemode.StoreError) and isinstance(raised.value, ConnectionError)
     assert "Check the DSN" in str(raised.value)
     garbled = codemode.PostgresStore("this is = not a dsn =")
     with pytest.raises(codemode.StoreConnectionError):

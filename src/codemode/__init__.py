@@ -29,6 +29,8 @@ from codemode.errors import (
     ConnectorUnavailableError,
     ExecutionNotFoundError,
     RollbackError,
+    StoreConflictError,
+    StoreConnectionError,
     StoreError,
 )
 from codemode.records import (
@@ -51,7 +53,7 @@ from codemode.sandbox.deno import DenoExecutor
 from codemode.sandbox.monty import MontyExecutor
 from codemode.schema.names import sanitize_identifier
 from codemode.store.base import Store
-from codemode.store.postgres import PostgresStore, StoreChange, StoreConflictError, StoreConnectionError
+from codemode.store.postgres import PostgresStore, StoreChange
 from codemode.store.sqlite import SqliteStore
 from codemode.truncate import truncate_response, truncate_result
 

@@ -54,9 +54,17 @@ def not_found_message(execution_id: str, runtime: str, action: str) -> str:
 
 
 class StoreError(CodemodeError):
-    """The store's database could not be opened or written. The message names the file, what went
-    wrong and what to do; `path` is the file, `__cause__` the database's own error."""
+    """The store's database could not be opened or written. The message names the database, what went
+    wrong and what to do; `path` is the SQLite file (None for a server), `__cause__` the database's own error."""
 
-    def __init__(self, message: str, path: str) -> None:
+    def __init__(self, message: str, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class StoreConnectionError(StoreError, ConnectionError):
+    """The database server could not be reached, or the connection broke while a write was committing."""
+
+
+class StoreConflictError(StoreError, RuntimeError):
+    """A transaction kept losing serialization conflicts to other hosts, past `conflict_retries` tries."""

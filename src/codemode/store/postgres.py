@@ -27,13 +27,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from codemode import crashpoints
+from codemode.errors import StoreConflictError, StoreConnectionError
 from codemode.store.sql import Op, Rows, SqlStore, Tx, now_ms, shared_migrations
 
 if TYPE_CHECKING:
     import psycopg
     import psycopg_pool
 
-__all__ = ["PostgresStore", "StoreChange", "StoreConflictError", "StoreConnectionError"]
+__all__ = ["PostgresStore", "StoreChange"]
 
 T = TypeVar("T")
 log = logging.getLogger("codemode")
@@ -64,14 +65,6 @@ class StoreChange:
     runtime: str
     execution_id: str
     status: str
-
-
-class StoreConnectionError(ConnectionError):
-    """The database could not be reached, or the connection broke while a write was committing."""
-
-
-class StoreConflictError(RuntimeError):
-    """A transaction kept losing serialization conflicts to other hosts, past `conflict_retries` tries."""
 
 
 class PostgresStore(SqlStore):
