@@ -65,13 +65,6 @@ class World:
 
 
 @pytest.fixture
-async def executor() -> AsyncIterator[codemode.Executor]:
-    ex = codemode.MontyExecutor()
-    yield ex
-    await ex.aclose()
-
-
-@pytest.fixture
 async def world_of(tmp_path: Path, executor: codemode.Executor) -> AsyncIterator[Any]:
     worlds: list[World] = []
 
