@@ -157,8 +157,9 @@ class PostgresStore(SqlStore):
             for other in [other for other in self._pools if other.is_closed()]:
                 del self._pools[other]  # a finished loop's pool: its connections went with it
             psycopg, pool_module = _drivers()
-            await self._check_reachable(psycopg)
             home = not self._pools
+            if home:  # the first pool proves the DSN; a later loop's pool (heartbeats) need not probe again
+                await self._check_reachable(psycopg)
             created: psycopg_pool.AsyncConnectionPool[Any] = pool_module.AsyncConnectionPool(
                 self.dsn,
                 min_size=self.min_connections if home else 1,
@@ -176,6 +177,12 @@ class PostgresStore(SqlStore):
                         await _migrate(conn)
                         self._migrated = True
                     await self._read_clock(conn)
+            except pool_module.PoolTimeout as exc:
+                await created.close()
+                raise StoreConnectionError(
+                    f"No connection to PostgreSQL at {_safe_dsn(self.dsn)} opened within {self.connect_timeout:g} s; "
+                    "check that the server is running and accepting connections."
+                ) from exc
             except BaseException:
                 await created.close()
                 raise
