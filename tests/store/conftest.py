@@ -14,28 +14,22 @@ from pathlib import Path
 
 import pytest
 
-import codemode
 from codemode.store.base import Store
+
+from conftest import new_store
 
 StoreFactory = Callable[[Path], Store]
 
 
 def _sqlite(directory: Path) -> Store:
-    return codemode.SqliteStore(directory / "contract.db")
+    return new_store("sqlite", directory / "contract.db")
 
 
 def _postgres(directory: Path) -> Store:
     """A schema of its own per test directory, on the suite's real PostgreSQL server."""
-    from postgres_server import shared_server
-
-    server = shared_server()
-    schema = _schemas.get(directory)
-    if schema is None:
-        schema = _schemas[directory] = server.new_schema()
-    return codemode.PostgresStore(server.dsn(schema))
+    return new_store("postgres", directory)
 
 
-_schemas: dict[Path, str] = {}
 BACKENDS: dict[str, StoreFactory] = {"sqlite": _sqlite, "postgres": _postgres}
 
 
