@@ -213,7 +213,7 @@ class PostgresStore(SqlStore):
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.wrap_future(done), timeout=10)
 
-    async def _run(self, op: Op[T], name: str = "", *, write: bool = True) -> T:
+    async def _run(self, op: Op[T], name: str = "", *, write: bool = True, single: bool = False) -> T:
         if self._closed:
             raise RuntimeError("This PostgresStore was closed; open() it again (or use a new one) to keep using it.")
         pool = await self._loop_pool()
