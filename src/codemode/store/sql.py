@@ -142,7 +142,9 @@ class SqlStore:
         """Run `op` in one transaction (serializable with every other write); `name` is its crash point.
 
         `single`: the op's first statement is its only write and is a compare-and-set on its own, so a
-        backend may run it as one autocommitted statement (what follows it only reads, to explain a miss)."""
+        backend may run it as one autocommitted statement (what follows it only reads, to explain a miss).
+        Such an op must answer the same when run again after it committed, since a connection lost
+        before the reply is retried."""
         raise NotImplementedError
 
     def _metadata_match(self) -> str:
@@ -384,6 +386,14 @@ class SqlStore:
                 return True
             if not await self._owned(tx, runtime, execution_id, attempt):
                 return False
+            row = (
+                await tx.execute(
+                    "SELECT state, result FROM cm_log WHERE runtime = ? AND execution_id = ? AND seq = ?",
+                    (runtime, execution_id, seq),
+                )
+            ).fetchone()
+            if row is not None and (row[0], row[1]) == (state, text):
+                return True  # this very record, committed by a try whose reply was lost: the same answer
             raise LookupError(f"No executing log entry at step {seq} of {execution_id}")
 
         return await self._run(op, name, single=True)
