@@ -33,7 +33,18 @@ from codemode.replay import Call, Recorded, Verdict, judge
 from codemode.store.base import Begun, Claim, Settlement
 from codemode.text import storable_text
 
-__all__ = ["MAX_ERROR_CHARS", "Op", "Rows", "SqlStore", "Tx", "drive", "new_execution_id", "shared_migrations"]
+__all__ = [
+    "HISTORY_INDEXES",
+    "MAX_ERROR_CHARS",
+    "PRUNE_EVERY",
+    "Op",
+    "Rows",
+    "SqlStore",
+    "Tx",
+    "drive",
+    "new_execution_id",
+    "shared_migrations",
+]
 
 T = TypeVar("T")
 MAX_ERROR_CHARS = 1_000_000
@@ -81,6 +92,24 @@ _SHARED_MIGRATIONS: tuple[str, ...] = (
     );
     """,
 )
+
+
+# The indexes the history's hot reads need, so their cost follows what they return, not how many runs are
+# stored (SQLite: version 3, PostgreSQL: version 4). Each partial index's condition is written exactly as
+# the queries that use it write theirs, because SQLite uses a partial index only for a literal match.
+# `ended`: retention finds the oldest ended runs without reading live ones; `paused`: `list_pending` starts
+# from the paused runs, not from every log entry; `created`: the history newest first (`list_executions`).
+HISTORY_INDEXES = f"""
+    CREATE INDEX cm_executions_created ON cm_executions (runtime, created_at, id);
+    CREATE INDEX cm_executions_ended ON cm_executions (runtime, created_at, id) WHERE status IN {_TERMINAL};
+    CREATE INDEX cm_executions_paused ON cm_executions (runtime, created_at, id) WHERE status = 'paused';
+"""
+
+# `begin` checks the retention on each new run while `max_executions` is under this, and on one new run in
+# `max_executions // PRUNE_EVERY` above it (and on the first of each store): the check walks up to
+# `max_executions` ended runs, so a long history costs every execute a few index steps on average, and holds
+# at most 1 % more ended runs than asked between two checks.
+PRUNE_EVERY = 100
 
 
 def shared_migrations(*, bigint: str) -> tuple[str, ...]:
@@ -155,6 +184,16 @@ class SqlStore:
 
     # PostgreSQL prunes after `begin` commits, in a transaction of its own (`_prune_after_begin`).
     _prune_apart = False
+    _prunes_left: dict[str, int]  # per runtime: new runs until `begin` checks the retention again
+
+    def _prune_due(self, runtime: str, keep: int) -> bool:
+        """Whether this new run checks the retention: every run for a short history (under `PRUNE_EVERY`
+        kept), else one run in `keep // PRUNE_EVERY`, the first of this store included."""
+        left = self.__dict__.setdefault("_prunes_left", {})
+        every = max(keep, 0) // PRUNE_EVERY
+        due = min(left.get(runtime, 0), every) <= 0
+        left[runtime] = max(every - 1, 0) if due else min(left[runtime], every) - 1
+        return due
 
     async def _prune_after_begin(self, runtime: str, keep: int, exclude: str) -> None:
         """Housekeeping after a committed `begin`; must not raise (the run is begun either way)."""
@@ -179,6 +218,7 @@ class SqlStore:
                 )
         execution_id = new_execution_id()
         now = self._now()
+        prune = self._prune_due(runtime, max_executions)
 
         async def op(tx: Tx) -> Begun:
             if key is not None:
@@ -208,12 +248,12 @@ class SqlStore:
                     json.dumps(dict(metadata or {}), ensure_ascii=False),
                 ),
             )
-            if not self._prune_apart:
+            if prune and not self._prune_apart:
                 await self._prune(tx, runtime, max_executions, execution_id)
             return Begun(execution_id, 1)
 
         begun = await self._run(op, "begin")
-        if self._prune_apart and begun.attempt == 1:
+        if prune and self._prune_apart and begun.attempt == 1:
             await self._prune_after_begin(runtime, max_executions, execution_id)
         return begun
 
@@ -418,14 +458,16 @@ class SqlStore:
 
     @staticmethod
     async def _pending(tx: Tx, runtime: str, execution_id: str | None) -> list[PendingAction]:
+        # From the paused runs to their entries: SQLite keeps a CROSS JOIN's order (PostgreSQL plans it
+        # freely), so with no statistics it still never reads the whole log to find the few pending entries.
         sql = (
-            "SELECT l.execution_id, l.seq, l.connector, l.method, l.args FROM cm_log l "
-            "JOIN cm_executions e ON e.runtime = l.runtime AND e.id = l.execution_id "
-            "WHERE l.runtime = ? AND l.state = 'pending' AND l.decision IS NULL AND e.status = 'paused'"
+            "SELECT l.execution_id, l.seq, l.connector, l.method, l.args FROM cm_executions e "
+            "CROSS JOIN cm_log l WHERE e.runtime = ? AND e.status = 'paused' AND l.runtime = e.runtime "
+            "AND l.execution_id = e.id AND l.state = 'pending' AND l.decision IS NULL"
         )
         params: tuple[Any, ...] = (runtime,)
         if execution_id is not None:
-            sql += " AND l.execution_id = ?"
+            sql += " AND e.id = ?"
             params += (execution_id,)
         sql += " ORDER BY e.created_at DESC, e.id DESC, l.seq"
         return [
