@@ -97,12 +97,12 @@ _SHARED_MIGRATIONS: tuple[str, ...] = (
 # The indexes the history's hot reads need, so their cost follows what they return, not how many runs are
 # stored (SQLite: version 3, PostgreSQL: version 4). Each partial index's condition is written exactly as
 # the queries that use it write theirs, because SQLite uses a partial index only for a literal match.
-# `ended`: retention finds the oldest ended runs without reading live ones; `paused`: `list_pending` starts
-# from the paused runs, not from every log entry; `created`: the history newest first (`list_executions`).
+# `created`: the history newest first (`list_executions`); `ended`: retention finds the oldest ended runs
+# without reading live ones. (`list_pending` starts from the paused runs: SQLite finds them through its
+# status index, PostgreSQL through a partial index of its own.)
 HISTORY_INDEXES = f"""
     CREATE INDEX cm_executions_created ON cm_executions (runtime, created_at, id);
     CREATE INDEX cm_executions_ended ON cm_executions (runtime, created_at, id) WHERE status IN {_TERMINAL};
-    CREATE INDEX cm_executions_paused ON cm_executions (runtime, created_at, id) WHERE status = 'paused';
 """
 
 # `begin` checks the retention on each new run while `max_executions` is under this, and on one new run in
@@ -734,11 +734,22 @@ class SqlStore:
 
     @staticmethod
     async def _prune(tx: Tx, runtime: str, keep: int, exclude: str | None) -> int:
+        # First the newest ended run beyond the `keep` newest, reading only the index (usually there is none:
+        # nothing to do), then the runs from it back, oldest first.
+        where = f"WHERE runtime = ? AND status IN {_TERMINAL} AND id != ?"
+        cutoff = (
+            await tx.execute(
+                f"SELECT created_at, id FROM cm_executions {where} ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?",
+                (runtime, exclude or "", max(keep, 0)),
+            )
+        ).fetchone()
+        if cutoff is None:
+            return 0
         rows = (
             await tx.execute(
-                f"SELECT id, key FROM cm_executions WHERE runtime = ? AND status IN {_TERMINAL} AND id != ? "
-                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-                (runtime, exclude or "", NO_LIMIT, max(keep, 0)),
+                f"SELECT id, key FROM cm_executions {where} AND created_at <= ? AND (created_at < ? OR id <= ?) "
+                "ORDER BY created_at, id",
+                (runtime, exclude or "", cutoff[0], cutoff[0], cutoff[1]),
             )
         ).fetchall()
         # A pruned run's key stays taken: a framework re-running that tool call must not start it again.
