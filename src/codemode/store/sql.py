@@ -189,7 +189,7 @@ class SqlStore:
     def _prune_due(self, runtime: str, keep: int) -> bool:
         """Whether this new run checks the retention: every run for a short history (under `PRUNE_EVERY`
         kept), else one run in `keep // PRUNE_EVERY`, the first of this store included."""
-        left = self.__dict__.setdefault("_prunes_left", {})
+        left: dict[str, int] = self.__dict__.setdefault("_prunes_left", {})
         every = max(keep, 0) // PRUNE_EVERY
         due = min(left.get(runtime, 0), every) <= 0
         left[runtime] = max(every - 1, 0) if due else min(left[runtime], every) - 1
