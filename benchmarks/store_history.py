@@ -1,22 +1,23 @@
 """What a long run history costs: `execute`, `pending()` and `executions(50)` with 100 and with 10,000 runs
 stored, on SQLite and PostgreSQL, in one run.
 
-    .venv/bin/python benchmarks/store_history.py [--rounds 5] [--repeat 15] [--base REV] [--backends sqlite,postgres]
+    .venv/bin/python benchmarks/store_history.py [--rounds 5] [--repeat 30] [--base REV] [--backends sqlite,postgres]
 
-The history is written straight into the tables through SQL (tests/history.py: the rows the store writes for
-one-call runs, one second apart, ending a day ago; 20 runs paused at a gated call, one in seven of the rest
-failed, the others completed), because 10,000 `execute`s would take minutes. It takes about a second. The
-runtime keeps up to 20,000 ended runs (`max_executions`), so every stored run stays and each `begin` is
-subject to the retention check. PostgreSQL is a real server started for the run (the test suite's settings:
-Unix socket, fsync off); after filling, its tables are vacuumed and analyzed, as autovacuum would.
+The history is written straight into the tables through SQL (tests/history.py: the rows the store writes
+for one-call runs, one second apart, ending a day ago; 20 runs paused at a gated call, one in seven of the
+rest failed, the others completed), because 10,000 `execute`s would take minutes; it takes about a second.
+The runtime keeps up to 20,000 ended runs (`max_executions`), so every stored run stays and `begin` is
+subject to the retention check. PostgreSQL is a real server started for the run (the test suite's
+settings: Unix socket, fsync off); after filling, its tables are vacuumed and analyzed, as autovacuum would.
 
-Measured, per backend and size, the median of `--repeat` calls: `execute` of a one-call Monty program (begin,
-retention when due, the call, complete), `pending()` (the 20 waiting actions), `executions(50)` (the console's
-list), and the retention check on its own (`prune_executions(20000)`: nothing is due, so this is the walk a
-checking `begin` makes; `begin` makes it on one new run in 200 here). Each round measures every side in a fresh
-child process (`PYTHONPATH=<tree>/src`), alternating the order, because this machine is noisy; the table gives
-the median over rounds and the ratio 10,000/100. With `--base REV`, the same child runs on that revision's
-`src/` (exported with `git archive`), beside the working tree's, in the same rounds.
+Measured, per backend and size, after 10 untimed `execute`s (the first checked the retention), the median
+of `--repeat` calls of: `execute` of a one-call Monty program (begin, the call, complete), `pending()` (the
+20 waiting actions), `executions(50)` (the console's list), and the retention check on its own
+(`prune_executions(20000)`: nothing is due, so this is the walk a checking `begin` makes, on one new run in
+200 here). Each round measures every side in a fresh child process (`PYTHONPATH=<tree>/src`), alternating
+the order, because this machine is noisy; the table gives the median over rounds and the ratio 10,000/100.
+With `--base REV`, the same child runs on that revision's `src/` (exported with `git archive`), beside the
+working tree's, in the same rounds.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SIZES = (100, 10_000)
 PAUSED = 20
 KEEP = 20_000
+WARM = 10
 OPS = ("execute", "pending()", "executions(50)", "retention check")
 
 
@@ -63,19 +65,23 @@ async def measure(backend: str, target: str, size: int, repeat: int) -> dict[str
     runtime = codemode.Runtime([Items()], store=store, max_executions=KEEP)
     results: dict[str, list[float]] = {op: [] for op in OPS}
     async with runtime:
-        warm = await runtime.execute("return await items.read()")
-        assert warm.status == "completed", warm.error
+        for _ in range(WARM):  # the first runs of a process are slower (the worker, caches), whatever the size
+            warm = await runtime.execute("return await items.read()")
+            assert warm.status == "completed", warm.error
         assert len(await runtime.pending()) == PAUSED
         for _ in range(repeat):
             for op, call in (
                 ("execute", lambda: runtime.execute("return await items.read()")),
                 ("pending()", lambda: runtime.pending()),
                 ("executions(50)", lambda: runtime.executions(50)),
-                ("retention check", lambda: store.prune_executions(runtime.name, KEEP)),
             ):
                 start = time.perf_counter()
                 await call()
                 results[op].append(time.perf_counter() - start)
+        for _ in range(repeat):  # apart: a walk of the whole history would evict the others' cached pages
+            start = time.perf_counter()
+            await store.prune_executions(runtime.name, KEEP)
+            results["retention check"].append(time.perf_counter() - start)
     return {op: statistics.median(times) for op, times in results.items()}
 
 
@@ -149,7 +155,7 @@ def run_child(src: Path, targets: dict[str, str], repeat: int) -> dict[str, Any]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--base", help="a revision to measure beside the working tree, e.g. main~3")
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--child", help=argparse.SUPPRESS)
