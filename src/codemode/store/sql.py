@@ -98,8 +98,9 @@ _SHARED_MIGRATIONS: tuple[str, ...] = (
 # stored (SQLite: version 3, PostgreSQL: version 4). Each partial index's condition is written exactly as
 # the queries that use it write theirs, because SQLite uses a partial index only for a literal match.
 # `created`: the history newest first (`list_executions`); `ended`: retention finds the oldest ended runs
-# without reading live ones (`status` too, so that SQLite reads its check from the index alone). (`list_pending` starts from the paused runs: SQLite finds them through its
-# status index, PostgreSQL through a partial index of its own.)
+# without reading live ones (`status` too, so that SQLite reads its check from the index alone).
+# (`list_pending` starts from the paused runs: SQLite finds them through its status index, PostgreSQL
+# through a partial index of its own.)
 HISTORY_INDEXES = f"""
     CREATE INDEX cm_executions_created ON cm_executions (runtime, created_at, id);
     CREATE INDEX cm_executions_ended ON cm_executions (runtime, created_at, id, status)
