@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import pytest
 import codemode
 from codemode import Connector, ToolContext, tool
 from codemode.replay import Call
+from history import exercise, insert_history
 from postgres_server import PostgresServer
 
 
@@ -423,3 +424,58 @@ async def test_a_lost_reply_to_a_per_call_statement_gives_the_same_answer_again(
         proxy.armed = 0
         await store.close()
         listening.close()
+
+
+def _full_reads(node: dict[str, Any]) -> list[str]:
+    """The plan nodes that read a whole table, or all of a runtime's rows by a primary key."""
+    found = []
+    relation = node.get("Relation Name", "")
+    if relation.startswith("cm_") and node["Node Type"] == "Seq Scan":
+        found.append(f"Seq Scan on {relation}")
+    if node.get("Index Name", "").endswith("_pkey") and " AND " not in node.get("Index Cond", ""):
+        found.append(f"{node['Node Type']} on {node['Index Name']} by {node.get('Index Cond')}")
+    for child in node.get("Plans", []):
+        found += _full_reads(child)
+    return found
+
+
+async def test_every_hot_query_reads_by_index_in_a_long_history(
+    server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With 10,000 runs stored (vacuumed and analyzed, as autovacuum would), no statement of a run's life (begin and
+    its retention check, calls, a pause, the approval queue, a decision, the listings, pruning, deleting)
+    reads a whole table: each uses an index. The statements are recorded as the store sends them."""
+    from codemode.store import postgres
+
+    dsn = server.dsn(server.new_schema())
+    store = codemode.PostgresStore(dsn)
+    await store.open()
+    with psycopg.connect(dsn) as conn:
+        insert_history(
+            lambda sql, rows: conn.cursor().executemany(sql.replace("?", "%s"), rows), "rt", 10_000, paused=10
+        )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE cm_executions")
+        conn.execute("VACUUM ANALYZE cm_log")
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+    send = postgres._PgTx.execute
+
+    async def recorded(self: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+        sent.append((sql, tuple(params)))
+        return await send(self, sql, params)
+
+    monkeypatch.setattr(postgres._PgTx, "execute", recorded)  # records, then sends as it was
+    await exercise(store, "rt", keep=9990)
+    monkeypatch.undo()
+    await store.close()
+    statements = {sql: params for sql, params in sent if sql.split()[0] in ("SELECT", "UPDATE", "DELETE", "INSERT")}
+    assert any("OFFSET" in sql for sql in statements)  # the retention check ran
+    bad = {}
+    with psycopg.connect(dsn) as conn:
+        for sql, params in statements.items():
+            if "pg_" in sql:
+                continue  # the server's own functions (notify, transaction id)
+            plan = conn.execute(f"EXPLAIN (FORMAT JSON) {sql.replace('?', '%s')}", params).fetchone()[0][0]["Plan"]
+            if _full_reads(plan):
+                bad[sql] = _full_reads(plan)
+    assert bad == {}, "\n".join(f"{k}: {v}" for k, v in bad.items())

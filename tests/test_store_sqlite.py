@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 import codemode
+from history import exercise, insert_history
 
 
 async def test_busy_database_is_waited_for_off_the_event_loop(tmp_path: Path) -> None:
@@ -54,3 +56,39 @@ async def test_schema_version_newer_than_the_library_is_refused(tmp_path: Path) 
         await newer.open()
     with pytest.raises(RuntimeError, match="newer than this library"):
         await newer.list_executions("default")  # still refused, never half-open
+
+
+def _full_reads(plan: list[str]) -> list[str]:
+    """The plan lines that read a whole table or a whole runtime's rows, or sort a whole result."""
+    return [
+        line
+        for line in plan
+        if (line.startswith("SCAN ") and line != "SCAN CONSTANT ROW")
+        or re.search(r"USING (COVERING )?INDEX sqlite_autoindex_cm_\w+ \(runtime=\?\)", line)
+        or line == "USE TEMP B-TREE FOR ORDER BY"
+    ]
+
+
+@pytest.mark.parametrize("analyzed", [False, True])
+async def test_every_hot_query_reads_by_index_in_a_long_history(tmp_path: Path, analyzed: bool) -> None:
+    """With 3,000 runs stored, no statement of a run's life (begin and its retention check, calls, a
+    pause, the approval queue, a decision, the listings, pruning, deleting) scans a table or sorts the
+    history: with or without `ANALYZE`'s statistics."""
+    path = tmp_path / "history.db"
+    store = codemode.SqliteStore(path)
+    await store.open()
+    conn = sqlite3.connect(path)
+    with conn:
+        insert_history(conn.executemany, "rt", 3000, paused=10)
+        if analyzed:
+            conn.execute("ANALYZE")
+    sent: list[str] = []
+    store._connection().set_trace_callback(sent.append)
+    await exercise(store, "rt", keep=2995)
+    store._connection().set_trace_callback(None)
+    await store.close()
+    statements = {s for s in sent if s.split()[0] in ("SELECT", "UPDATE", "DELETE", "INSERT")}
+    assert any("OFFSET 2995" in s for s in statements)  # the retention check ran
+    plans = {s: [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {s}")] for s in statements}
+    conn.close()
+    assert {s: _full_reads(plan) for s, plan in plans.items() if _full_reads(plan)} == {}

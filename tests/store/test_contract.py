@@ -125,6 +125,34 @@ async def test_begin_prunes_terminal_runs_beyond_the_retention(store: Store) -> 
     assert kept == {ended[1], ended[2], paused, newest.execution_id}
 
 
+async def test_a_long_retention_is_checked_once_per_hundredth_and_still_prunes_the_oldest(
+    store: Store, store_factory: Callable[[], Store]
+) -> None:
+    """With `max_executions` of 100 or more, `begin` checks the retention on the first run of each store and
+    then on one new run in `max_executions // 100`: the history holds at most that many ended runs more
+    than asked between checks, and each check deletes the oldest ones down to `max_executions`."""
+    keep, every = 300, 3
+    ended = []
+    for _ in range(keep + 10):
+        begun = await store.begin(RT, "return 1", ["items"], keep)
+        assert await store.complete(RT, begun.execution_id, begun.attempt, dumps(1), [])
+        ended.append(begun.execution_id)
+    # Runs 1, 4, 7, ... checked: the 310th begin found 309 ended and cut them to 300; the last one ended since.
+    stored = [e.id for e in await store.list_executions(RT)]
+    assert len(stored) <= keep + every
+    assert set(stored) == set(ended[-len(stored) :])  # the oldest went, the newest stayed
+    assert len(stored) == keep + 1
+    # A store opened later (another process) checks on its first new run: the oldest are cut at once.
+    other = store_factory()
+    await other.open()
+    try:
+        begun = await other.begin(RT, "return 1", ["items"], keep - 50)
+        after = {e.id for e in await other.list_executions(RT)}
+        assert after == {*ended[-(keep - 50) :], begun.execution_id}
+    finally:
+        await other.close()
+
+
 async def test_list_executions_filters_by_metadata_status_and_limit(store: Store) -> None:
     a, attempt_a = await begin(store, metadata={"user": "u1", "team": "x"})
     b, _ = await begin(store, metadata={"user": "u2"})

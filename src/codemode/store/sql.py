@@ -34,7 +34,18 @@ from codemode.replay import Call, Recorded, Verdict, judge
 from codemode.store.base import Begun, Claim, Settlement
 from codemode.text import storable_text
 
-__all__ = ["MAX_ERROR_CHARS", "Op", "Rows", "SqlStore", "Tx", "drive", "new_execution_id", "shared_migrations"]
+__all__ = [
+    "HISTORY_INDEXES",
+    "MAX_ERROR_CHARS",
+    "PRUNE_EVERY",
+    "Op",
+    "Rows",
+    "SqlStore",
+    "Tx",
+    "drive",
+    "new_execution_id",
+    "shared_migrations",
+]
 
 T = TypeVar("T")
 MAX_ERROR_CHARS = 1_000_000
@@ -82,6 +93,26 @@ _SHARED_MIGRATIONS: tuple[str, ...] = (
     );
     """,
 )
+
+
+# The indexes the history's hot reads need, so their cost follows what they return, not how many runs are
+# stored (SQLite: version 3, PostgreSQL: version 4). Each partial index's condition is written exactly as
+# the queries that use it write theirs, because SQLite uses a partial index only for a literal match.
+# `created`: the history newest first (`list_executions`); `ended`: retention finds the oldest ended runs
+# without reading live ones (`status` too, so that SQLite reads its check from the index alone).
+# (`list_pending` starts from the paused runs: SQLite finds them through its status index, PostgreSQL
+# through a partial index of its own.)
+HISTORY_INDEXES = f"""
+    CREATE INDEX cm_executions_created ON cm_executions (runtime, created_at, id);
+    CREATE INDEX cm_executions_ended ON cm_executions (runtime, created_at, id, status)
+        WHERE status IN {_TERMINAL};
+"""
+
+# `begin` checks the retention on each new run while `max_executions` is under this, and on one new run in
+# `max_executions // PRUNE_EVERY` above it (and on the first of each store): the check walks up to
+# `max_executions` ended runs, so a long history costs every execute a few index steps on average, and holds
+# at most 1 % more ended runs than asked between two checks.
+PRUNE_EVERY = 100
 
 
 def shared_migrations(*, bigint: str) -> tuple[str, ...]:
@@ -161,6 +192,16 @@ class SqlStore:
 
     # PostgreSQL prunes after `begin` commits, in a transaction of its own (`_prune_after_begin`).
     _prune_apart = False
+    _prunes_left: dict[str, int]  # per runtime: new runs until `begin` checks the retention again
+
+    def _prune_due(self, runtime: str, keep: int) -> bool:
+        """Whether this new run checks the retention: every run for a short history (under `PRUNE_EVERY`
+        kept), else one run in `keep // PRUNE_EVERY`, the first of this store included."""
+        left: dict[str, int] = self.__dict__.setdefault("_prunes_left", {})
+        every = max(keep, 0) // PRUNE_EVERY
+        due = min(left.get(runtime, 0), every) <= 0
+        left[runtime] = max(every - 1, 0) if due else min(left[runtime], every) - 1
+        return due
 
     async def _prune_after_begin(self, runtime: str, keep: int, exclude: str) -> None:
         """Housekeeping after a committed `begin`; must not raise (the run is begun either way)."""
@@ -185,6 +226,7 @@ class SqlStore:
                 )
         execution_id = new_execution_id()
         now = self._now()
+        prune = self._prune_due(runtime, max_executions)
 
         async def op(tx: Tx) -> Begun:
             if key is not None:
@@ -214,12 +256,12 @@ class SqlStore:
                     json.dumps(dict(metadata or {}), ensure_ascii=False),
                 ),
             )
-            if not self._prune_apart:
+            if prune and not self._prune_apart:
                 await self._prune(tx, runtime, max_executions, execution_id)
             return Begun(execution_id, 1)
 
         begun = await self._run(op, "begin")
-        if self._prune_apart and begun.attempt == 1:
+        if prune and self._prune_apart and begun.attempt == 1:
             await self._prune_after_begin(runtime, max_executions, execution_id)
         return begun
 
@@ -458,14 +500,16 @@ class SqlStore:
 
     @staticmethod
     async def _pending(tx: Tx, runtime: str, execution_id: str | None) -> list[PendingAction]:
+        # From the paused runs to their entries: SQLite keeps a CROSS JOIN's order (PostgreSQL plans it
+        # freely), so with no statistics it still never reads the whole log to find the few pending entries.
         sql = (
-            "SELECT l.execution_id, l.seq, l.connector, l.method, l.args FROM cm_log l "
-            "JOIN cm_executions e ON e.runtime = l.runtime AND e.id = l.execution_id "
-            "WHERE l.runtime = ? AND l.state = 'pending' AND l.decision IS NULL AND e.status = 'paused'"
+            "SELECT l.execution_id, l.seq, l.connector, l.method, l.args FROM cm_executions e "
+            "CROSS JOIN cm_log l WHERE e.runtime = ? AND e.status = 'paused' AND l.runtime = e.runtime "
+            "AND l.execution_id = e.id AND l.state = 'pending' AND l.decision IS NULL"
         )
         params: tuple[Any, ...] = (runtime,)
         if execution_id is not None:
-            sql += " AND l.execution_id = ?"
+            sql += " AND e.id = ?"
             params += (execution_id,)
         sql += " ORDER BY e.created_at DESC, e.id DESC, l.seq"
         return [
@@ -732,11 +776,22 @@ class SqlStore:
 
     @staticmethod
     async def _prune(tx: Tx, runtime: str, keep: int, exclude: str | None) -> int:
+        # First the newest ended run beyond the `keep` newest, reading only the index (usually there is none:
+        # nothing to do), then the runs from it back, oldest first.
+        where = f"WHERE runtime = ? AND status IN {_TERMINAL} AND id != ?"
+        cutoff = (
+            await tx.execute(
+                f"SELECT created_at, id FROM cm_executions {where} ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?",
+                (runtime, exclude or "", max(keep, 0)),
+            )
+        ).fetchone()
+        if cutoff is None:
+            return 0
         rows = (
             await tx.execute(
-                f"SELECT id, key FROM cm_executions WHERE runtime = ? AND status IN {_TERMINAL} AND id != ? "
-                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-                (runtime, exclude or "", NO_LIMIT, max(keep, 0)),
+                f"SELECT id, key FROM cm_executions {where} AND created_at <= ? AND (created_at < ? OR id <= ?) "
+                "ORDER BY created_at, id",
+                (runtime, exclude or "", cutoff[0], cutoff[0], cutoff[1]),
             )
         ).fetchall()
         # A pruned run's key stays taken: a framework re-running that tool call must not start it again.

@@ -23,14 +23,24 @@ from typing import Any, TypeVar
 
 from codemode import crashpoints
 from codemode.errors import StoreError
-from codemode.store.sql import Op, Rows, SqlStore, drive, shared_migrations
+from codemode.store.sql import HISTORY_INDEXES, Op, Rows, SqlStore, drive, shared_migrations
 
 __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
 
 # Versioned migrations (shared with PostgreSQL): index i upgrades the schema from version i to i + 1.
-MIGRATIONS: tuple[str, ...] = shared_migrations(bigint="INTEGER")
+MIGRATIONS: tuple[str, ...] = (
+    *shared_migrations(bigint="INTEGER"),
+    # 3: the history's indexes (see `HISTORY_INDEXES`), and the status index ordered like the listing, so
+    # `list_executions(status=[one])` reads its newest runs in order. No ANALYZE: the plans follow from the
+    # indexes and the queries' shapes, and statistics taken while a database is young would mislead later.
+    f"""
+    DROP INDEX cm_executions_status;
+    CREATE INDEX cm_executions_status ON cm_executions (runtime, status, created_at, id);
+    {HISTORY_INDEXES}
+    """,
+)
 
 
 class SqliteStore(SqlStore):
