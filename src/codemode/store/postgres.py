@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from codemode import crashpoints
 from codemode.errors import StoreConflictError, StoreConnectionError
+from codemode.store import sql_checkpoints
 from codemode.store.sql import Op, Rows, SqlStore, Tx, now_ms, shared_migrations
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX IF EXISTS cm_executions_status;
     CREATE INDEX cm_executions_created ON cm_executions (runtime, created_at);
     """,
+    # 4: paused runs' checkpoints.
+    sql_checkpoints.MIGRATION.format(bigint="BIGINT", blob="BYTEA"),
 )
 
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from codemode import crashpoints
 from codemode.errors import StoreError
+from codemode.store import sql_checkpoints
 from codemode.store.sql import Op, Rows, SqlStore, drive, shared_migrations
 
 __all__ = ["SqliteStore"]
@@ -30,7 +31,11 @@ __all__ = ["SqliteStore"]
 T = TypeVar("T")
 
 # Versioned migrations (shared with PostgreSQL): index i upgrades the schema from version i to i + 1.
-MIGRATIONS: tuple[str, ...] = shared_migrations(bigint="INTEGER")
+MIGRATIONS: tuple[str, ...] = (
+    *shared_migrations(bigint="INTEGER"),
+    # 3: paused runs' checkpoints.
+    sql_checkpoints.MIGRATION.format(bigint="INTEGER", blob="BLOB"),
+)
 
 
 class SqliteStore(SqlStore):
