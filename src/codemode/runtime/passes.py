@@ -25,7 +25,7 @@ from codemode.connectors.spec import ToolContext, ToolSpec, idempotency_key
 from codemode.records import STEP_CONNECTOR, LogEntry
 from codemode.replay import Call, Recorded, Verdict, judge
 from codemode.runtime.setup import Setup
-from codemode.sandbox.base import PLATFORM, TOOL_ERROR_KINDS, StopExecution, ToolError
+from codemode.sandbox.base import CALL_SEQ, PLATFORM, TOOL_ERROR_KINDS, StopExecution, ToolError
 from codemode.text import storable_text
 
 if TYPE_CHECKING:
@@ -72,6 +72,38 @@ class Pass:
         self.store_error: str | None = None  # the store failed under this pass
         self.ended = False  # the program is over: late calls are refused
         self.in_flight = 0  # connector calls started and not yet recorded
+        self.checkpoints = False  # the executor may checkpoint a pause of this pass (set by the runtime)
+        self.unrepeatable = False  # a value a checkpoint must not hold reached the program (a reexecute result)
+        self._snippets = 0  # snippets (`codemode.run`) running
+        self._reissued: int | None = None  # the seq the next call takes: a call re-issued from a checkpoint
+
+    def start_at(self, next_seq: int, in_flight: Sequence[int]) -> None:
+        """Go on from a checkpoint: calls before `next_seq` were reached, except those still in flight
+        then (`in_flight`, made again under their seqs); the next new call takes `next_seq`."""
+        self._seq = next_seq
+        kept = set(in_flight)
+        self._recorded = {seq: e for seq, e in self._recorded.items() if seq >= next_seq or seq in kept}
+        self.unreached = {seq: e for seq, e in self.unreached.items() if seq >= next_seq or seq in kept}
+
+    def resumable_pause(self) -> bool:
+        """The pass is pausing cleanly, with no step open, no snippet running and nothing a checkpoint
+        must not hold: its program's state could be resumed from exactly."""
+        if not self.checkpoints or not self.paused or self.unrepeatable or self._open_steps or self._snippets:
+            return False
+        return not self.lost and self.failure is None and self.store_error is None
+
+    def checkpoint_seq(self) -> int | None:
+        """The next seq, when the program's state now could be resumed from (see `resumable_pause`)."""
+        return self._seq if not self.ended and self.resumable_pause() else None
+
+    async def reissue(self, seq: int, namespace: str, method: str, args: dict[str, Any]) -> Any:
+        """A call in flight at a checkpoint, made again under the seq it took then (judged by the
+        replay rule like any call)."""
+        self._reissued = seq  # taken before `call` first suspends
+        try:
+            return await self.call(namespace, method, args)
+        finally:
+            self._reissued = None
 
     @property
     def stopped(self) -> bool:
@@ -119,8 +151,15 @@ class Pass:
             raise StopExecution()
 
     def _next_seq(self) -> int:
-        seq = self._seq
-        self._seq += 1
+        seq = self._reissued
+        if seq is None:
+            seq = self._seq
+            self._seq += 1
+        else:
+            self._reissued = None
+        cell = CALL_SEQ.get()
+        if cell is not None:  # the executor keeps which entry each call in flight is
+            cell.seq = seq
         return seq
 
     async def call(self, namespace: str, method: str, args: dict[str, Any]) -> Any:
@@ -171,6 +210,7 @@ class Pass:
         self.in_flight -= 1
         crashpoints.reached("after:effect")
         if call.ephemeral:
+            self.unrepeatable = True  # its result is never stored: not in a checkpoint either
             await self._write(store.record_result(runtime, self.execution_id, self.attempt, seq, None))
             try:
                 return codec.roundtrip(result)
@@ -310,9 +350,13 @@ class Pass:
                 raise ToolError(f'Invalid input for snippet "{name}": {where}: {exc.message}', "TypeError") from None
         executor = self.runtime.executor
         normalized = executor.normalize(snippet.code)
-        result = await executor.execute(
-            normalized, self.setup.namespaces_for(normalized), self, input=codec.roundtrip(input)
-        )
+        self._snippets += 1
+        try:
+            result = await executor.execute(
+                normalized, self.setup.namespaces_for(normalized), self, input=codec.roundtrip(input)
+            )
+        finally:
+            self._snippets -= 1
         if result.stopped:
             raise StopExecution()
         if result.error is not None:

@@ -19,7 +19,7 @@ import os
 import re
 import signal
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date
 from typing import Any, Literal, cast
 
@@ -27,8 +27,11 @@ import pydantic_monty as monty
 
 from codemode import codec
 from codemode.records import MAX_RESULT_BYTES, MAX_VALUE_DEPTH, MAX_VALUE_NODES
+from codemode.sandbox import monty_checkpoint
 from codemode.sandbox.base import (
     PLATFORM_METHODS,
+    CallSeq,
+    Checkpoint,
     ExecuteResult,
     Host,
     Namespace,
@@ -103,6 +106,7 @@ class MontyExecutor:
         max_round_trips: int = 100_000,
         max_workers: int = 16,
         warm_workers: int = 1,
+        checkpoints: bool = True,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -112,6 +116,8 @@ class MontyExecutor:
         self.max_round_trips = max_round_trips
         self.max_workers = max_workers
         self.warm_workers = warm_workers
+        # A paused program's state is handed to the runtime to resume from; False: every resume replays.
+        self.checkpoints = checkpoints
         # One pool for every event loop (the blocking twin's, the application's, each `asyncio.run`):
         # a pool per loop was never closed when its loop ended, so its workers piled up.
         self._ready: concurrent.futures.Future[monty.AsyncMonty] | None = None
@@ -163,9 +169,28 @@ class MontyExecutor:
             "max_total_sleep_secs": self.timeout,
         }
 
+    @property
+    def checkpoint_format(self) -> str:
+        """Checkpoints are this pydantic-monty version's dumps: another version's are not restored."""
+        return monty_checkpoint.FORMAT
+
     async def execute(
         self, code: str, namespaces: Sequence[Namespace], host: Host, *, input: Any = None
     ) -> ExecuteResult:
+        result = await self._leased(namespaces, host, lambda run, session: run.drive(session, code, input))
+        assert result is not None
+        return result
+
+    async def resume(self, checkpoint: Checkpoint, namespaces: Sequence[Namespace], host: Host) -> ExecuteResult | None:
+        """Go on from a paused program's checkpoint; None when it does not restore (replay instead)."""
+        return await self._leased(namespaces, host, lambda run, session: run.drive_from(session, checkpoint))
+
+    async def _leased(
+        self,
+        namespaces: Sequence[Namespace],
+        host: Host,
+        drive: Callable[[_Run, monty.AsyncMontySession], Awaitable[ExecuteResult | None]],
+    ) -> ExecuteResult | None:
         holder = holder_for(self)
         if holder.depth > MAX_NESTING:
             return ExecuteResult(error=NESTED_TOO_DEEP)
@@ -177,7 +202,7 @@ class MontyExecutor:
                 pool = await self._pool()
                 run = _Run(self, namespaces, host)
                 async with pool.checkout(limits=self._limits(), script_name="program.py") as session:
-                    return await run.drive(session, code, input)
+                    return await drive(run, session)
             finally:
                 self._places.unlease(holder, final=True, free=True)
         finally:
@@ -202,6 +227,9 @@ class _Run:
             self.inputs[ns.name] = instance
             self.namespace_values[id(instance.value)] = ns.name
         self.tasks: dict[int, asyncio.Task[Any]] = {}
+        # Under a host that checkpoints: each call in flight, as a checkpoint would re-issue it.
+        self.checkpoints = monty_checkpoint.checkpointing(host) if executor.checkpoints else None
+        self.calls: dict[int, tuple[str, str, Any, CallSeq]] = {}
         self.timed_out = False
 
     async def drive(self, session: monty.AsyncMontySession, code: str, input: Any) -> ExecuteResult:
@@ -212,6 +240,20 @@ class _Run:
         timer = loop.call_at(deadline, self._kill, pid)
         try:
             return await self._drive(session, code, input, deadline)
+        finally:
+            timer.cancel()
+            await self._settle(deadline)
+
+    async def drive_from(self, session: monty.AsyncMontySession, checkpoint: Checkpoint) -> ExecuteResult | None:
+        """The program restored from `checkpoint`, driven on to its end (the time limit starts again)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.executor.timeout
+        timer = loop.call_at(deadline, self._kill, session.worker_pid)
+        try:
+            restored = await monty_checkpoint.restore(self, session, checkpoint)
+            if restored is None:
+                return None
+            return await self._drive(session, "", None, deadline, restored)
         finally:
             timer.cancel()
             await self._settle(deadline)
@@ -230,11 +272,22 @@ class _Run:
             timed_out=True,
         )
 
-    async def _drive(self, session: monty.AsyncMontySession, code: str, input: Any, deadline: float) -> ExecuteResult:
+    async def _drive(
+        self,
+        session: monty.AsyncMontySession,
+        code: str,
+        input: Any,
+        deadline: float,
+        restored: monty.AsyncSnapshot | None = None,
+    ) -> ExecuteResult:
         loop = asyncio.get_running_loop()
         try:
-            snap: monty.AsyncSnapshot = await session.feed_start(
-                code, inputs={**self.inputs, "input": valid_texts(input)}, print_callback=self.console.write
+            snap: monty.AsyncSnapshot = (
+                restored
+                if restored is not None
+                else await session.feed_start(
+                    code, inputs={**self.inputs, "input": valid_texts(input)}, print_callback=self.console.write
+                )
             )
             while not isinstance(snap, monty.MontyComplete):
                 if isinstance(snap, monty.AsyncFunctionSnapshot):
@@ -250,11 +303,14 @@ class _Run:
                     for call_id in snap.pending_call_ids:
                         task = self.tasks.get(call_id)
                         if task is not None and task.done():
-                            del self.tasks[call_id]
                             settled = _settle(task)
-                            if settled is None:
-                                return ExecuteResult(logs=self.console.lines(), stopped=True)
+                            if settled is None:  # the state now is what a resume can go on from
+                                checkpoint = monty_checkpoint.take(self, snap)
+                                return ExecuteResult(logs=self.console.lines(), stopped=True, checkpoint=checkpoint)
                             results[call_id] = settled
+                    for call_id in results:
+                        del self.tasks[call_id]
+                        self.calls.pop(call_id, None)
                     snap = await snap.resume(results)
                 else:  # a name the program never defined
                     snap = await snap.resume()
@@ -285,7 +341,7 @@ class _Run:
 
         Raises `TypeError` for a value nested deeper than `MAX_VALUE_DEPTH` or containing itself, and
         `codec.TooLargeError` past `MAX_VALUE_NODES` values."""
-        return _HostValues(self.namespace_values).convert(value, 0)
+        return _HostValues(self.namespace_values, self.objects).convert(value, 0)
 
     async def _call(self, snap: monty.AsyncFunctionSnapshot) -> monty.AsyncSnapshot:
         if snap.is_os_function:
@@ -310,7 +366,8 @@ class _Run:
             message = str(exc) if isinstance(exc, codec.DurableValueError) else codec.refusal(what, exc)
             return await snap.resume({"exc_type": "TypeError", "message": message})
         # Started now, in program order; the program awaits it whenever it likes.
-        self.tasks[snap.call_id] = asyncio.ensure_future(self.host.call(namespace, snap.function_name, args))
+        call = (namespace, snap.function_name, args)
+        monty_checkpoint.start_call(self, snap.call_id, self.host.call(*call), call)
         return await snap.resume({"future": ...})
 
     async def _sleep(self, snap: monty.AsyncFunctionSnapshot) -> monty.AsyncSnapshot:
@@ -377,8 +434,9 @@ class _HostValues:
     else (classes, functions, other instances, exceptions, complex numbers, timedeltas) becomes a short
     description string, so no host object ever reaches the caller."""
 
-    def __init__(self, namespaces: Mapping[int, str]) -> None:
+    def __init__(self, namespaces: Mapping[int, str], objects: Mapping[Any, str]) -> None:
         self.namespaces = namespaces
+        self.objects = objects  # by sandbox id: a restored program's namespaces are stand-ins carrying it
         self.memo: dict[int, Any] = {}
         self.active: set[int] = set()
         self.visits = 0  # never more than the expanded value's count, so within budget for any value that fits
@@ -394,6 +452,8 @@ class _HostValues:
         if isinstance(value, (list, tuple, dict, set, frozenset)):
             return self._container(value, depth)
         if isinstance(value, monty.MontyClassProxy):
+            if value.id in self.objects:
+                return f"<namespace {self.objects[value.id]}>"
             if value.is_dataclass:
                 return self._container(value, depth)
             return f"<{value.name} object>"
