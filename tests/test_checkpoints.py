@@ -336,3 +336,31 @@ async def test_a_restore_that_fails_falls_back_to_replay(
     assert done.status == "completed", done.error
     assert len(host_calls) - before == READS + 2
     assert items.counts == {"list_items": READS + 1, "create_item": 1}
+
+
+async def test_a_pause_inside_a_snippet_replays(runtime: Runtime, items: Items, store_kind: str, db_path: Path) -> None:
+    source = await runtime.execute("await items.create_item(title='from a snippet')")
+    await runtime.save_snippet("make_item", execution_id=source.execution_id)
+    paused = await runtime.execute("await items.list_items()\nmade = await codemode.run('make_item')\nmade\n")
+    assert paused.status == "paused", paused.error
+    assert checkpoints(store_kind, db_path, paused.execution_id) == 0
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
+    assert done.status == "completed", done.error
+    assert items.counts["create_item"] == 1
+
+
+async def test_a_pause_with_a_sleep_in_flight_replays(
+    runtime: Runtime, items: Items, store_kind: str, db_path: Path
+) -> None:
+    code = (
+        "import asyncio\n"
+        "_, item = await asyncio.gather(asyncio.sleep(0.5), items.create_item(title='x'))\n"
+        "print('done')\n"
+        "item\n"
+    )
+    paused = await runtime.execute(code)
+    assert checkpoints(store_kind, db_path, paused.execution_id) == 0
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
+    assert done.status == "completed", done.error
+    assert done.result == {"id": 1, "title": "x"}
+    assert done.logs == ["done"]

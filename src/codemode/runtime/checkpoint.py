@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from codemode import codec
@@ -26,7 +26,7 @@ from codemode.store.base import StoredCheckpoint
 if TYPE_CHECKING:
     from codemode.runtime.runtime import Runtime
 
-__all__ = ["binding", "checkpointing", "resume_from", "to_store"]
+__all__ = ["binding", "checkpointing", "resume_from", "run_program", "to_store"]
 
 
 def checkpointing(executor: Executor) -> Checkpointing | None:
@@ -126,3 +126,31 @@ async def resume_from(
         return None
     host.start_at(checkpoint.next_seq, [c.seq for c in checkpoint.calls if c.seq is not None])
     return await executor.resume(checkpoint, namespaces, host)
+
+
+async def run_program(
+    runtime: Runtime, new_host: Callable[[], Pass], normalized: str, resume: bool
+) -> tuple[Pass, ExecuteResult, StoredCheckpoint | None]:
+    """One pass's program run to its end: with `resume`, from the run's checkpoint when one matches and
+    restores, else (and always without `resume`) from the start. Returns the pass, how the program
+    ended and, at a pause a resume can go on from, the checkpoint to store with it."""
+    host = new_host()
+    setup, executor = host.setup, runtime.executor
+    namespaces = setup.namespaces_for(normalized)
+    checkpoints = checkpointing(executor)
+    result, bound = None, ""
+    if checkpoints is not None:
+        host.checkpoints = True
+        if resume:
+            bound = binding(checkpoints, normalized, namespaces, setup)
+            result = await resume_from(runtime, host, checkpoints, normalized, namespaces, bound)
+            if result is None:  # no checkpoint that restores: replay, with a pass that has seen nothing
+                host = new_host()
+                host.checkpoints = True
+    if result is None:
+        result = await executor.execute(normalized, namespaces, host)
+    host.ended = True
+    stored = None
+    if checkpoints is not None and result.checkpoint is not None:
+        stored = to_store(host, result, bound or binding(checkpoints, normalized, namespaces, setup))
+    return host, result, stored

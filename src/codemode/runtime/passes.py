@@ -24,6 +24,7 @@ from codemode.codec import DurableValueError
 from codemode.connectors.spec import ToolContext, ToolSpec, idempotency_key
 from codemode.records import STEP_CONNECTOR, LogEntry
 from codemode.replay import Call, Recorded, Verdict, judge
+from codemode.runtime.resumable import Resumable
 from codemode.runtime.setup import Setup
 from codemode.sandbox.base import CALL_SEQ, PLATFORM, TOOL_ERROR_KINDS, StopExecution, ToolError
 from codemode.text import storable_text
@@ -38,7 +39,7 @@ log = logging.getLogger("codemode")
 MAX_STEP_NAME_CHARS = 200
 
 
-class Pass:
+class Pass(Resumable):
     """The `Host` of one pass of one execution, owning the run under one attempt token."""
 
     def __init__(
@@ -76,34 +77,6 @@ class Pass:
         self.unrepeatable = False  # a value a checkpoint must not hold reached the program (a reexecute result)
         self._snippets = 0  # snippets (`codemode.run`) running
         self._reissued: int | None = None  # the seq the next call takes: a call re-issued from a checkpoint
-
-    def start_at(self, next_seq: int, in_flight: Sequence[int]) -> None:
-        """Go on from a checkpoint: calls before `next_seq` were reached, except those still in flight
-        then (`in_flight`, made again under their seqs); the next new call takes `next_seq`."""
-        self._seq = next_seq
-        kept = set(in_flight)
-        self._recorded = {seq: e for seq, e in self._recorded.items() if seq >= next_seq or seq in kept}
-        self.unreached = {seq: e for seq, e in self.unreached.items() if seq >= next_seq or seq in kept}
-
-    def resumable_pause(self) -> bool:
-        """The pass is pausing cleanly, with no step open, no snippet running and nothing a checkpoint
-        must not hold: its program's state could be resumed from exactly."""
-        if not self.checkpoints or not self.paused or self.unrepeatable or self._open_steps or self._snippets:
-            return False
-        return not self.lost and self.failure is None and self.store_error is None
-
-    def checkpoint_seq(self) -> int | None:
-        """The next seq, when the program's state now could be resumed from (see `resumable_pause`)."""
-        return self._seq if not self.ended and self.resumable_pause() else None
-
-    async def reissue(self, seq: int, namespace: str, method: str, args: dict[str, Any]) -> Any:
-        """A call in flight at a checkpoint, made again under the seq it took then (judged by the
-        replay rule like any call)."""
-        self._reissued = seq  # taken before `call` first suspends
-        try:
-            return await self.call(namespace, method, args)
-        finally:
-            self._reissued = None
 
     @property
     def stopped(self) -> bool:

@@ -399,26 +399,10 @@ class Runtime:
                 await self._hooks("dispose_execution", execution_id, status)
 
         try:
-            host = Pass(self, setup, execution_id, attempt, recorded, beat.is_lost)
             normalized = self.executor.normalize(code)
-            namespaces = setup.namespaces_for(normalized)
-            checkpoints = checkpoint.checkpointing(self.executor)
-            result, bound = None, ""
-            if checkpoints is not None:
-                host.checkpoints = True
-                if resume:
-                    bound = checkpoint.binding(checkpoints, normalized, namespaces, setup)
-                    result = await checkpoint.resume_from(self, host, checkpoints, normalized, namespaces, bound)
-                    if result is None:  # no checkpoint that restores: replay, with a pass that has seen nothing
-                        host = Pass(self, setup, execution_id, attempt, recorded, beat.is_lost)
-                        host.checkpoints = True
-            if result is None:
-                result = await self.executor.execute(normalized, namespaces, host)
-            host.ended = True
-            stored = None
-            if checkpoints is not None and result.checkpoint is not None:
-                bound = bound or checkpoint.binding(checkpoints, normalized, namespaces, setup)
-                stored = checkpoint.to_store(host, result, bound)
+            host, result, stored = await checkpoint.run_program(
+                self, lambda: Pass(self, setup, execution_id, attempt, recorded, beat.is_lost), normalized, resume
+            )
             outcome = await conclude(self, host, result, normalized, code, stored)
             if host.lost or host.store_error:
                 # The run did not end here: it belongs to another pass, or waits for `recover`.
