@@ -10,9 +10,9 @@ that warms the pool and the store.
 
 As in `benchmarks/revisions.py` (whose helpers this uses): one side is the base revision's `src/` (exported with
 `git archive`), the other the working tree's; each round measures every concurrency once per side, each side in a
-fresh `python` process, the order of the sides alternating every round. The table gives the median runs/s over
-the rounds per side and concurrency, new/base of the medians, and the paired ratio (median and range of each
-round's new/base).
+fresh `python` process, the order of the sides alternating every round. The table gives, per side and
+concurrency, the median over the rounds of runs/s and of host CPU per run (every thread of the process), new/base
+of the medians, and the paired ratio (median and range of each round's new/base).
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ def main(base: str, concurrency: list[int], runs: int, calls: int, rounds: int) 
     print(f"working tree: {ROOT / 'src'} (HEAD {head}, {len(dirty)} changed path(s) under src/)")
     before = fingerprint(ROOT / "src")
     rates: dict[tuple[str, str], list[float]] = {}
+    cpus: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="codemode-base-") as tmp:
         export_src(sha, Path(tmp))
         sides = {f"base {sha[:7]}": Path(tmp), "working tree": ROOT}
@@ -104,22 +105,26 @@ def main(base: str, concurrency: list[int], runs: int, calls: int, rounds: int) 
             order = list(sides) if r % 2 == 0 else list(reversed(sides))
             for side in order:
                 result = run_child(sides[side], concurrency, runs, calls)
-                for width, rate in result["rates"].items():
+                for width, (rate, cpu) in result["rates"].items():
                     rates.setdefault((width, side), []).append(rate)
+                    cpus.setdefault((width, side), []).append(cpu)
             print(f"round {r + 1}/{rounds} done ({order[0]} first)", file=sys.stderr)
     changed = fingerprint(ROOT / "src") != before
 
     print(f"\nThroughput: {runs} runs of a {calls}-call program, Monty, SQLite on disk, {rounds} rounds")
-    print("(a fresh process per side per round, order alternating; runs per second)")
-    print(f"{'concurrent runs':>15} {'side':<14} {'median runs/s':>14} {'new/base':>9} {'paired (range)':>20}")
+    print("(a fresh process per side per round, order alternating; runs per second, host CPU ms per run)")
+    header = f"{'concurrent runs':>15} {'side':<14} {'median runs/s':>14} {'CPU ms/run':>11}"
+    print(f"{header} {'new/base':>9} {'paired (range)':>20}")
     base_side, new_side = sides
     for width in map(str, concurrency):
         old = statistics.median(rates[(width, base_side)])
         new = statistics.median(rates[(width, new_side)])
         pairs = [n / o for n, o in zip(rates[(width, new_side)], rates[(width, base_side)], strict=True)]
         paired = f"{statistics.median(pairs):.2f} ({min(pairs):.2f}-{max(pairs):.2f})"
-        print(f"{width:>15} {base_side:<14} {old:>14.1f}")
-        print(f"{width:>15} {new_side:<14} {new:>14.1f} {new / old:>9.2f} {paired:>20}")
+        old_cpu = statistics.median(cpus[(width, base_side)]) * 1e3
+        new_cpu = statistics.median(cpus[(width, new_side)]) * 1e3
+        print(f"{width:>15} {base_side:<14} {old:>14.1f} {old_cpu:>11.2f}")
+        print(f"{width:>15} {new_side:<14} {new:>14.1f} {new_cpu:>11.2f} {new / old:>9.2f} {paired:>20}")
     if changed:
         print("WARNING: the working tree's src/ changed during the run: its rounds measured more than one version")
     return 1 if changed else 0
