@@ -487,3 +487,41 @@ def test_create_app_serves_a_runtime_of_your_own(tmp_path: Path) -> None:
         thread.join(30)
         sock.close()
     assert not thread.is_alive()
+
+
+def test_open_tabs_share_one_read_of_the_store(tmp_path: Path) -> None:
+    """Every open page polls the console's version; the console reads the store for it at most twice a
+    poll interval, however many tabs ask, and sees a new pause once the interval has passed."""
+    import asyncio
+    import time
+
+    import codemode as cm
+    from codemode.server.console import create_app
+
+    class CountingStore(cm.SqliteStore):
+        reads = 0
+
+        async def list_executions(self, *args: object, **kwargs: object) -> list[cm.Execution]:
+            CountingStore.reads += 1
+            return await super().list_executions(*args, **kwargs)  # type: ignore[arg-type]
+
+    class Gate(cm.Connector):
+        name = "gate"
+
+        @cm.tool(requires_approval=True)
+        def open(self) -> str:
+            """Open the gate."""
+            return "open"
+
+    async def scenario() -> None:
+        runtime = cm.Runtime([Gate()], store=CountingStore(tmp_path / "tabs.db"))
+        console = create_app(runtime, token="a-long-random-secret", poll_interval=1.0).state.console
+        console.runtime = runtime
+        async with runtime:
+            first = await asyncio.gather(*(console.version() for _ in range(50)))
+            assert len(set(first)) == 1 and CountingStore.reads == 1
+            assert (await runtime.execute("return await gate.open()")).status == "paused"
+            time.sleep(0.6)  # past half the poll interval: the next tab to ask reads again
+            assert await console.version() != first[0] and CountingStore.reads == 2
+
+    asyncio.run(scenario())

@@ -324,6 +324,7 @@ class CommitDropper:
         self.armed = 0
         self.deliver = False
         self.dropped = 0
+        self.marker = b"COMMIT"  # what the cut waits for: a COMMIT, or a statement that commits by itself
 
     async def start(self) -> asyncio.AbstractServer:
         return await asyncio.start_unix_server(self._serve, path=str(self.directory / ".s.PGSQL.5432"))
@@ -337,7 +338,7 @@ class CommitDropper:
                 while chunk := await source.read(65536):
                     if not client and cut.is_set():
                         break  # the server's reply to the COMMIT is lost
-                    if client and self.armed and b"COMMIT" in chunk:
+                    if client and self.armed and self.marker in chunk:
                         self.armed -= 1
                         self.dropped += 1
                         cut.set()
@@ -386,6 +387,38 @@ async def test_a_break_while_committing_is_resolved_by_asking_the_server(
         assert settled.kind == "resumed" and settled.claim is not None and settled.claim.attempt == 2
         again = await store.settle("rt", begun.execution_id, 0, decision)
         assert again.kind == "stale" and again.status == "running"  # decided once
+    finally:
+        proxy.armed = 0
+        await store.close()
+        listening.close()
+
+
+async def test_a_lost_reply_to_a_per_call_statement_gives_the_same_answer_again(
+    server: PostgresServer, tmp_path: Path
+) -> None:
+    """Logging a call and recording its result are single autocommitted statements (one round trip).
+    When the server applies one and its reply is lost, the statement is sent again: the call is still
+    `execute` once, the record still succeeds, and the log holds each exactly once."""
+    proxy = CommitDropper(server, tmp_path)
+    listening = await proxy.start()
+    store = codemode.PostgresStore(f"host={tmp_path} dbname=postgres user={server.user}", connect_timeout=5)
+    try:
+        await store.open()
+        begun = await store.begin("rt", "return 1", [], 10)
+        eid = begun.execution_id
+        proxy.marker, proxy.armed, proxy.deliver = b"INSERT INTO cm_log", 1, True
+        call = Call(seq=0, connector="fx", method="read", args_json="{}")
+        assert (await asyncio.wait_for(store.decide("rt", eid, 1, call), 30)).kind == "execute"
+        assert proxy.dropped == 1
+        proxy.marker, proxy.armed = b"UPDATE cm_log SET result", 1
+        assert await asyncio.wait_for(store.record_result("rt", eid, 1, 0, '{"n":1}'), 30)
+        assert proxy.dropped == 2
+        execution = await store.get_execution("rt", eid)
+        assert execution is not None
+        assert [(e.seq, e.state, e.result) for e in execution.log] == [(0, "applied", {"n": 1})]
+        # A second record of that seq is still refused: only the very same record answers True twice.
+        with pytest.raises(LookupError):
+            await store.record_result("rt", eid, 1, 0, '{"n":2}')
     finally:
         proxy.armed = 0
         await store.close()

@@ -233,7 +233,18 @@ class _Encoder:
 def schema_view(value: Any) -> Any:
     """The JSON a JSON Schema sees of a value: bytes as base64 text, dates as ISO 8601, big integers as
     integers, sets as arrays. Argument validation uses it, so `bytes` matches `{"type": "string"}`."""
+    if type(value) is dict and len(value) <= 64 and all(_flat(k, v) for k, v in value.items()):
+        return value  # the common call: keyword arguments of plain scalars are their own view
     return _untag(encode(value))
+
+
+def _flat(key: Any, item: Any) -> bool:
+    kind = type(item)
+    return (
+        type(key) is str
+        and key != TAG
+        and (kind is str or kind is bool or item is None or (kind is int and -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT))
+    )
 
 
 def _untag(data: Any) -> Any:
@@ -329,6 +340,8 @@ def _key(value: Any) -> Any:
 def dumps(value: Any, *, sort_keys: bool = False, max_bytes: int = MAX_RESULT_BYTES) -> str:
     """Encode and serialize to valid UTF-8 JSON text; raises `TypeError`/`ValueError` on unrepresentable
     values (see `encode`)."""
+    if value is None:
+        return "null"  # what most tools return, on the per-call path
     return json_text(encode(value, max_bytes=max_bytes), sort_keys=sort_keys)
 
 
@@ -343,7 +356,9 @@ def json_text(data: Any, *, sort_keys: bool = False) -> str:
 
 def loads(text: str | None) -> Any:
     """Parse stored text; `None` (SQL NULL) stays `None`."""
-    return None if text is None else decode(json.loads(text))
+    if text is None or text == "null":
+        return None
+    return decode(json.loads(text))
 
 
 def read(text: str | None) -> Any:

@@ -41,7 +41,7 @@ from codemode.sandbox.base import (
     ToolError,
 )
 from codemode.sandbox.console import Console
-from codemode.sandbox.drivers import Drivers
+from codemode.sandbox.drivers import Drivers, inbox
 from codemode.sandbox.monty_hints import MODULES, PROGRAM_FILE, describe_error, python_hint, strip_traceback_header
 from codemode.sandbox.monty_prelude import PRELUDE
 from codemode.sandbox.monty_values import HostValues, call_args
@@ -54,6 +54,7 @@ __all__ = ["MODULES", "MontyExecutor", "python_hint"]
 _SLEEPS = frozenset({"system.sleep", "system.async_sleep", "time.sleep", "asyncio.sleep"})
 _ASYNC_SLEEPS = frozenset({"system.async_sleep", "asyncio.sleep"})
 CANCEL_GRACE = 5.0  # seconds a call cancelled at the time limit gets to record that
+_PLAIN_ARGS, _PLAIN_TEXT, _SAFE_INT = 32, 4096, 2**53  # far within what the codec accepts in one call
 _STOP = -1  # put in a run's queue of settled calls: the run is over (time limit, cancellation)
 
 
@@ -180,8 +181,9 @@ class _Run:
         self.host = host
         self.console = Console()
         self.loop = asyncio.get_running_loop()
+        self.inbox = inbox(self.loop)
         self.context = contextvars.copy_context()  # host calls run as if started by `execute` (its CURRENT)
-        self._namespaces(namespaces)
+        self.namespaces = namespaces
         self.tasks: dict[int, asyncio.Task[Any]] = {}  # loop side: host calls in flight
         self.settled: queue.SimpleQueue[tuple[int, asyncio.Task[Any] | None]] = queue.SimpleQueue()
         self.results: dict[int, asyncio.Task[Any]] = {}  # thread side: settled, not yet given to the program
@@ -296,6 +298,7 @@ class _Run:
             self.loop.call_soon_threadsafe(_resolve, done, result)
 
     def _run(self, first: Callable[[monty.MontySession], monty.SyncSnapshot]) -> ExecuteResult:
+        self._namespaces(self.namespaces)
         with self.executor._pool().checkout(limits=self.executor._limits(), script_name="program.py") as session:
             with self.lock:
                 if self.stopping:
@@ -388,8 +391,9 @@ class _Run:
         step_value = namespace == "codemode" and snap.function_name == "step_record"
         what = "The value of codemode.step" if step_value else f"Arguments to {namespace}.{snap.function_name}"
         try:  # what cannot cross at all is refused here, catchable, before anything is validated or logged
-            args = self._host_value(args)
-            codec.check(what, args)
+            if not _plain(args):
+                args = self._host_value(args)
+                codec.check(what, args)
         except (TypeError, ValueError, RecursionError) as exc:
             message = str(exc) if isinstance(exc, codec.DurableValueError) else codec.refusal(what, exc)
             return snap.resume({"exc_type": "TypeError", "message": message})
@@ -403,9 +407,7 @@ class _Run:
         if self.stopping:
             raise _Ended(self._timeout_result() if self.timed_out else ExecuteResult(stopped=True))
         try:
-            self.loop.call_soon_threadsafe(
-                self._launch, call_id, namespace, method, args, reissued, context=self.context
-            )
+            self.inbox.post(self.context, self._launch, call_id, namespace, method, args, reissued)
         except RuntimeError:  # the loop has closed under the run
             raise _Ended(ExecuteResult(logs=self.console.lines(), stopped=True)) from None
 
@@ -462,6 +464,23 @@ class _Run:
                 raise _Ended(self._timeout_result() if self.timed_out else ExecuteResult(stopped=True))
             self.results[call_id] = task
             block = False  # then take whatever else has settled, without waiting
+
+
+def _plain(args: dict[str, Any]) -> bool:
+    """A few short scalars: nothing to convert and nothing the codec could refuse (the common call)."""
+    if len(args) > _PLAIN_ARGS:
+        return False
+    for value in args.values():
+        kind = type(value)
+        if kind is str:
+            if len(value) > _PLAIN_TEXT:
+                return False
+        elif kind is int:
+            if not -_SAFE_INT <= value <= _SAFE_INT:
+                return False
+        elif value is not None and kind is not bool and kind is not float:
+            return False
+    return True
 
 
 def _resolve(done: asyncio.Future[ExecuteResult], result: ExecuteResult | BaseException) -> None:

@@ -216,7 +216,7 @@ class PostgresStore(SqlStore):
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.wrap_future(done), timeout=10)
 
-    async def _run(self, op: Op[T], name: str = "", *, write: bool = True) -> T:
+    async def _run(self, op: Op[T], name: str = "", *, write: bool = True, single: bool = False) -> T:
         if self._closed:
             raise RuntimeError("This PostgresStore was closed; open() it again (or use a new one) to keep using it.")
         pool = await self._loop_pool()
@@ -235,6 +235,13 @@ class PostgresStore(SqlStore):
                     if time.monotonic() - self._clock_read_at > CLOCK_READ_INTERVAL:
                         await self._read_clock(conn)
                     tx.conn = conn
+                    if single:  # one round trip: the statement is a serializable transaction of its own
+                        await conn.set_autocommit(True)
+                        try:
+                            result = await op(tx)
+                        finally:
+                            await conn.set_autocommit(False)
+                        break
                     async with conn.transaction():
                         result = await op(tx)
                         if write:  # named, so that a break while committing can be resolved (`_commit_outcome`)
@@ -259,7 +266,8 @@ class PostgresStore(SqlStore):
                 ) from exc
             except psycopg.OperationalError as exc:
                 # A transaction that wrote nothing (a read) is retried like any break before COMMIT; one that
-                # wrote is looked up by its id: committed, its result stands; aborted, it is retried.
+                # wrote is looked up by its id: committed, its result stands; aborted, it is retried. A `single`
+                # statement is retried as it is: the store's single ops give the same answer run twice.
                 if tx.committing and tx.xid is not None:
                     outcome = await self._commit_outcome(tx.xid)
                     if outcome == "committed":
@@ -374,7 +382,9 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
 
     await conn.set_isolation_level(psycopg.IsolationLevel.SERIALIZABLE)
     await conn.execute(
-        "SELECT set_config('idle_in_transaction_session_timeout', %s, false)", (IDLE_IN_TRANSACTION_TIMEOUT,)
+        "SELECT set_config('idle_in_transaction_session_timeout', %s, false), "
+        "set_config('default_transaction_isolation', 'serializable', false)",  # autocommitted statements too
+        (IDLE_IN_TRANSACTION_TIMEOUT,),
     )
     await conn.commit()
     await conn.set_autocommit(False)

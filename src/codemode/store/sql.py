@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping, 
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, TypeVar
 
+from codemode import crashpoints
 from codemode.codec import dumps, loads, read
 from codemode.records import (
     TERMINAL_STATUSES,
@@ -138,8 +139,13 @@ def new_execution_id() -> str:
 class SqlStore:
     """Every store operation as one transaction; subclasses provide `_run` and the dialect fragments."""
 
-    async def _run(self, op: Op[T], name: str = "", *, write: bool = True) -> T:
-        """Run `op` in one transaction (serializable with every other write); `name` is its crash point."""
+    async def _run(self, op: Op[T], name: str = "", *, write: bool = True, single: bool = False) -> T:
+        """Run `op` in one transaction (serializable with every other write); `name` is its crash point.
+
+        `single`: the op's first statement is its only write and is a compare-and-set on its own, so a
+        backend may run it as one autocommitted statement (what follows it only reads, to explain a miss).
+        Such an op must answer the same when run again after it committed, since a connection lost
+        before the reply is retried."""
         raise NotImplementedError
 
     def _metadata_match(self) -> str:
@@ -263,6 +269,21 @@ class SqlStore:
 
     async def decide(self, runtime: str, execution_id: str, attempt: int, call: Call) -> Verdict:
         seq = call.seq
+        if call.args_error is None:
+            # The hot path, a call never made before: the fenced insert alone is the whole decision. A miss
+            # (the seq is taken, or the run is not this attempt's) wrote nothing; the full decision follows.
+            crashpoints.reached("before:decide")
+            if await self._run(lambda tx: self._insert_new(tx, runtime, execution_id, attempt, call), single=True):
+                verdict = Verdict("pause" if call.requires_approval else "execute", seq)
+            else:
+                verdict = await self._run(self._decide_op(runtime, execution_id, attempt, call))
+            crashpoints.reached("after:decide")
+            return verdict
+        return await self._run(self._decide_op(runtime, execution_id, attempt, call), "decide")
+
+    def _decide_op(self, runtime: str, execution_id: str, attempt: int, call: Call) -> Op[Verdict]:
+        """The whole replay rule against the stored entry, in one transaction (see `decide`)."""
+        seq = call.seq
 
         async def op(tx: Tx) -> Verdict:
             # The fence and the entry in one read.
@@ -282,21 +303,7 @@ class SqlStore:
                 if call.args_error is not None:
                     await self._fail_at(tx, runtime, execution_id, seq, call.args_error)
                     return Verdict("fail", seq, message=call.args_error)
-                await tx.execute(
-                    "INSERT INTO cm_log (runtime, execution_id, seq, connector, method, args, result, "
-                    "requires_approval, ephemeral, state) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
-                    (
-                        runtime,
-                        execution_id,
-                        seq,
-                        call.connector,
-                        call.method,
-                        call.args_json,
-                        int(call.requires_approval),
-                        int(call.ephemeral),
-                        "pending" if call.requires_approval else "executing",
-                    ),
-                )
+                await self._insert_new(tx, runtime, execution_id, attempt, call)
                 return Verdict("pause" if call.requires_approval else "execute", seq)
             if verdict.kind == "fail":
                 await self._fail_at(tx, runtime, execution_id, seq, verdict.message)
@@ -307,7 +314,32 @@ class SqlStore:
                 return Verdict(verdict.kind, seq, loads(recorded.result_json))
             return verdict
 
-        return await self._run(op, "decide")
+        return op
+
+    @staticmethod
+    async def _insert_new(tx: Tx, runtime: str, execution_id: str, attempt: int, call: Call) -> bool:
+        """Log a call made for the first time (`pending` when gated, else `executing`), fenced: nothing is
+        written unless `attempt` owns the running run and the seq is still free."""
+        cur = await tx.execute(
+            "INSERT INTO cm_log (runtime, execution_id, seq, connector, method, args, result, requires_approval, "
+            "ephemeral, state) SELECT ?, ?, ?, ?, ?, ?, NULL, ?, ?, ? WHERE EXISTS (SELECT 1 FROM cm_executions "
+            "WHERE runtime = ? AND id = ? AND attempt = ? AND status = 'running') ON CONFLICT DO NOTHING",
+            (
+                runtime,
+                execution_id,
+                call.seq,
+                call.connector,
+                call.method,
+                call.args_json,
+                int(call.requires_approval),
+                int(call.ephemeral),
+                "pending" if call.requires_approval else "executing",
+                runtime,
+                execution_id,
+                attempt,
+            ),
+        )
+        return cur.rowcount == 1
 
     async def _fail_at(self, tx: Tx, runtime: str, execution_id: str, seq: int, message: str) -> None:
         await tx.execute(
@@ -355,9 +387,17 @@ class SqlStore:
                 return True
             if not await self._owned(tx, runtime, execution_id, attempt):
                 return False
+            row = (
+                await tx.execute(
+                    "SELECT state, result FROM cm_log WHERE runtime = ? AND execution_id = ? AND seq = ?",
+                    (runtime, execution_id, seq),
+                )
+            ).fetchone()
+            if row is not None and (row[0], row[1]) == (state, text):
+                return True  # this very record, committed by a try whose reply was lost: the same answer
             raise LookupError(f"No executing log entry at step {seq} of {execution_id}")
 
-        return await self._run(op, name)
+        return await self._run(op, name, single=True)
 
     async def fail_at(self, runtime: str, execution_id: str, attempt: int, seq: int, message: str) -> bool:
         async def op(tx: Tx) -> bool:

@@ -57,42 +57,57 @@ class SqliteStore(SqlStore):
     def _metadata_match(self) -> str:
         return "EXISTS (SELECT 1 FROM json_each(cm_executions.metadata) WHERE key = ? AND value = ?)"
 
-    async def _run(self, op: Op[T], name: str = "", *, write: bool = True) -> T:
-        """One transaction; `name` is the operation's crash point (see `codemode.crashpoints`)."""
+    async def _run(self, op: Op[T], name: str = "", *, write: bool = True, single: bool = False) -> T:
+        """One transaction; `name` is the operation's crash point (see `codemode.crashpoints`).
+
+        A `single` op runs in autocommit: its one write statement is a transaction of its own, atomic
+        across processes, which spares the BEGIN and COMMIT statements on the per-call path."""
         if not self._opened:
             if self._closed:
                 raise RuntimeError("This SqliteStore was closed; open() it again (or use a new one) to keep using it.")
             await self.open()
         assert self._pool is not None
         crashpoints.reached(f"before:{name}")
-        result = await self._commit(lambda conn: drive(op(_SqliteTx(conn))), write)
+        mode = "autocommit" if single else "BEGIN IMMEDIATE" if write else "BEGIN"
+        result = await self._commit(lambda conn: drive(op(_SqliteTx(conn))), mode)
         crashpoints.reached(f"after:{name}")
         return result
 
-    async def _commit(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
+    async def _commit(self, fn: Callable[[sqlite3.Connection], T], mode: str) -> T:
         assert self._pool is not None
         if self._conn_lock.acquire(blocking=False):
             try:
-                return self._transaction(fn, write, wait=False)
+                return self._transaction(fn, mode, wait=False)
             except _Busy:
                 pass  # another process is writing: wait for it off the event loop
             finally:
                 self._conn_lock.release()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._waiting_transaction, fn, write)
+        return await loop.run_in_executor(self._pool, self._waiting_transaction, fn, mode)
 
-    def _waiting_transaction(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
+    def _waiting_transaction(self, fn: Callable[[sqlite3.Connection], T], mode: str) -> T:
         with self._conn_lock:
-            return self._transaction(fn, write, wait=True)
+            return self._transaction(fn, mode, wait=True)
 
-    def _transaction(self, fn: Callable[[sqlite3.Connection], T], write: bool, *, wait: bool) -> T:
-        """One transaction; with `wait=False` a busy database raises `_Busy` and changes nothing."""
+    def _transaction(self, fn: Callable[[sqlite3.Connection], T], mode: str, *, wait: bool) -> T:
+        """One transaction begun by `mode` (or none: `autocommit`); with `wait=False` a busy database
+        raises `_Busy` and changes nothing."""
         conn = self._connection()
         if self._waits is not wait:
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000) if wait else 0}")
             self._waits = wait
+        if mode == "autocommit":
+            try:
+                return fn(conn)
+            except sqlite3.OperationalError as exc:
+                if not wait and _is_busy(exc):
+                    raise _Busy() from exc
+                failure = _storage_failure(self.path, exc)
+                if failure is not None:
+                    raise failure from exc
+                raise
         try:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            conn.execute(mode)
         except sqlite3.OperationalError as exc:
             if not wait and _is_busy(exc):
                 raise _Busy() from exc
@@ -134,7 +149,7 @@ class SqliteStore(SqlStore):
             self._opened, self._closed = True, False
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._pool, self._waiting_transaction, self._migrate, True)
+            await loop.run_in_executor(self._pool, self._waiting_transaction, self._migrate, "BEGIN IMMEDIATE")
         except BaseException as exc:
             await self._shutdown()
             if isinstance(exc, sqlite3.Error) and not isinstance(exc, StoreError):

@@ -16,6 +16,7 @@ import re
 import secrets
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -90,6 +91,8 @@ class Console:
     flashes: dict[str, Flash] = field(default_factory=dict)
     changed: asyncio.Event | None = None  # set on every PostgreSQL NOTIFY; None: poll the store
     listener: asyncio.Task[None] | None = None
+    notified: int = 0  # NOTIFYs seen so far
+    _version: tuple[float, int, str] | None = None  # (read at, NOTIFYs then, digest): shared by every open tab
 
     @property
     def rt(self) -> Runtime:
@@ -125,10 +128,12 @@ class Console:
             try:
                 async for change in changes(ready=ready):
                     if change.runtime == self.rt.name:
+                        self.notified += 1
                         self.changed.set()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the connection broke: poll until it is back
+                self.notified += 1
                 self.changed.set()
                 await asyncio.sleep(1)
 
@@ -155,11 +160,21 @@ class Console:
     # -- reading the store ------------------------------------------------
 
     async def version(self) -> str:
-        """A digest of what the pages show; it changes when a run pauses, is decided, or ends."""
+        """A digest of what the pages show; it changes when a run pauses, is decided, or ends.
+
+        Read from the store at most twice per poll interval however many tabs are open (and again at
+        once after a NOTIFY), so the console's load does not grow with its viewers."""
+        now = time.monotonic()
+        cached = self._version
+        if cached is not None and now - cached[0] < self.poll_interval / 2 and cached[1] == self.notified:
+            return cached[2]
+        notified = self.notified
         pending = await self.rt.pending()
         runs = await self.rt.executions(50)
         basis = [(p.execution_id, p.seq) for p in pending], [(e.id, e.status, e.updated_at.isoformat()) for e in runs]
-        return hashlib.sha256(json.dumps(basis).encode()).hexdigest()[:16]
+        digest = hashlib.sha256(json.dumps(basis).encode()).hexdigest()[:16]
+        self._version = (now, notified, digest)
+        return digest
 
     async def schema(self, connector: str, method: str) -> Mapping[str, Any] | None:
         setup = await self.rt.setup()
