@@ -17,7 +17,9 @@ of a run (agent loop, model stub, sandbox checkout) cancels out. Configurations:
     awaited call costs two) are raised so N calls fit.
   - `codemode.Runtime` with `SqliteStore(":memory:")` and with `SqliteStore` on disk
     (`await bench.noop()`), with a row in the execution log for every call.
-  - Our Monty driver with no runtime and no log: the sandbox round-trip floor, for reference.
+  - Our Monty driver with no runtime and no log, for reference.
+  - The floor of a durable call: pydantic-monty's synchronous API driven from a thread (each call answered
+    with a future, then settled) plus one SQLite WAL commit per call (`runtime_overhead.Floor`).
 
 Rounds interleave the configurations (rotating their order), because this machine is noisy.
 """
@@ -43,7 +45,7 @@ from pydantic_ai_harness import CodeMode
 import codemode
 from codemode.sandbox.base import Namespace
 
-from runtime_overhead import Bench, NullHost  # same directory: the two benchmarks share their fixture
+from runtime_overhead import Bench, Floor, NullHost  # same directory: the two benchmarks share their fixture
 
 Runner = Callable[[int], Awaitable[None]]
 
@@ -171,6 +173,7 @@ async def main(calls: int, rounds: int) -> None:
         on_disk = codemode.Runtime(
             [Bench()], executor=executor, store=codemode.SqliteStore(Path(tmp) / "bench.db"), max_executions=5
         )
+        floor = Floor(Path(tmp) / "floor.db")
         configs = [
             Config(
                 "Pydantic AI CodeMode, async def noop",
@@ -197,10 +200,16 @@ async def main(calls: int, rounds: int) -> None:
                 runtime_runner(on_disk),
             ),
             Config(
-                "(floor) our Monty driver, no runtime",
+                "our Monty driver, no runtime",
                 "no",
                 "sandbox round trip only, host answers None",
                 bare_runner(executor),
+            ),
+            Config(
+                "(floor) sync API from a thread + commit",
+                "yes",
+                "pydantic-monty's sync API, one WAL INSERT commit per call",
+                floor.run,
             ),
         ]
         for config in configs:  # Warm-up, not timed: worker pools, imports, SQLite schema.
@@ -214,6 +223,7 @@ async def main(calls: int, rounds: int) -> None:
         report(configs, calls, rounds)
         await in_memory.store.close()
         await on_disk.aclose()
+        floor.close()
 
 
 if __name__ == "__main__":

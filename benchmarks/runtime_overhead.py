@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/runtime_overhead.py [--calls 1000] [--rounds 5] [--cold 200] [--only python]
 
 Table 1: 1,000 sequential no-op connector calls in one program, per call, for each executor:
+  - Monty only, the physical floor of a durable call: pydantic-monty's synchronous API driven from a thread (each
+    call answered with a future, then settled), plus one SQLite WAL commit (an INSERT) per call;
   - the bare executor (a host that answers every call at once, no validation, no log): the floor;
   - the runtime with SQLite in memory (`:memory:`): everything but the disk;
   - the runtime with SQLite on disk (WAL): the real durable path.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -53,6 +56,42 @@ class NullHost:
 
     async def call(self, namespace: str, method: str, args: dict[str, Any]) -> Any:
         return None
+
+
+class Floor:
+    """The floor of a durable Monty call: the synchronous API from a thread, plus one WAL commit per call."""
+
+    def __init__(self, path: Path) -> None:
+        self.pool = pydantic_monty.Monty(min_processes=1, max_processes=1)
+        self.pool.__enter__()
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, value TEXT NOT NULL)")
+        self.bench = pydantic_monty.ClassInstance(type("bench", (), {})(), allowed_methods=["noop"])
+
+    def _drive(self, calls: int) -> Any:
+        code = f"for i in range({calls}):\n    await bench.noop()\n{calls}"
+        with self.pool.checkout(limits={"max_suspensions": 4 * calls + 10}) as session:
+            snap = session.feed_start(code, inputs={"bench": self.bench})
+            while not isinstance(snap, pydantic_monty.MontyComplete):
+                if isinstance(snap, pydantic_monty.FunctionSnapshot):
+                    self.db.execute("BEGIN IMMEDIATE")
+                    self.db.execute("INSERT INTO log (value) VALUES ('null')")
+                    self.db.execute("COMMIT")
+                    snap = snap.resume({"future": ...})
+                elif isinstance(snap, pydantic_monty.FutureSnapshot):
+                    snap = snap.resume({c: {"return_value": None} for c in snap.pending_call_ids})
+                else:
+                    raise AssertionError(snap)
+            return snap.output
+
+    async def run(self, calls: int) -> None:
+        assert await asyncio.to_thread(self._drive, calls) == calls
+
+    def close(self) -> None:
+        self.pool.__exit__(None, None, None)
+        self.db.close()
 
 
 @dataclass(frozen=True)
@@ -137,6 +176,9 @@ async def main(calls: int, rounds: int, cold: int, only: str | None) -> None:
     languages = [lang for lang in LANGUAGES if only is None or lang.name.startswith(only)]
     with tempfile.TemporaryDirectory() as tmp:
         setups = [Setup(lang, Path(tmp)) for lang in languages]
+        floor = Floor(Path(tmp) / "floor.db") if any(s.language.name.startswith("python") for s in setups) else None
+        if floor is not None:
+            await floor.run(calls)
         for s in setups:  # warm pools, caches and imports
             await s.bare(s.language.loop_calls(calls))
             await s.durable(s.memory, s.language.loop_calls(calls))
@@ -146,6 +188,9 @@ async def main(calls: int, rounds: int, cold: int, only: str | None) -> None:
         print(f"{'executor':<20} {'configuration':<20} {'µs per call':>12} {'vs bare':>8}")
         per_call: dict[tuple[str, str], list[float]] = {}
         for _ in range(rounds):
+            if floor is not None:
+                samples = per_call.setdefault(("python (Monty)", "floor (sync, commit)"), [])
+                samples.append(await timed(lambda: floor.run(calls)) / calls)
             for s in setups:
                 code = s.language.loop_calls(calls)
                 for name, fn in (
@@ -156,9 +201,10 @@ async def main(calls: int, rounds: int, cold: int, only: str | None) -> None:
                     per_call.setdefault((s.language.name, name), []).append(await timed(fn) / calls)
         for s in setups:
             base = statistics.median(per_call[(s.language.name, "bare executor")])
-            for name in ("bare executor", "SQLite :memory:", "SQLite on disk"):
+            names = ("floor (sync, commit)", "bare executor", "SQLite :memory:", "SQLite on disk")
+            for name in (n for n in names if (s.language.name, n) in per_call):
                 med = statistics.median(per_call[(s.language.name, name)])
-                extra = "" if name == "bare executor" else f"+{(med - base) * 1e6:.0f}"
+                extra = "" if name in ("floor (sync, commit)", "bare executor") else f"+{(med - base) * 1e6:.0f}"
                 print(f"{s.language.name:<20} {name:<20} {med * 1e6:>12.0f} {extra:>8}")
 
         latencies: dict[tuple[str, str], list[float]] = {}
@@ -215,6 +261,8 @@ async def main(calls: int, rounds: int, cold: int, only: str | None) -> None:
 
         for s in setups:
             await s.close()
+        if floor is not None:
+            floor.close()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import codemode
 from codemode import Connector, Runtime, tool
 from codemode.replay import Call
 
-from conftest import Items, RuntimeFactory, execute_sql, program
+from conftest import Items, RuntimeFactory, execute_sql, new_executor, program
 
 BOTH_STORES = True  # every test runs on SQLite and on PostgreSQL (conftest.pytest_generate_tests)
 
@@ -203,14 +203,22 @@ async def test_pending_aggregates_paused_runs(runtime: Runtime, language: str) -
     assert b.status == "paused"
 
 
-async def test_nondeterministic_arguments_diverge(runtime: Runtime, items: Items, language: str) -> None:
+async def test_nondeterministic_arguments_diverge_on_replay(
+    make_runtime: RuntimeFactory, items: Items, language: str
+) -> None:
     code = program(
         language,
         "import random\nawait items.create_item(title=str(random.random()))",
         "await items.create_item({ title: String(Math.random()) });",
     )
-    paused = await runtime.execute(code)
-    outcome = await runtime.approve(paused.execution_id, paused.pending[0].seq)
+    replaying = new_executor(language, checkpoints=False) if language == "python" else None
+    runtime = make_runtime(items, **({"executor": replaying} if replaying else {}))
+    try:
+        paused = await runtime.execute(code)
+        outcome = await runtime.approve(paused.execution_id, paused.pending[0].seq)
+    finally:
+        if replaying is not None:
+            await replaying.aclose()
     assert outcome.status == "error"
     assert "divergence" in (outcome.error or "").lower()
     assert items.items == []

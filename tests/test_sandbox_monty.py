@@ -222,3 +222,40 @@ async def test_a_dead_worker_is_an_error_and_the_next_run_works(make_runtime: Ru
     assert outcome.status == "error"
     assert "sandbox worker crashed" in (outcome.error or "")
     assert (await runtime.execute("1 + 1")).result == 2
+
+
+def _driver_threads() -> int:
+    import threading
+
+    return sum(1 for t in threading.enumerate() if t.name == "codemode-monty")
+
+
+async def test_a_cancelled_run_ends_at_once_and_the_next_run_works(make_runtime: RuntimeFactory) -> None:
+    runtime = make_runtime(Killer(), executor=codemode.MontyExecutor(timeout=30))
+    before = child_pids()
+    task = asyncio.ensure_future(runtime.execute("import asyncio\nawait asyncio.sleep(20)"))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    assert asyncio.get_running_loop().time() - started < 5  # the driver thread was woken, not left to sleep
+    assert (await runtime.execute("1 + 1")).result == 2
+    assert len(child_pids()) <= len(before) + 2  # the cancelled run's worker was killed and replaced
+
+
+async def test_concurrent_runs_share_reused_driver_threads(make_runtime: RuntimeFactory, items: Items) -> None:
+    runtime = make_runtime(items, executor=codemode.MontyExecutor(max_workers=4))
+    code = "import asyncio\nawait asyncio.gather(*[items.add_note(text=f'{input}-{i}') for i in range(5)])"
+
+    async def one(i: int) -> None:
+        outcome = await runtime.execute(code.replace("{input}", str(i)))
+        assert outcome.status == "completed", outcome.error
+
+    for _ in range(2):
+        await asyncio.gather(*(one(i) for i in range(12)))
+    assert sorted(items.notes) == sorted([f"{i}-{j}" for i in range(12) for j in range(5)] * 2)
+    for i in range(12):  # each run's calls started in program order
+        mine = [n for n in items.notes if n.startswith(f"{i}-")]
+        assert mine == [f"{i}-{j}" for j in range(5)] * 2
+    assert 1 <= _driver_threads() <= 4 + 8  # one per running program at most: the cap plus the nesting bound

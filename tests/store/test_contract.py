@@ -16,7 +16,7 @@ import pytest
 from codemode import Decision, Snippet
 from codemode.codec import canonical, dumps
 from codemode.replay import Call
-from codemode.store.base import Store
+from codemode.store.base import Store, StoredCheckpoint
 
 RT = "contract"
 
@@ -545,3 +545,67 @@ async def test_snippets_are_saved_replaced_listed_and_deleted(store: Store) -> N
     assert await store.delete_snippet(RT, "weekly")
     assert not await store.delete_snippet(RT, "weekly")
     assert await store.get_snippet(RT, "weekly") is None
+
+
+# -- checkpoints ------------------------------------------------------------------
+
+
+def checkpoint(attempt: int, state: bytes = b"\x00state\xff" * 64) -> StoredCheckpoint:
+    return StoredCheckpoint(attempt, "binding", "digest", '{"next_seq": 2}', state)
+
+
+async def paused_with_checkpoint(store: Store, stored: StoredCheckpoint | None = None) -> tuple[str, int]:
+    execution_id, attempt = await begin(store)
+    assert (await store.decide(RT, execution_id, attempt, call(1, gated=True, title="t"))).kind == "pause"
+    assert await store.pause(RT, execution_id, attempt, stored or checkpoint(attempt))
+    return execution_id, attempt
+
+
+async def test_a_pause_stores_a_checkpoint_the_resume_takes_once(store: Store) -> None:
+    execution_id, attempt = await paused_with_checkpoint(store)
+    settled = await store.settle(RT, execution_id, 1, decision())
+    assert settled.claim is not None
+    assert await store.take_checkpoint(RT, execution_id, attempt) is None  # the old attempt no longer owns the run
+    taken = await store.take_checkpoint(RT, execution_id, settled.claim.attempt)
+    assert taken == checkpoint(attempt)  # every byte as written
+    assert await store.take_checkpoint(RT, execution_id, settled.claim.attempt) is None
+
+
+async def test_a_pause_without_a_checkpoint_drops_the_earlier_one(store: Store) -> None:
+    execution_id, _ = await paused_with_checkpoint(store)
+    settled = await store.settle(RT, execution_id, 1, decision())
+    assert settled.claim is not None
+    again = settled.claim.attempt
+    assert (await store.decide(RT, execution_id, again, call(2, gated=True, title="u"))).kind == "pause"
+    assert await store.pause(RT, execution_id, again)
+    resumed = await store.settle(RT, execution_id, 2, decision())
+    assert resumed.claim is not None
+    assert await store.take_checkpoint(RT, execution_id, resumed.claim.attempt) is None
+
+
+async def test_a_pass_that_lost_its_run_stores_no_checkpoint(store: Store) -> None:
+    execution_id, attempt = await begin(store)
+    assert (await store.decide(RT, execution_id, attempt, call(0, gated=True, title="t"))).kind == "pause"
+    await aged()
+    claim = await store.claim_stale(RT, execution_id, timedelta(0))
+    assert claim is not None
+    assert not await store.pause(RT, execution_id, attempt, checkpoint(attempt))
+    assert await store.take_checkpoint(RT, execution_id, claim.attempt) is None
+
+
+async def test_ending_a_paused_run_any_way_drops_its_checkpoint(store: Store) -> None:
+    rejected, _ = await paused_with_checkpoint(store)
+    assert (await store.settle(RT, rejected, 1, decision("reject"), end_error="no")).kind == "ended"
+    rolled_back, _ = await paused_with_checkpoint(store)
+    assert await store.claim_rollback(RT, rolled_back, timedelta(minutes=1)) is not None
+    deleted, _ = await paused_with_checkpoint(store)
+    assert await store.delete_execution(RT, deleted) == "paused"
+    expired, _ = await paused_with_checkpoint(store)
+    await aged()
+    assert expired in await store.expire(RT, timedelta(0))
+    # Each drop is of that run's checkpoint only (the rows themselves are counted in test_checkpoints.py).
+    kept, _ = await paused_with_checkpoint(store, checkpoint(1, b"kept"))
+    settled = await store.settle(RT, kept, 1, decision())
+    assert settled.claim is not None
+    taken = await store.take_checkpoint(RT, kept, settled.claim.attempt)
+    assert taken is not None and taken.state == b"kept"

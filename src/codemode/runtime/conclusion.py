@@ -10,6 +10,7 @@ from codemode.records import MAX_DURABLE_VALUE_BYTES, MAX_RESULT_BYTES, Executio
 from codemode.runtime.passes import Pass
 from codemode.runtime.setup import Setup
 from codemode.sandbox.base import ExecuteResult
+from codemode.store.base import StoredCheckpoint
 from codemode.text import storable_text
 
 if TYPE_CHECKING:
@@ -21,8 +22,16 @@ MAX_STORED_LOG_CHARS = 1_000_000
 LOGS_DROPPED = "[codemode: earlier console output dropped: too large to record]"
 
 
-async def conclude(runtime: Runtime, host: Pass, result: ExecuteResult, normalized: str, code: str) -> Outcome:
-    """Record how the pass ended (one fenced write) and build its outcome."""
+async def conclude(
+    runtime: Runtime,
+    host: Pass,
+    result: ExecuteResult,
+    normalized: str,
+    code: str,
+    checkpoint: StoredCheckpoint | None = None,
+) -> Outcome:
+    """Record how the pass ended (one fenced write, with the program's checkpoint at a pause) and
+    build its outcome."""
     eid, attempt, store, name = host.execution_id, host.attempt, runtime.store, runtime.name
     if host.store_error is None and host.in_flight:
         host.store_error = f"{host.in_flight} connector call(s) were still running when the pass ended"
@@ -38,7 +47,7 @@ async def conclude(runtime: Runtime, host: Pass, result: ExecuteResult, normaliz
     written = True
     if host.failure is None and not host.lost:
         if host.paused:
-            written = await store.pause(name, eid, attempt)
+            written = await store.pause(name, eid, attempt, checkpoint)
         elif result.error is not None or result.stopped:
             message = original_line(result.error or "The program was stopped.", normalized, code)
             host.failure = storable_text(with_hint(message, host.setup, runtime.executor.language, code))

@@ -9,8 +9,9 @@ finds the run no longer owned by its attempt marks itself lost, and the pass sto
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import threading
+import time
 import weakref
 from typing import TYPE_CHECKING
 
@@ -27,61 +28,84 @@ log = logging.getLogger("codemode")
 class Beat:
     """The heartbeat of one pass (or rollback)."""
 
-    def __init__(self, execution_id: str, attempt: int) -> None:
+    def __init__(self, execution_id: str, attempt: int, due: float) -> None:
         self.execution_id = execution_id
         self.attempt = attempt
         self.lost = False
-        self.task: asyncio.Task[None] | None = None
+        self.due = due  # time.monotonic() of its next beat
+        self.beating = False  # a beat is being written
 
     def is_lost(self) -> bool:
         return self.lost
 
 
 class Heartbeats:
-    """Every live pass of one runtime, kept alive from one background thread."""
+    """Every live pass of one runtime, kept alive from one background thread.
+
+    Starting and stopping a pass only adds it to / removes it from the live set: no call crosses to the
+    thread per pass (a wake-up there costs the busy application loop its CPU and the GIL). One ticker on
+    the thread's loop writes the beats that are due, each `interval` after the pass started or last beat."""
 
     def __init__(self, store: Store, runtime: str, interval: float) -> None:
         self.store = store
         self.runtime = runtime
         self.interval = interval
         self._loop = LoopThread("codemode-heartbeat")
+        self._lock = threading.Lock()
+        self._live: set[Beat] = set()
+        self._ticking: asyncio.AbstractEventLoop | None = None  # the loop the ticker runs on
+        self._writing: set[asyncio.Task[None]] = set()
         # A runtime dropped without aclose() must not keep a thread and its loop's descriptors forever.
         weakref.finalize(self, self._loop.stop_soon)
 
     def start(self, execution_id: str, attempt: int) -> Beat:
-        beat = Beat(execution_id, attempt)
-        loop = self._loop.loop()
-
-        def schedule() -> None:
-            beat.task = loop.create_task(self._beat(beat))
-
-        loop.call_soon_threadsafe(schedule)
+        beat = Beat(execution_id, attempt, time.monotonic() + self.interval)
+        with self._lock:
+            self._live.add(beat)
+            loop = self._loop.loop()
+            first, self._ticking = self._ticking is not loop, loop
+        if first:  # the first pass since the thread (re)started: start its ticker
+            loop.call_soon_threadsafe(lambda: loop.create_task(self._tick()).add_done_callback(_retrieved))
         return beat
 
     def stop(self, beat: Beat) -> None:
-        loop = self._loop.started
-        if loop is None or loop.is_closed():
-            return
+        with self._lock:
+            self._live.discard(beat)
 
-        def cancel() -> None:
-            if beat.task is not None:
-                beat.task.cancel()
-
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(cancel)
+    async def _tick(self) -> None:
+        """Forever: start the beats that are due, then sleep until the next one is (at most `interval`;
+        a pass started meanwhile is due no sooner than that)."""
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                due = [b for b in self._live if b.due <= now and not b.beating]
+                for beat in due:
+                    beat.due, beat.beating = now + self.interval, True
+                after = min((b.due for b in self._live), default=now + self.interval)
+            for beat in due:  # each beat on its own: a slow store write holds up no other pass
+                task = asyncio.ensure_future(self._beat(beat))
+                self._writing.add(task)
+                task.add_done_callback(self._writing.discard)
+            await asyncio.sleep(max(after - time.monotonic(), 0.001))
 
     async def _beat(self, beat: Beat) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                owned = await self.store.heartbeat(self.runtime, beat.execution_id, beat.attempt)
-            except Exception as exc:  # a store hiccup: the next beat tries again
-                log.warning("codemode: heartbeat of %s failed: %r", beat.execution_id, exc)
-                continue
-            if not owned:
-                beat.lost = True
-                return
+        try:
+            owned = await self.store.heartbeat(self.runtime, beat.execution_id, beat.attempt)
+        except Exception as exc:  # a store hiccup: the next beat tries again
+            log.warning("codemode: heartbeat of %s failed: %r", beat.execution_id, exc)
+            return
+        finally:
+            beat.beating = False
+        if not owned:
+            beat.lost = True
+            self.stop(beat)
 
     def close(self) -> None:
         """Stop the thread; beats still running end with it."""
         self._loop.stop(timeout=10)
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """A ticker ends only by cancellation (its thread stopping); anything else is logged."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("codemode: the heartbeat ticker stopped: %r", task.exception())

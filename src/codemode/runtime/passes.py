@@ -24,8 +24,9 @@ from codemode.codec import DurableValueError
 from codemode.connectors.spec import ToolContext, ToolSpec, idempotency_key
 from codemode.records import STEP_CONNECTOR, LogEntry
 from codemode.replay import Call, Recorded, Verdict, judge
+from codemode.runtime.resumable import Resumable
 from codemode.runtime.setup import Setup
-from codemode.sandbox.base import PLATFORM, TOOL_ERROR_KINDS, StopExecution, ToolError
+from codemode.sandbox.base import CALL_SEQ, PLATFORM, TOOL_ERROR_KINDS, StopExecution, ToolError
 from codemode.text import storable_text
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ log = logging.getLogger("codemode")
 MAX_STEP_NAME_CHARS = 200
 
 
-class Pass:
+class Pass(Resumable):
     """The `Host` of one pass of one execution, owning the run under one attempt token."""
 
     def __init__(
@@ -72,6 +73,10 @@ class Pass:
         self.store_error: str | None = None  # the store failed under this pass
         self.ended = False  # the program is over: late calls are refused
         self.in_flight = 0  # connector calls started and not yet recorded
+        self.checkpoints = False  # the executor may checkpoint a pause of this pass (set by the runtime)
+        self.unrepeatable = False  # a value a checkpoint must not hold reached the program (a reexecute result)
+        self._snippets = 0  # snippets (`codemode.run`) running
+        self._reissued: int | None = None  # the seq the next call takes: a call re-issued from a checkpoint
 
     @property
     def stopped(self) -> bool:
@@ -119,8 +124,15 @@ class Pass:
             raise StopExecution()
 
     def _next_seq(self) -> int:
-        seq = self._seq
-        self._seq += 1
+        seq = self._reissued
+        if seq is None:
+            seq = self._seq
+            self._seq += 1
+        else:
+            self._reissued = None
+        cell = CALL_SEQ.get()
+        if cell is not None:  # the executor keeps which entry each call in flight is
+            cell.seq = seq
         return seq
 
     async def call(self, namespace: str, method: str, args: dict[str, Any]) -> Any:
@@ -171,6 +183,7 @@ class Pass:
         self.in_flight -= 1
         crashpoints.reached("after:effect")
         if call.ephemeral:
+            self.unrepeatable = True  # its result is never stored: not in a checkpoint either
             await self._write(store.record_result(runtime, self.execution_id, self.attempt, seq, None))
             try:
                 return codec.roundtrip(result)
@@ -310,9 +323,13 @@ class Pass:
                 raise ToolError(f'Invalid input for snippet "{name}": {where}: {exc.message}', "TypeError") from None
         executor = self.runtime.executor
         normalized = executor.normalize(snippet.code)
-        result = await executor.execute(
-            normalized, self.setup.namespaces_for(normalized), self, input=codec.roundtrip(input)
-        )
+        self._snippets += 1
+        try:
+            result = await executor.execute(
+                normalized, self.setup.namespaces_for(normalized), self, input=codec.roundtrip(input)
+            )
+        finally:
+            self._snippets -= 1
         if result.stopped:
             raise StopExecution()
         if result.error is not None:

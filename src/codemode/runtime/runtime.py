@@ -32,6 +32,7 @@ from codemode.records import (
     RollbackReport,
     Snippet,
 )
+from codemode.runtime import checkpoint
 from codemode.runtime.catalog import check_snippet_name, describe_in, new_snippet, renderer_for, search_in
 from codemode.runtime.conclusion import conclude, current_outcome
 from codemode.runtime.decisions import (
@@ -319,7 +320,9 @@ class Runtime:
             assert execution is not None
             return await self._current_outcome(execution)
         claim = settlement.claim
-        return await self._run_pass(execution_id, claim.execution.code, setup, claim.attempt, claim.execution.log)
+        return await self._run_pass(
+            execution_id, claim.execution.code, setup, claim.attempt, claim.execution.log, resume=True
+        )
 
     @_counted
     async def recover(self, execution_id: str, *, stale_after: timedelta = timedelta(minutes=1)) -> Outcome:
@@ -340,6 +343,8 @@ class Runtime:
                 f'Execution "{execution_id}" cannot be recovered (status: {await self._status(execution_id)}); only '
                 f"a run left running with no heartbeat for {stale_after} can be.",
             )
+        # Replayed: a checkpoint matches the log only as the pause left it, not as a crash did.
+        await self.store.take_checkpoint(self.name, execution_id, claim.attempt)
         return await self._run_pass(execution_id, claim.execution.code, setup, claim.attempt, claim.execution.log)
 
     def _pass_bound(self) -> float:
@@ -373,8 +378,16 @@ class Runtime:
         return current.status if current else "deleted"
 
     async def _run_pass(
-        self, execution_id: str, code: str, setup: Setup, attempt: int, recorded: Sequence[LogEntry] = ()
+        self,
+        execution_id: str,
+        code: str,
+        setup: Setup,
+        attempt: int,
+        recorded: Sequence[LogEntry] = (),
+        *,
+        resume: bool = False,
     ) -> Outcome:
+        """One pass; with `resume`, from the run's checkpoint when it has one that matches, else by replay."""
         ended = False
         beat = self._heartbeats.start(execution_id, attempt)
 
@@ -386,11 +399,11 @@ class Runtime:
                 await self._hooks("dispose_execution", execution_id, status)
 
         try:
-            host = Pass(self, setup, execution_id, attempt, recorded, beat.is_lost)
             normalized = self.executor.normalize(code)
-            result = await self.executor.execute(normalized, setup.namespaces_for(normalized), host)
-            host.ended = True
-            outcome = await conclude(self, host, result, normalized, code)
+            host, result, stored = await checkpoint.run_program(
+                self, lambda: Pass(self, setup, execution_id, attempt, recorded, beat.is_lost), normalized, resume
+            )
+            outcome = await conclude(self, host, result, normalized, code, stored)
             if host.lost or host.store_error:
                 # The run did not end here: it belongs to another pass, or waits for `recover`.
                 ended = True

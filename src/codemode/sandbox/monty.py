@@ -2,10 +2,13 @@
 
 The program runs in a `pydantic-monty` worker: a separate process with no
 filesystem, environment, network or subprocess surface. Connector namespaces
-enter as `ClassInstance` objects whose method calls suspend the worker; this
-driver answers each suspension itself (`feed_start` / `resume`), so it sees
-every call in program order, starts host work concurrently for
-`asyncio.gather`, and can stop the program at any point by simply not
+enter as `ClassInstance` objects whose method calls suspend the worker. A
+driver thread per running program answers each suspension with Monty's
+synchronous API (`feed_start` / `resume`, which release the GIL while the
+worker runs), so it sees every call in program order: a connector call is
+started on the event loop at once and the worker resumed with a future
+without waiting for the loop; the thread blocks only where the program
+awaits a result. It can stop the program at any point by simply not
 resuming it. `codemode` is defined by a short prelude fed first, so that
 `codemode.step` can call the program's own function inside the sandbox.
 """
@@ -13,80 +16,46 @@ resuming it. `codemode` is defined by a short prelude fed first, so that
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
+import contextvars
 import os
-import re
+import queue
 import signal
 import threading
-from collections.abc import Mapping, Sequence
-from datetime import date
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, cast
 
 import pydantic_monty as monty
 
 from codemode import codec
-from codemode.records import MAX_RESULT_BYTES, MAX_VALUE_DEPTH, MAX_VALUE_NODES
+from codemode.sandbox import monty_checkpoint
 from codemode.sandbox.base import (
     PLATFORM_METHODS,
+    CallSeq,
+    Checkpoint,
     ExecuteResult,
     Host,
     Namespace,
     StopExecution,
     ToolError,
 )
+from codemode.sandbox.console import Console
+from codemode.sandbox.drivers import Drivers, inbox
+from codemode.sandbox.monty_hints import MODULES, PROGRAM_FILE, describe_error, python_hint, strip_traceback_header
+from codemode.sandbox.monty_prelude import PRELUDE
+from codemode.sandbox.monty_values import HostValues, call_args
 from codemode.sandbox.normalize import normalize_python
 from codemode.sandbox.places import CURRENT, MAX_NESTING, NESTED_TOO_DEEP, Places, holder_for
 from codemode.text import valid_text, valid_texts
 
-__all__ = ["MontyExecutor"]
+__all__ = ["MODULES", "MontyExecutor", "python_hint"]
 
-# Fed before the program in the same session. The host object reaches the
-# factory through a one-time call, so the program's only new global is `codemode`.
-PRELUDE = """
-def codemode(host):
-    class Codemode:
-        depth = 0
-
-        async def search(self, query):
-            return await host.search(query=query)
-
-        async def describe(self, target):
-            return await host.describe(target=target)
-
-        async def run(self, name, input=None):
-            return await host.run(name=name, input=input)
-
-        async def step(self, name, fn):
-            if self.depth:
-                raise RuntimeError(
-                    "codemode.step cannot run inside another step's function: a step is replayed without "
-                    "running its function. Run the steps one after the other."
-                )
-            decision = await host.step_decide(name=name)
-            if decision["replay"]:
-                return decision["value"]
-            self.depth += 1
-            try:
-                value = fn()
-                if type(value).__name__ == "coroutine":
-                    value = await value
-            except Exception as error:
-                self.depth -= 1
-                await host.step_fail(token=decision["token"], kind=type(error).__name__, message=str(error))
-                raise
-            self.depth -= 1
-            return await host.step_record(token=decision["token"], value=value)
-
-    return Codemode()
-
-
-codemode = codemode(__codemode_host__())
-"""
 _SLEEPS = frozenset({"system.sleep", "system.async_sleep", "time.sleep", "asyncio.sleep"})
-_PROGRAM_FILE = "<python-input-1>"  # the second feed of a session: the program itself
-MAX_CONSOLE_CHARS = 1_000_000
+_ASYNC_SLEEPS = frozenset({"system.async_sleep", "asyncio.sleep"})
 CANCEL_GRACE = 5.0  # seconds a call cancelled at the time limit gets to record that
+_PLAIN_ARGS, _PLAIN_TEXT, _SAFE_INT = 32, 4096, 2**53  # far within what the codec accepts in one call
+_STOP = -1  # put in a run's queue of settled calls: the run is over (time limit, cancellation)
 
 
 class MontyExecutor:
@@ -103,6 +72,7 @@ class MontyExecutor:
         max_round_trips: int = 100_000,
         max_workers: int = 16,
         warm_workers: int = 1,
+        checkpoints: bool = True,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -112,9 +82,11 @@ class MontyExecutor:
         self.max_round_trips = max_round_trips
         self.max_workers = max_workers
         self.warm_workers = warm_workers
+        # A paused program's state is handed to the runtime to resume from; False: every resume replays.
+        self.checkpoints = checkpoints
         # One pool for every event loop (the blocking twin's, the application's, each `asyncio.run`):
-        # a pool per loop was never closed when its loop ended, so its workers piled up.
-        self._ready: concurrent.futures.Future[monty.AsyncMonty] | None = None
+        # it belongs to no loop, since the driver threads use it.
+        self._monty: monty.Monty | None = None
         self._lock = threading.Lock()
         # Runs take a place before a worker: snippets run by programs cannot deadlock the cap (see
         # `places`); the pool itself may go beyond it by the nesting bound, so it never blocks them.
@@ -123,36 +95,24 @@ class MontyExecutor:
     def normalize(self, code: str) -> str:
         return normalize_python(code)
 
-    async def _pool(self) -> monty.AsyncMonty:
+    def _pool(self) -> monty.Monty:
+        """The worker pool, started by the first run that needs it (in its driver thread)."""
         with self._lock:
-            ready, starting = self._ready, self._ready is None
-            if ready is None:
-                ready = self._ready = concurrent.futures.Future()
-        if not starting:
-            return ready.result() if ready.done() else await asyncio.shield(asyncio.wrap_future(ready))
-        try:
-            pool = monty.AsyncMonty(min_processes=self.warm_workers, max_processes=self.max_workers + MAX_NESTING)
-            await pool.__aenter__()
-        except BaseException as exc:
-            with self._lock:
-                self._ready = None
-            ready.set_exception(exc)
-            ready.exception()  # retrieved: a later caller starts over
-            raise
-        ready.set_result(pool)
-        return pool
+            if self._monty is None:
+                pool = monty.Monty(min_processes=self.warm_workers, max_processes=self.max_workers + MAX_NESTING)
+                pool.__enter__()
+                self._monty = pool
+            return self._monty
 
     async def aclose(self) -> None:
         """Stop the workers, from any event loop; the next run starts a new pool."""
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
         with self._lock:
-            ready, self._ready = self._ready, None
-        if ready is None:
-            return
-        try:
-            pool = await asyncio.shield(asyncio.wrap_future(ready))
-        except Exception:
-            return  # it never started
-        await pool.__aexit__(None, None, None)
+            pool, self._monty = self._monty, None
+        if pool is not None:
+            pool.__exit__(None, None, None)
 
     def _limits(self) -> monty.ResourceLimits:
         return {
@@ -163,9 +123,25 @@ class MontyExecutor:
             "max_total_sleep_secs": self.timeout,
         }
 
+    @property
+    def checkpoint_format(self) -> str:
+        """Checkpoints are this pydantic-monty version's dumps: another version's are not restored."""
+        return monty_checkpoint.FORMAT
+
     async def execute(
         self, code: str, namespaces: Sequence[Namespace], host: Host, *, input: Any = None
     ) -> ExecuteResult:
+        result = await self._leased(namespaces, host, lambda run: run.drive(lambda s: run.started(s, code, input)))
+        assert result is not None
+        return result
+
+    async def resume(self, checkpoint: Checkpoint, namespaces: Sequence[Namespace], host: Host) -> ExecuteResult | None:
+        """Go on from a paused program's checkpoint; None when it does not restore (replay instead)."""
+        return await self._leased(namespaces, host, lambda run: run.drive_from(checkpoint))
+
+    async def _leased(
+        self, namespaces: Sequence[Namespace], host: Host, drive: Callable[[_Run], Any]
+    ) -> ExecuteResult | None:
         holder = holder_for(self)
         if holder.depth > MAX_NESTING:
             return ExecuteResult(error=NESTED_TOO_DEEP)
@@ -174,10 +150,8 @@ class MontyExecutor:
         try:
             await self._places.lease(holder)
             try:
-                pool = await self._pool()
-                run = _Run(self, namespaces, host)
-                async with pool.checkout(limits=self._limits(), script_name="program.py") as session:
-                    return await run.drive(session, code, input)
+                result: ExecuteResult | None = await drive(_Run(self, namespaces, host))
+                return result
             finally:
                 self._places.unlease(holder, final=True, free=True)
         finally:
@@ -185,13 +159,47 @@ class MontyExecutor:
             self._places.unlease(holder, final=True)
 
 
+class _Unrestorable(Exception):
+    """A checkpoint that does not restore to what it says: nothing was re-issued; the caller replays."""
+
+
+class _Ended(Exception):
+    """The driver stops here: the host stopped the program, or the run is over."""
+
+    def __init__(self, result: ExecuteResult) -> None:
+        super().__init__()
+        self.result = result
+
+
 class _Run:
-    """One program in one checked-out worker."""
+    """One program in one checked-out worker, driven from a thread; its host calls run on the loop.
+
+    Loop side: `drive`, `_launch`, `_stop` (also from the thread), `_settle`. Thread side: the rest."""
 
     def __init__(self, executor: MontyExecutor, namespaces: Sequence[Namespace], host: Host) -> None:
         self.executor = executor
         self.host = host
-        self.console = _Console()
+        self.console = Console()
+        self.loop = asyncio.get_running_loop()
+        self.inbox = inbox(self.loop)
+        self.context = contextvars.copy_context()  # host calls run as if started by `execute` (its CURRENT)
+        self.namespaces = namespaces
+        self.tasks: dict[int, asyncio.Task[Any]] = {}  # loop side: host calls in flight
+        self.settled: queue.SimpleQueue[tuple[int, asyncio.Task[Any] | None]] = queue.SimpleQueue()
+        self.results: dict[int, asyncio.Task[Any]] = {}  # thread side: settled, not yet given to the program
+        self.sleeps: dict[int, float] = {}  # thread side: `asyncio.sleep` futures, by when they are due
+        self.lock = threading.Lock()
+        self.pid: int | None = None
+        self.stopping = False
+        self.timed_out = False
+        self.deadline = 0.0  # time.monotonic(), for the thread
+        # Under a host that checkpoints: each call launched and not yet given to the program, as a
+        # checkpoint would re-issue it (its namespace, method, arguments, the seq it took, its task).
+        self.checkpoints = monty_checkpoint.checkpointing(host) if executor.checkpoints else None
+        self.calls: dict[int, tuple[str, str, Any, CallSeq, asyncio.Task[Any]]] = {}
+
+    def _namespaces(self, namespaces: Sequence[Namespace]) -> None:
+        """The sandbox objects the program calls: one `ClassInstance` per namespace, plus the platform's."""
         self.platform = monty.ClassInstance(type("codemode_host", (), {})(), allowed_methods=PLATFORM_METHODS)
         self.objects: dict[Any, str] = {self.platform.id: "codemode"}
         self.inputs: dict[str, Any] = {}
@@ -201,139 +209,74 @@ class _Run:
             self.objects[instance.id] = ns.name
             self.inputs[ns.name] = instance
             self.namespace_values[id(instance.value)] = ns.name
-        self.tasks: dict[int, asyncio.Task[Any]] = {}
-        self.timed_out = False
 
-    async def drive(self, session: monty.AsyncMontySession, code: str, input: Any) -> ExecuteResult:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.executor.timeout
-        await session.feed_run(PRELUDE, external_lookup={"__codemode_host__": lambda: self.platform})
-        pid = session.worker_pid
-        timer = loop.call_at(deadline, self._kill, pid)
+    def _globals(self, input: Any) -> dict[str, Any]:
+        """What the program starts with: its namespaces and `input`."""
+        return {**self.inputs, "input": valid_texts(input)}
+
+    # -- loop side --
+
+    async def drive(self, first: Callable[[monty.MontySession], monty.SyncSnapshot]) -> ExecuteResult:
+        """The program driven to its end; `first` starts it in a checked-out session (in the thread)."""
+        deadline = self.loop.time() + self.executor.timeout
+        self.deadline = time.monotonic() + self.executor.timeout
+        done: asyncio.Future[ExecuteResult] = self.loop.create_future()
+        _DRIVERS.submit(lambda: self._thread(first, done))
+        timer = self.loop.call_at(deadline, self._stop, True)  # the wall-clock limit covers host calls too
         try:
-            return await self._drive(session, code, input, deadline)
+            return await asyncio.shield(done)  # shielded: a cancelled run still waits for its thread
+        except asyncio.CancelledError:
+            self._stop(False)
+            with contextlib.suppress(BaseException):
+                await done
+            raise
         finally:
             timer.cancel()
             await self._settle(deadline)
 
-    def _kill(self, pid: int | None) -> None:
-        """The wall-clock limit: the worker is killed; the pool replaces it."""
-        self.timed_out = True
+    async def drive_from(self, checkpoint: Checkpoint) -> ExecuteResult | None:
+        """The program restored from `checkpoint` and driven on (the time limit starts again); None when
+        it does not restore."""
+        try:
+            return await self.drive(lambda session: self._restored(session, checkpoint))
+        except _Unrestorable:
+            return None
+
+    def _launch(
+        self, call_id: int, namespace: str, method: str, args: dict[str, Any], reissued: int | None = None
+    ) -> None:
+        """Start a host call, in program order; the program awaits it whenever it likes. `reissued`: the
+        seq a call in flight at a checkpoint took, made again under it."""
+        if reissued is not None and self.checkpoints is not None:
+            host_call = self.checkpoints.reissue(reissued, namespace, method, args)
+        else:
+            host_call = self.host.call(namespace, method, args)
+        task = monty_checkpoint.start_call(self, call_id, host_call, (namespace, method, args))
+        self.tasks[call_id] = task
+        task.add_done_callback(lambda _: self._finished(call_id, task))
+
+    def _finished(self, call_id: int, task: asyncio.Task[Any]) -> None:
+        self.tasks.pop(call_id, None)
+        self.settled.put((call_id, task))
+
+    def _stop(self, timed_out: bool) -> None:
+        """The run is over (from either side): the worker is killed (the pool replaces it), the thread woken."""
+        with self.lock:
+            self.timed_out = self.timed_out or timed_out
+            self.stopping = True
+            pid = self.pid
         if pid:
             with contextlib.suppress(OSError):
                 os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
-
-    def _timeout_result(self) -> ExecuteResult:
-        return ExecuteResult(
-            error=f"Execution timed out: the program ran longer than the {self.executor.timeout:g} s limit.",
-            logs=self.console.lines(),
-            timed_out=True,
-        )
-
-    async def _drive(self, session: monty.AsyncMontySession, code: str, input: Any, deadline: float) -> ExecuteResult:
-        loop = asyncio.get_running_loop()
-        try:
-            snap: monty.AsyncSnapshot = await session.feed_start(
-                code, inputs={**self.inputs, "input": valid_texts(input)}, print_callback=self.console.write
-            )
-            while not isinstance(snap, monty.MontyComplete):
-                if isinstance(snap, monty.AsyncFunctionSnapshot):
-                    snap = await self._call(snap)
-                elif isinstance(snap, monty.AsyncFutureSnapshot):
-                    waiting = [self.tasks[c] for c in snap.pending_call_ids if c in self.tasks]
-                    done, _ = await asyncio.wait(
-                        waiting, timeout=max(deadline - loop.time(), 0), return_when=asyncio.FIRST_COMPLETED
-                    )
-                    if not done:
-                        return self._timeout_result()
-                    results: dict[int, monty.ExternalSettledResult] = {}
-                    for call_id in snap.pending_call_ids:
-                        task = self.tasks.get(call_id)
-                        if task is not None and task.done():
-                            del self.tasks[call_id]
-                            settled = _settle(task)
-                            if settled is None:
-                                return ExecuteResult(logs=self.console.lines(), stopped=True)
-                            results[call_id] = settled
-                    snap = await snap.resume(results)
-                else:  # a name the program never defined
-                    snap = await snap.resume()
-            try:  # the runtime's codec then bounds the result's expansion, without making it
-                result = self._host_value(snap.output)
-            except (TypeError, ValueError, RecursionError) as exc:
-                return ExecuteResult(error=codec.refusal("The result", exc), logs=self.console.lines())
-            return ExecuteResult(result=result, logs=self.console.lines())
-        except monty.MontyCrashedError as exc:
-            if self.timed_out or exc.timed_out:
-                return self._timeout_result()
-            return ExecuteResult(
-                error=f"The sandbox worker crashed ({exc}). The program likely exhausted a resource; simplify it.",
-                logs=self.console.lines(),
-            )
-        except monty.MontySyntaxError as exc:
-            text = exc.display("traceback").replace(f'File "{_PROGRAM_FILE}"', "File <program>")
-            return ExecuteResult(error=_strip_traceback_header(text), logs=self.console.lines())
-        except monty.MontyRuntimeError as exc:
-            if self.timed_out:
-                return self._timeout_result()
-            return ExecuteResult(error=_describe_error(exc, self.executor), logs=self.console.lines())
-        except monty.MontyError as exc:
-            return ExecuteResult(error=f"{type(exc).__name__}: {exc}", logs=self.console.lines())
-
-    def _host_value(self, value: Any) -> Any:
-        """Sandbox-only objects become plain data; a namespace object never leaks out as itself.
-
-        Raises `TypeError` for a value nested deeper than `MAX_VALUE_DEPTH` or containing itself, and
-        `codec.TooLargeError` past `MAX_VALUE_NODES` values."""
-        return _HostValues(self.namespace_values).convert(value, 0)
-
-    async def _call(self, snap: monty.AsyncFunctionSnapshot) -> monty.AsyncSnapshot:
-        if snap.is_os_function:
-            if snap.function_name in _SLEEPS:
-                return await self._sleep(snap)
-            return await snap.resume_not_handled()  # Monty's own refusal: no files, no environment
-        namespace = self.objects.get(snap.object_id)
-        if namespace is None:
-            return await snap.resume(
-                {"exc_type": "NameError", "message": f"name {snap.function_name!r} is not defined"}
-            )
-        try:
-            args = _call_args(namespace, snap.function_name, snap.args, snap.kwargs)
-        except TypeError as exc:
-            return await snap.resume({"exc_type": "TypeError", "message": str(exc)})
-        step_value = namespace == "codemode" and snap.function_name == "step_record"
-        what = "The value of codemode.step" if step_value else f"Arguments to {namespace}.{snap.function_name}"
-        try:  # what cannot cross at all is refused here, catchable, before anything is validated or logged
-            args = self._host_value(args)
-            codec.check(what, args)
-        except (TypeError, ValueError, RecursionError) as exc:
-            message = str(exc) if isinstance(exc, codec.DurableValueError) else codec.refusal(what, exc)
-            return await snap.resume({"exc_type": "TypeError", "message": message})
-        # Started now, in program order; the program awaits it whenever it likes.
-        self.tasks[snap.call_id] = asyncio.ensure_future(self.host.call(namespace, snap.function_name, args))
-        return await snap.resume({"future": ...})
-
-    async def _sleep(self, snap: monty.AsyncFunctionSnapshot) -> monty.AsyncSnapshot:
-        """`time.sleep` / `asyncio.sleep` wait on the host loop; the wall-clock limit still applies."""
-        seconds = snap.args[0] if snap.args else snap.kwargs.get("seconds", 0)
-        if not isinstance(seconds, (int, float)) or seconds < 0:
-            return await snap.resume(
-                {"exc_type": "ValueError", "message": "sleep length must be a non-negative number"}
-            )
-        if snap.function_name in ("system.async_sleep", "asyncio.sleep"):
-            self.tasks[snap.call_id] = asyncio.ensure_future(asyncio.sleep(float(seconds)))
-            return await snap.resume({"future": ...})
-        await asyncio.sleep(float(seconds))
-        return await snap.resume({"return_value": None})
+        self.settled.put((_STOP, None))
 
     async def _settle(self, deadline: float) -> None:
         """Calls the program started but never awaited still finish and get recorded."""
         if not self.tasks:
             return
-        loop = asyncio.get_running_loop()
         pending = list(self.tasks.values())
         self.tasks.clear()
-        _, late = await asyncio.wait(pending, timeout=max(deadline - loop.time(), 0))
+        _, late = await asyncio.wait(pending, timeout=max(deadline - self.loop.time(), 0))
         for task in late:
             task.cancel()
         if late:  # a cancelled call records that its outcome is unknown before the pass ends
@@ -342,9 +285,217 @@ class _Run:
             if task.done() and not task.cancelled():
                 task.exception()  # retrieved, so asyncio does not warn
 
+    # -- thread side --
 
-def _settle(task: asyncio.Task[Any]) -> monty.ExternalSettledResult | None:
+    def _thread(
+        self, first: Callable[[monty.MontySession], monty.SyncSnapshot], done: asyncio.Future[ExecuteResult]
+    ) -> None:
+        try:
+            result: ExecuteResult | BaseException = self._run(first)
+        except BaseException as exc:  # handed to the awaiting run, which raises it
+            result = exc
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            self.loop.call_soon_threadsafe(_resolve, done, result)
+
+    def _run(self, first: Callable[[monty.MontySession], monty.SyncSnapshot]) -> ExecuteResult:
+        self._namespaces(self.namespaces)
+        with self.executor._pool().checkout(limits=self.executor._limits(), script_name="program.py") as session:
+            with self.lock:
+                if self.stopping:
+                    return self._timeout_result() if self.timed_out else ExecuteResult(stopped=True)
+                self.pid = session.worker_pid
+            return self._program(session, first)
+
+    def _timeout_result(self) -> ExecuteResult:
+        return ExecuteResult(
+            error=f"Execution timed out: the program ran longer than the {self.executor.timeout:g} s limit.",
+            logs=self.console.lines(),
+            timed_out=True,
+        )
+
+    def started(self, session: monty.MontySession, code: str, input: Any) -> monty.SyncSnapshot:
+        """The prelude, then the program, started."""
+        session.feed_run(PRELUDE, external_lookup={"__codemode_host__": lambda: self.platform})
+        return session.feed_start(code, inputs=self._globals(input), print_callback=self.console.write)
+
+    def _restored(self, session: monty.MontySession, checkpoint: Checkpoint) -> monty.SyncSnapshot:
+        """The program as `checkpoint` left it, its calls in flight re-issued."""
+        restored = monty_checkpoint.restore(self, session, checkpoint)
+        if restored is None:
+            raise _Unrestorable()
+        for call in checkpoint.calls:
+            self._start(call.call_id, call.namespace, call.method, call.args, call.seq)
+        return restored
+
+    def _program(
+        self, session: monty.MontySession, first: Callable[[monty.MontySession], monty.SyncSnapshot]
+    ) -> ExecuteResult:
+        try:
+            snap = first(session)
+            while not isinstance(snap, monty.MontyComplete):
+                snap = self._answer(snap)
+            try:  # the runtime's codec then bounds the result's expansion, without making it
+                result = self._host_value(snap.output)
+            except (TypeError, ValueError, RecursionError) as exc:
+                return ExecuteResult(error=codec.refusal("The result", exc), logs=self.console.lines())
+            return ExecuteResult(result=result, logs=self.console.lines())
+        except _Ended as end:
+            return end.result
+        except monty.MontyCrashedError as exc:
+            if self.timed_out or exc.timed_out:
+                return self._timeout_result()
+            return ExecuteResult(
+                error=f"The sandbox worker crashed ({exc}). The program likely exhausted a resource; simplify it.",
+                logs=self.console.lines(),
+            )
+        except monty.MontySyntaxError as exc:
+            text = exc.display("traceback").replace(f'File "{PROGRAM_FILE}"', "File <program>")
+            return ExecuteResult(error=strip_traceback_header(text), logs=self.console.lines())
+        except monty.MontyRuntimeError as exc:
+            if self.timed_out:
+                return self._timeout_result()
+            message = describe_error(exc, self.executor.timeout, self.executor.memory_limit)
+            return ExecuteResult(error=message, logs=self.console.lines())
+        except monty.MontyError as exc:
+            return ExecuteResult(error=f"{type(exc).__name__}: {exc}", logs=self.console.lines())
+
+    def _answer(
+        self, snap: monty.FunctionSnapshot | monty.FutureSnapshot | monty.NameLookupSnapshot
+    ) -> monty.SyncSnapshot:
+        """One suspension answered: a call started, awaited futures settled, or an undefined name."""
+        if isinstance(snap, monty.FunctionSnapshot):
+            return self._call(snap)
+        if isinstance(snap, monty.FutureSnapshot):
+            return snap.resume(self._awaited(snap))
+        return snap.resume()  # a name the program never defined
+
+    def _host_value(self, value: Any) -> Any:
+        """Sandbox-only objects become plain data; a namespace object never leaks out as itself.
+
+        Raises `TypeError` for a value nested deeper than `MAX_VALUE_DEPTH` or containing itself, and
+        `codec.TooLargeError` past `MAX_VALUE_NODES` values."""
+        return HostValues(self.namespace_values, self.objects).convert(value, 0)
+
+    def _call(self, snap: monty.FunctionSnapshot) -> monty.SyncSnapshot:
+        if snap.is_os_function:
+            if snap.function_name in _SLEEPS:
+                return self._sleep(snap)
+            return snap.resume_not_handled()  # Monty's own refusal: no files, no environment
+        namespace = self.objects.get(snap.object_id)
+        if namespace is None:
+            return snap.resume({"exc_type": "NameError", "message": f"name {snap.function_name!r} is not defined"})
+        try:
+            args = call_args(namespace, snap.function_name, snap.args, snap.kwargs)
+        except TypeError as exc:
+            return snap.resume({"exc_type": "TypeError", "message": str(exc)})
+        step_value = namespace == "codemode" and snap.function_name == "step_record"
+        what = "The value of codemode.step" if step_value else f"Arguments to {namespace}.{snap.function_name}"
+        try:  # what cannot cross at all is refused here, catchable, before anything is validated or logged
+            if not _plain(args):
+                args = self._host_value(args)
+                codec.check(what, args)
+        except (TypeError, ValueError, RecursionError) as exc:
+            message = str(exc) if isinstance(exc, codec.DurableValueError) else codec.refusal(what, exc)
+            return snap.resume({"exc_type": "TypeError", "message": message})
+        self._start(snap.call_id, namespace, snap.function_name, args)
+        return snap.resume({"future": ...})  # at once: the loop runs the call meanwhile
+
+    def _start(
+        self, call_id: int, namespace: str, method: str, args: dict[str, Any], reissued: int | None = None
+    ) -> None:
+        """Hand a host call to the loop, unless the run is over."""
+        if self.stopping:
+            raise _Ended(self._timeout_result() if self.timed_out else ExecuteResult(stopped=True))
+        try:
+            self.inbox.post(self.context, self._launch, call_id, namespace, method, args, reissued)
+        except RuntimeError:  # the loop has closed under the run
+            raise _Ended(ExecuteResult(logs=self.console.lines(), stopped=True)) from None
+
+    def _sleep(self, snap: monty.FunctionSnapshot) -> monty.SyncSnapshot:
+        """`time.sleep` / `asyncio.sleep` wait in the driver; the wall-clock limit still applies."""
+        seconds = snap.args[0] if snap.args else snap.kwargs.get("seconds", 0)
+        if not isinstance(seconds, (int, float)) or seconds < 0:
+            return snap.resume({"exc_type": "ValueError", "message": "sleep length must be a non-negative number"})
+        due = time.monotonic() + float(seconds)
+        if snap.function_name in _ASYNC_SLEEPS:
+            self.sleeps[snap.call_id] = due
+            return snap.resume({"future": ...})
+        while time.monotonic() < due:
+            self._receive(due)
+        return snap.resume({"return_value": None})
+
+    def _awaited(self, snap: monty.FutureSnapshot) -> dict[int, monty.ExternalSettledResult]:
+        """Blocks until one or more of the futures the program awaits settle; all settled ones go back.
+        When the host stopped the program, its state now is what a resume can go on from."""
+        pending = snap.pending_call_ids
+        while True:
+            now = time.monotonic()
+            ready: dict[int, monty.ExternalSettledResult] = {}
+            for call_id in pending:
+                task = self.results.pop(call_id, None)
+                if task is not None:
+                    settled = _settled(task)
+                    if settled is None:
+                        checkpoint = monty_checkpoint.take(self, snap)
+                        raise _Ended(ExecuteResult(logs=self.console.lines(), stopped=True, checkpoint=checkpoint))
+                    ready[call_id] = settled
+                elif self.sleeps.get(call_id, now + 1) <= now:
+                    del self.sleeps[call_id]
+                    ready[call_id] = {"return_value": None}
+            if ready:
+                for call_id in ready:
+                    self.calls.pop(call_id, None)
+                return ready
+            self._receive(min((self.sleeps[c] for c in pending if c in self.sleeps), default=self.deadline))
+
+    def _receive(self, until: float) -> None:
+        """Waits until `until` (at most the deadline) for settled calls; keeps every one that arrives."""
+        block = True
+        while True:
+            try:
+                remaining = min(until, self.deadline) - time.monotonic()
+                call_id, task = self.settled.get(timeout=remaining) if block else self.settled.get_nowait()
+            except queue.Empty:
+                if block and time.monotonic() >= self.deadline:
+                    self._stop(True)
+                    raise _Ended(self._timeout_result()) from None
+                return
+            if call_id == _STOP or task is None:
+                raise _Ended(self._timeout_result() if self.timed_out else ExecuteResult(stopped=True))
+            self.results[call_id] = task
+            block = False  # then take whatever else has settled, without waiting
+
+
+def _plain(args: dict[str, Any]) -> bool:
+    """A few short scalars: nothing to convert and nothing the codec could refuse (the common call)."""
+    if len(args) > _PLAIN_ARGS:
+        return False
+    for value in args.values():
+        kind = type(value)
+        if kind is str:
+            if len(value) > _PLAIN_TEXT:
+                return False
+        elif kind is int:
+            if not -_SAFE_INT <= value <= _SAFE_INT:
+                return False
+        elif value is not None and kind is not bool and kind is not float:
+            return False
+    return True
+
+
+def _resolve(done: asyncio.Future[ExecuteResult], result: ExecuteResult | BaseException) -> None:
+    if done.done():
+        return
+    if isinstance(result, BaseException):
+        done.set_exception(result)
+    else:
+        done.set_result(result)
+
+
+def _settled(task: asyncio.Task[Any]) -> monty.ExternalSettledResult | None:
     """A finished host call as Monty's answer; None when the host stopped the program."""
+    if task.cancelled():
+        return {"exc_type": "RuntimeError", "message": "the call was cancelled"}
     exc = task.exception()
     if exc is None:
         return {"return_value": valid_texts(task.result())}  # Monty strings cannot hold lone surrogates
@@ -355,224 +506,4 @@ def _settle(task: asyncio.Task[Any]) -> monty.ExternalSettledResult | None:
     return {"exc_type": "RuntimeError", "message": f"{type(exc).__name__}: {exc}"}
 
 
-def _call_args(namespace: str, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Keyword arguments, or one dict of them: `ns.m(a=1)` or `ns.m({"a": 1})`."""
-    if not args:
-        return dict(kwargs)
-    if len(args) == 1 and isinstance(args[0], dict) and not kwargs and all(isinstance(k, str) for k in args[0]):
-        return dict(args[0])
-    raise TypeError(
-        f"{namespace}.{method}() takes keyword arguments (e.g. {namespace}.{method}(name=value)) or a single "
-        "dict of them, not positional values."
-    )
-
-
-class _HostValues:
-    """One conversion of a sandbox value to host data.
-
-    Each container is converted once (shared references stay shared, so a value built by doubling a
-    list costs its distinct containers, not its expansion); the codec's budget then counts the expansion
-    without making it. Only what the codec can hold comes out: None, bools, numbers, strings, bytes, dates,
-    lists, tuples, dicts, sets and frozensets; a dataclass instance becomes a dict of its fields; anything
-    else (classes, functions, other instances, exceptions, complex numbers, timedeltas) becomes a short
-    description string, so no host object ever reaches the caller."""
-
-    def __init__(self, namespaces: Mapping[int, str]) -> None:
-        self.namespaces = namespaces
-        self.memo: dict[int, Any] = {}
-        self.active: set[int] = set()
-        self.visits = 0  # never more than the expanded value's count, so within budget for any value that fits
-
-    def convert(self, value: Any, depth: int) -> Any:
-        self.visits += 1
-        if self.visits > MAX_VALUE_NODES:
-            raise codec.TooLargeError(2 * self.visits, MAX_RESULT_BYTES)
-        if value is None or isinstance(value, (bool, int, float, str, bytes, date)):
-            return value
-        if id(value) in self.namespaces:
-            return f"<namespace {self.namespaces[id(value)]}>"
-        if isinstance(value, (list, tuple, dict, set, frozenset)):
-            return self._container(value, depth)
-        if isinstance(value, monty.MontyClassProxy):
-            if value.is_dataclass:
-                return self._container(value, depth)
-            return f"<{value.name} object>"
-        if isinstance(value, monty.MontyClassTypeProxy):
-            return f"<class '{value.name}'>"
-        if isinstance(value, monty.MontyStdTypeProxy):
-            return f"<built-in {value.kind} {value.name}>"
-        if isinstance(value, type):
-            return f"<class '{value.__name__}'>"
-        return _describe(value)
-
-    def _container(self, value: Any, depth: int) -> Any:
-        marker = id(value)
-        if marker in self.memo:
-            return self.memo[marker]
-        if marker in self.active:
-            raise TypeError("the value contains a cycle (a container inside itself)")
-        if depth > MAX_VALUE_DEPTH:
-            raise TypeError(f"nesting deeper than {MAX_VALUE_DEPTH} levels")
-        self.active.add(marker)
-        try:
-            out = self._children(value, depth + 1)
-        finally:
-            self.active.discard(marker)
-        self.memo[marker] = out
-        return out
-
-    def _children(self, value: Any, depth: int) -> Any:
-        if isinstance(value, monty.MontyClassProxy):
-            value = dict(value.attributes)
-        if isinstance(value, dict):
-            pairs = [(self.convert(k, depth), self.convert(v, depth)) for k, v in value.items()]
-            try:
-                return dict(pairs)
-            except TypeError:  # a key that became unhashable data
-                return {_describe(k) if not isinstance(k, str) else k: v for k, v in pairs}
-        items = [self.convert(v, depth) for v in value]
-        if isinstance(value, list):
-            return items
-        try:
-            return type(value)(items)
-        except TypeError:  # a set item that became unhashable data
-            return items
-
-
-def _describe(value: Any) -> str:
-    """A short description of a value that is not data."""
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<{type(value).__name__} object>"
-    return text if len(text) <= 200 else text[:200] + "…"
-
-
-def _describe_error(exc: monty.MontyRuntimeError, executor: MontyExecutor) -> str:
-    """`Type: message`, then the program line it happened on."""
-    message = exc.display("type-msg")
-    if message.startswith("TimeoutError: feed time limit exceeded"):
-        return f"Execution timed out: the program ran longer than the {executor.timeout:g} s limit."
-    if message.startswith("MemoryError"):
-        message += f" (the sandbox memory limit is {executor.memory_limit // 2**20} MiB)"
-    frames = [f for f in exc.traceback() if f.filename == _PROGRAM_FILE]
-    if frames:
-        frame = frames[-1]
-        source = (frame.source_line or "").strip()
-        message += f"\n  at line {frame.line}" + (f": {source}" if source else "")
-    return message
-
-
-# What `import` finds in Monty 1.4 (checked by tests/test_hints.py): no other module, no third-party package.
-MODULES = (
-    *("asyncio", "base64", "binascii", "bisect", "collections", "copy", "csv", "dataclasses", "datetime", "decimal"),
-    *("functools", "hashlib", "itertools", "json", "math", "os", "pathlib", "random", "re", "sys", "time", "typing"),
-    "unicodedata",
-)
-# Signs that a program is JavaScript: its structure (any error), or a JavaScript name Python does not define.
-_JAVASCRIPT = re.compile(
-    r"^\s*(?:const|let|var)\s+[\w${\[]|=>|\bfunction\b\s*[\w$]*\s*\(|[!=]==|^\s*\}",
-    re.MULTILINE,
-)
-_STRINGS = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'")
-_JAVASCRIPT_NAMES = frozenset({"console", "null", "undefined", "true", "false", "JSON", "Math", "Promise", "require"})
-
-
-def _looks_like_javascript(message: str, code: str) -> bool:
-    first = message.splitlines()[0] if message else ""
-    if "SyntaxError" in message:
-        return _JAVASCRIPT.search(code) is not None
-    missing = re.match(r"NameError: name '(\w+)' is not defined", first)
-    # For a name error, what string literals say is no sign: the program parsed as Python.
-    unquoted = _STRINGS.sub('""', code)
-    return missing is not None and (missing.group(1) in _JAVASCRIPT_NAMES or _JAVASCRIPT.search(unquoted) is not None)
-
-
-def python_hint(message: str, code: str, names: Sequence[str]) -> str | None:
-    """One line of advice for a mistake the Python sandbox sees often, in terms of what it offers.
-
-    `names` are the namespaces the program can call (connectors, then `codemode`)."""
-    ns = names[0] if names else "codemode"
-    if _looks_like_javascript(message, code):
-        return (
-            f"this sandbox runs Python, not JavaScript: write `x = await {ns}.method(...)`, `print(...)`, "
-            "`None`/`True`/`False`, and `import asyncio` then `asyncio.gather(...)` for concurrent calls"
-        )
-    missing = re.match(r"NameError: name '(\w+)' is not defined", message)
-    if missing and missing.group(1) in MODULES:
-        module = missing.group(1)
-        return f"modules are not preloaded: `import {module}` first; the only globals are {', '.join(names)}"
-    if "'coroutine'" in message:
-        return "connector and codemode methods are async: `await` each call before using its result, e.g. " + _awaited(
-            message, code, [*names, "asyncio"], ns
-        )
-    first = message.splitlines()[0] if message else ""
-    if first.startswith("ModuleNotFoundError"):
-        return (
-            f"the sandbox's only modules are {', '.join(MODULES)}; there are no third-party packages, and "
-            "files, network and environment are reached only through connector methods"
-        )
-    if first.startswith("PermissionError: Permission denied: '/") or "is not supported in this environment" in first:
-        return (
-            "the sandbox has no file system, environment or network: keep data in variables and read or write "
-            "it through connector methods, found with `codemode.search(...)`"
-        )
-    return None
-
-
-def _awaited(message: str, code: str, names: Sequence[str], ns: str) -> str:
-    """The program's own call without `await`, written with it: an `x = ns.method(` assignment, else a
-    call on the failing line, else a generic example."""
-    spaces = "|".join(re.escape(n) for n in names)
-    line = re.search(r"\n  at line \d+: (.*)", message)
-    for assigned in re.finditer(rf"^\s*([A-Za-z_]\w*)\s*=\s*((?:{spaces})\.\w+)\s*\(", code, re.MULTILINE):
-        name, call = assigned.groups()
-        if line is None or re.search(rf"(?<![\w.]){re.escape(name)}\b", line.group(1)):  # the failing line uses it
-            return f"`{name} = await {call}(...)`"
-    called = re.search(rf"(?<![\w.])((?:{spaces})\.\w+)\s*\(", line.group(1)) if line else None
-    if called and not re.search(rf"\bawait\s+{re.escape(called.group(1))}", line.group(1) if line else ""):
-        return f"`await {called.group(1)}(...)`"
-    return f"`x = await {ns}.method(...)`"
-
-
-def _strip_traceback_header(text: str) -> str:
-    return text.removeprefix("Traceback (most recent call last):\n").strip()
-
-
-class _Console:
-    """`print` output, bounded; stderr lines are prefixed `[error] `."""
-
-    def __init__(self) -> None:
-        self.parts: list[tuple[str, str]] = []
-        self.size = 0
-        self.dropped = 0  # characters not kept
-
-    def write(self, stream: Literal["stdout", "stderr"], text: str) -> None:
-        if self.dropped or self.size + len(text) > MAX_CONSOLE_CHARS:
-            self.dropped += len(text)
-            return
-        self.size += len(text)
-        self.parts.append((stream, text))
-
-    def lines(self) -> list[str]:
-        out: list[str] = []
-        for stream, chunk in _join_streams(self.parts):
-            prefix = "[error] " if stream == "stderr" else ""
-            out.extend(prefix + line for line in chunk.split("\n"))
-        if self.dropped:
-            out.append(
-                f"[codemode: console output beyond {MAX_CONSOLE_CHARS:,} characters was dropped "
-                f"({self.dropped:,} more characters)]"
-            )
-        return out
-
-
-def _join_streams(parts: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Merge consecutive chunks of one stream, then drop the final newline of each."""
-    merged: list[tuple[str, str]] = []
-    for stream, text in parts:
-        if merged and merged[-1][0] == stream and not merged[-1][1].endswith("\n"):
-            merged[-1] = (stream, merged[-1][1] + text)
-        else:
-            merged.append((stream, text))
-    return [(s, t[:-1] if t.endswith("\n") else t) for s, t in merged]
+_DRIVERS = Drivers()  # shared by every executor and loop

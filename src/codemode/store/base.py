@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 from codemode.records import Decision, Execution, PendingAction, Snippet
 from codemode.replay import Call, Verdict
 
-__all__ = ["Begun", "Claim", "Settlement", "Store"]
+__all__ = ["Begun", "Claim", "Settlement", "Store", "StoredCheckpoint"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,19 @@ class Settlement:
     status: str  # the run's status after the call ("deleted" when it does not exist)
     pending: list[PendingAction] = field(default_factory=list)  # still undecided
     claim: Claim | None = None
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """A paused run's program state as the store keeps it (see `runtime/checkpoint.py`): written by the
+    pass that paused (`attempt`), bound to what it can be restored under (`binding`), with `digest`
+    over `meta` and `state` so a changed byte is detected."""
+
+    attempt: int
+    binding: str
+    digest: str
+    meta: str
+    state: bytes
 
 
 class Store(Protocol):
@@ -109,8 +122,17 @@ class Store(Protocol):
         """Fail the run because of the call at `seq` (its entry -> `error`)."""
         ...
 
-    async def pause(self, runtime: str, execution_id: str, attempt: int) -> bool:
-        """`running` -> `paused` at the end of a pass that left actions pending; False when not owned."""
+    async def pause(
+        self, runtime: str, execution_id: str, attempt: int, checkpoint: StoredCheckpoint | None = None
+    ) -> bool:
+        """`running` -> `paused` at the end of a pass that left actions pending; False when not owned.
+
+        In the same transaction the run's checkpoint becomes `checkpoint` (none when it is None)."""
+        ...
+
+    async def take_checkpoint(self, runtime: str, execution_id: str, attempt: int) -> StoredCheckpoint | None:
+        """The run's checkpoint, removed, when `attempt` owns the running run; None otherwise. Every
+        other way a run leaves `paused` (ending, expiring, rolling back, deletion, pruning) drops it."""
         ...
 
     async def complete(

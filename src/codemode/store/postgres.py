@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from codemode import crashpoints
 from codemode.errors import StoreConflictError, StoreConnectionError
+from codemode.store import sql_checkpoints
 from codemode.store.sql import HISTORY_INDEXES, Op, Rows, SqlStore, Tx, now_ms, shared_migrations
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ MIGRATIONS: tuple[str, ...] = (
     ANALYZE cm_executions;
     ANALYZE cm_log;
     """,
+    # 5: paused runs' checkpoints.
+    sql_checkpoints.MIGRATION.format(bigint="BIGINT", blob="BYTEA"),
 )
 
 

@@ -31,7 +31,8 @@ from codemode.records import (
     Snippet,
 )
 from codemode.replay import Call, Recorded, Verdict, judge
-from codemode.store.base import Begun, Claim, Settlement
+from codemode.store import sql_checkpoints
+from codemode.store.base import Begun, Claim, Settlement, StoredCheckpoint
 from codemode.text import storable_text
 
 __all__ = [
@@ -449,8 +450,18 @@ class SqlStore:
 
         return await self._run(op, "fail_at")
 
-    async def pause(self, runtime: str, execution_id: str, attempt: int) -> bool:
-        return await self._end_pass(runtime, execution_id, attempt, "paused", (), "pause")
+    async def pause(
+        self, runtime: str, execution_id: str, attempt: int, checkpoint: StoredCheckpoint | None = None
+    ) -> bool:
+        return await self._end_pass(runtime, execution_id, attempt, "paused", (), "pause", checkpoint=checkpoint)
+
+    async def take_checkpoint(self, runtime: str, execution_id: str, attempt: int) -> StoredCheckpoint | None:
+        async def op(tx: Tx) -> StoredCheckpoint | None:
+            if not await self._owned(tx, runtime, execution_id, attempt):
+                return None
+            return await sql_checkpoints.take(tx, runtime, execution_id)
+
+        return await self._run(op, "take_checkpoint")
 
     async def complete(
         self, runtime: str, execution_id: str, attempt: int, result_json: str, logs: Sequence[str]
@@ -473,8 +484,11 @@ class SqlStore:
         fields: Sequence[tuple[str, str]],
         name: str,
         logs: Sequence[str] | None = None,
+        *,
+        checkpoint: StoredCheckpoint | None = None,
     ) -> bool:
-        """`running` -> `status` by the attempt that owns the run, with the given columns."""
+        """`running` -> `status` by the attempt that owns the run, with the given columns; at a pause
+        the run's checkpoint becomes `checkpoint`."""
         assignments = "".join(f", {column} = ?" for column, _ in fields)
         values: list[Any] = [value for _, value in fields]
         if logs is not None:
@@ -488,6 +502,8 @@ class SqlStore:
                 (status, self._now(), *values, runtime, execution_id, attempt),
             )
             if cur.rowcount == 1:
+                if status == "paused":  # a resume takes the checkpoint, so a run that ends here has none
+                    await sql_checkpoints.save(tx, runtime, execution_id, checkpoint)
                 await self._notify(tx, runtime, execution_id, status)
             return cur.rowcount == 1
 
@@ -558,6 +574,7 @@ class SqlStore:
                     "WHERE runtime = ? AND id = ?",
                     (storable_text(end_error[:MAX_ERROR_CHARS]), self._now(), runtime, execution_id),
                 )
+                await sql_checkpoints.drop(tx, runtime, execution_id)
                 await self._notify(tx, runtime, execution_id, "rejected")
                 return Settlement("ended", "rejected")
             if error_json is not None:
@@ -608,6 +625,7 @@ class SqlStore:
                     (new_status, error, now, runtime, execution_id, status),
                 )
                 if cur.rowcount == 1:
+                    await sql_checkpoints.drop(tx, runtime, execution_id)
                     await tx.execute(
                         "UPDATE cm_log SET state = 'reverted' WHERE runtime = ? AND execution_id = ? "
                         "AND state = 'pending'",
@@ -633,6 +651,7 @@ class SqlStore:
             )
             if cur.rowcount != 1:
                 return None
+            await sql_checkpoints.drop(tx, runtime, execution_id)
             await self._notify(tx, runtime, execution_id, "rolling_back")
             return await self._claim(tx, runtime, execution_id)
 
@@ -765,6 +784,7 @@ class SqlStore:
                 (runtime, execution_id),
             )
             await tx.execute("DELETE FROM cm_log WHERE runtime = ? AND execution_id = ?", (runtime, execution_id))
+            await sql_checkpoints.drop(tx, runtime, execution_id)
             await tx.execute("DELETE FROM cm_executions WHERE runtime = ? AND id = ?", (runtime, execution_id))
             await self._notify(tx, runtime, execution_id, "deleted")
             return str(row[0])
@@ -812,6 +832,7 @@ class SqlStore:
                     (runtime, key, execution_id),
                 )
             await tx.execute("DELETE FROM cm_log WHERE runtime = ? AND execution_id = ?", (runtime, execution_id))
+            await sql_checkpoints.drop(tx, runtime, execution_id)
             pruned += 1
         return pruned
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from codemode import crashpoints
 from codemode.errors import StoreError
+from codemode.store import sql_checkpoints
 from codemode.store.sql import HISTORY_INDEXES, Op, Rows, SqlStore, drive, shared_migrations
 
 __all__ = ["SqliteStore"]
@@ -40,6 +41,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX cm_executions_status ON cm_executions (runtime, status, created_at, id);
     {HISTORY_INDEXES}
     """,
+    # 4: paused runs' checkpoints.
+    sql_checkpoints.MIGRATION.format(bigint="INTEGER", blob="BLOB"),
 )
 
 

@@ -1,0 +1,48 @@
+"""The `codemode` platform object inside the Monty sandbox, written in the sandbox's own Python."""
+
+from __future__ import annotations
+
+__all__ = ["PRELUDE"]
+
+# Fed before the program in the same session. The host object reaches the
+# factory through a one-time call, so the program's only new global is `codemode`.
+PRELUDE = """
+def codemode(host):
+    class Codemode:
+        depth = 0
+
+        async def search(self, query):
+            return await host.search(query=query)
+
+        async def describe(self, target):
+            return await host.describe(target=target)
+
+        async def run(self, name, input=None):
+            return await host.run(name=name, input=input)
+
+        async def step(self, name, fn):
+            if self.depth:
+                raise RuntimeError(
+                    "codemode.step cannot run inside another step's function: a step is replayed without "
+                    "running its function. Run the steps one after the other."
+                )
+            decision = await host.step_decide(name=name)
+            if decision["replay"]:
+                return decision["value"]
+            self.depth += 1
+            try:
+                value = fn()
+                if type(value).__name__ == "coroutine":
+                    value = await value
+            except Exception as error:
+                self.depth -= 1
+                await host.step_fail(token=decision["token"], kind=type(error).__name__, message=str(error))
+                raise
+            self.depth -= 1
+            return await host.step_record(token=decision["token"], value=value)
+
+    return Codemode()
+
+
+codemode = codemode(__codemode_host__())
+"""
