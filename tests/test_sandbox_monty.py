@@ -259,3 +259,30 @@ async def test_concurrent_runs_share_reused_driver_threads(make_runtime: Runtime
         mine = [n for n in items.notes if n.startswith(f"{i}-")]
         assert mine == [f"{i}-{j}" for j in range(5)] * 2
     assert 1 <= _driver_threads() <= 4 + 8  # one per running program at most: the cap plus the nesting bound
+
+
+def test_an_executor_keeps_no_ended_event_loop_alive() -> None:
+    """One executor across many `asyncio.run`s: neither its inboxes nor its idle driver threads hold a
+    closed loop (or the run's host) after the run."""
+    import gc
+    import weakref
+
+    from codemode.sandbox.base import Namespace
+
+    class Host:
+        async def call(self, namespace: str, method: str, args: dict[str, object]) -> object:
+            return 1
+
+    executor = codemode.MontyExecutor()
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def main() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        result = await executor.execute("return await bench.noop()", [Namespace("bench", frozenset({"noop"}))], Host())
+        assert result.result == 1, result.error
+
+    for _ in range(3):
+        asyncio.run(main())
+    gc.collect()
+    assert [ref() for ref in loops] == [None, None, None]
+    asyncio.run(executor.aclose())

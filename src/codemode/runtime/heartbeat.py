@@ -9,6 +9,7 @@ finds the run no longer owned by its attempt marks itself lost, and the pass sto
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -42,9 +43,11 @@ class Beat:
 class Heartbeats:
     """Every live pass of one runtime, kept alive from one background thread.
 
-    Starting and stopping a pass only adds it to / removes it from the live set: no call crosses to the
-    thread per pass (a wake-up there costs the busy application loop its CPU and the GIL). One ticker on
-    the thread's loop writes the beats that are due, each `interval` after the pass started or last beat."""
+    Starting and stopping a pass only adds it to / removes it from the live set: while other passes
+    live, no call crosses to the thread (a wake-up there costs the busy application loop its CPU and the
+    GIL). One ticker on the thread's loop writes the beats that are due, each `interval` after the pass
+    started or last beat; it starts with the first live pass and is cancelled when the last one ends, so
+    nothing is left pending on that loop between runs (an interpreter may exit then)."""
 
     def __init__(self, store: Store, runtime: str, interval: float) -> None:
         self.store = store
@@ -53,7 +56,8 @@ class Heartbeats:
         self._loop = LoopThread("codemode-heartbeat")
         self._lock = threading.Lock()
         self._live: set[Beat] = set()
-        self._ticking: asyncio.AbstractEventLoop | None = None  # the loop the ticker runs on
+        self._ticking: asyncio.AbstractEventLoop | None = None  # the loop the ticker runs on, if it runs
+        self._ticker: list[asyncio.Task[None]] = []  # filled on that loop, right after it is started
         self._writing: set[asyncio.Task[None]] = set()
         # A runtime dropped without aclose() must not keep a thread and its loop's descriptors forever.
         weakref.finalize(self, self._loop.stop_soon)
@@ -64,13 +68,24 @@ class Heartbeats:
             self._live.add(beat)
             loop = self._loop.loop()
             first, self._ticking = self._ticking is not loop, loop
-        if first:  # the first pass since the thread (re)started: start its ticker
-            loop.call_soon_threadsafe(lambda: loop.create_task(self._tick()).add_done_callback(_retrieved))
+            if first:  # the only live pass: start a ticker (scheduled in order before any cancel of it)
+                ticker = self._ticker = []
+                loop.call_soon_threadsafe(self._start_ticker, loop, ticker)
         return beat
+
+    def _start_ticker(self, loop: asyncio.AbstractEventLoop, ticker: list[asyncio.Task[None]]) -> None:
+        task = loop.create_task(self._tick())
+        task.add_done_callback(_retrieved)
+        ticker.append(task)
 
     def stop(self, beat: Beat) -> None:
         with self._lock:
             self._live.discard(beat)
+            if self._live or self._ticking is None:
+                return
+            loop, ticker, self._ticking = self._ticking, self._ticker, None
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the ticker is gone with it
+                loop.call_soon_threadsafe(_cancel, ticker)
 
     async def _tick(self) -> None:
         """Forever: start the beats that are due, then sleep until the next one is (at most `interval`;
@@ -103,6 +118,11 @@ class Heartbeats:
     def close(self) -> None:
         """Stop the thread; beats still running end with it."""
         self._loop.stop(timeout=10)
+
+
+def _cancel(ticker: list[asyncio.Task[None]]) -> None:
+    for task in ticker:
+        task.cancel()
 
 
 def _retrieved(task: asyncio.Task[None]) -> None:

@@ -44,6 +44,7 @@ class Drivers:
                         return
                 continue
             job()
+            del job  # an idle thread keeps nothing of its last run (its loop, its host)
             with self._lock:
                 self._idle += 1
 
@@ -53,7 +54,7 @@ class Inbox:
     loop (one write to its self-pipe), not one each, so a busy loop is not interrupted per call."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        self._loop = weakref.ref(loop)  # weak: the inbox, a value of `_INBOXES`, must not keep its key alive
         self._lock = threading.Lock()
         self._items: list[tuple[contextvars.Context, Callable[..., None], tuple[Any, ...]]] = []
 
@@ -63,8 +64,11 @@ class Inbox:
             self._items.append((context, fn, args))
             if len(self._items) > 1:
                 return  # the loop is woken already and takes this one too
+        loop = self._loop()
         try:
-            self.loop.call_soon_threadsafe(self._run)
+            if loop is None:
+                raise RuntimeError("the event loop is gone")
+            loop.call_soon_threadsafe(self._run)
         except RuntimeError:
             with self._lock:
                 self._items.clear()
