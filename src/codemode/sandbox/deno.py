@@ -471,10 +471,12 @@ class _Run:
             return self._violation()
         self.lost_before_start = not self.heard and not stderr.strip()
         if "out of memory" in stderr.lower():
+            # V8 ends the whole process when one isolate runs out of heap, and which one did is not known.
+            limit = self.executor.memory_limit // 2**20
             return ExecuteResult(
-                error=f"{self._memory_error()} A program over the limit stops the sandbox process it runs in, "
-                "with every program in that process: if this one builds large values, build smaller ones; "
-                "otherwise run it again.",
+                error=f"MemoryError: a program in this sandbox process exceeded the memory limit ({limit} MiB), "
+                "which stops the process and every program running in it, this one included. If this program "
+                "builds large values, build smaller ones; otherwise run it again.",
                 logs=self.logs,
             )
         tail = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
