@@ -253,7 +253,8 @@ def _abandon(pool: ProcessPool, owner: int) -> None:
 # How long a stopping pass keeps reading calls the program had already sent.
 STOP_GRACE = 0.02
 CANCEL_GRACE = 5.0  # seconds a call cancelled at the time limit gets to record that
-KILL_GRACE = 2.0  # seconds a Worker gets to stop before its whole process is killed
+KILL_GRACE = 10.0  # seconds a Worker gets to stop before its whole process is killed (starting a
+# Worker blocks the process for ~20 ms, so a burst of starts can delay a stop by seconds)
 
 
 class _Run:
