@@ -22,7 +22,7 @@ import secrets
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ["DenoProcess", "ProcessPool", "RunListener"]
@@ -40,6 +40,28 @@ def _rss(pid: int) -> int:
             return int(statm.read().split()[1]) * _PAGE
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def _lines(fd: int) -> Iterator[bytes]:
+    """The lines read from a pipe, each with its newline; one longer than `MAX_LINE` comes as its first
+    `MAX_LINE` bytes without a newline, and the rest of it is dropped."""
+    buffer = bytearray()
+    skipping = False
+    while chunk := os.read(fd, 1 << 16):
+        searched = len(buffer)  # the buffer before this chunk holds no newline
+        buffer += chunk
+        start = 0
+        while (newline := buffer.find(b"\n", max(searched, start))) >= 0:
+            if not skipping:
+                yield bytes(buffer[start : newline + 1])
+            skipping = False
+            start = newline + 1
+        del buffer[:start]
+        if len(buffer) > MAX_LINE and not skipping:
+            yield bytes(buffer[:MAX_LINE])
+            skipping = True
+        if skipping:
+            buffer.clear()
 
 
 class RunListener:
@@ -128,6 +150,10 @@ class DenoProcess:
         self._runs: dict[str, RunListener] = {}
         self._next_run = 0
         self._stdin_fd = popen.stdin.fileno()
+        # Read with os.read, never through the pipe's buffered file object: a daemon thread blocked in
+        # a buffered read holds its lock, and interpreter shutdown aborts on such a lock.
+        self._stdout_fd = popen.stdout.fileno()
+        self._stderr_fd = popen.stderr.fileno()
         hello = json.dumps({"nonce": self.nonce, "worker": worker_source, "warm": warm})
         self._stderr_thread = threading.Thread(target=self._drain_stderr, name="codemode-deno-stderr", daemon=True)
         self._reader = threading.Thread(target=self._read, name="codemode-deno-reader", daemon=True)
@@ -169,30 +195,26 @@ class DenoProcess:
     # -- the reader thread -------------------------------------------------------------------
 
     def _read(self) -> None:
-        out = self.popen.stdout
-        assert out is not None
         prefix = self.nonce.encode()
         lost = "exited"
         try:
-            if out.readline() != b"ready\n":
+            lines = _lines(self._stdout_fd)
+            if next(lines, b"") != b"ready\n":
                 self.kill()
                 self._stderr_thread.join(5)
                 self.ready.set(self.stderr.decode("utf-8", "replace").strip()[-500:] or "no output")
                 return
             self.base_rss = _rss(self.pid)
             self.ready.set()
-            while line := out.readline(MAX_LINE):
+            for line in lines:
                 if not line.startswith(prefix):
                     lost = "violation"  # something beside the runner wrote to stdout: trust none of it
                     break
                 kind, rest = line[len(prefix) : len(prefix) + 1], line[len(prefix) + 2 :]
                 run, _, text = rest.partition(b" ")
-                if not line.endswith(b"\n"):  # longer than any message may be: skip to its end
+                if not line.endswith(b"\n"):  # longer than any message may be (the rest is skipped)
                     self._to(run.decode(), ("large", None))
-                    while (more := out.readline(MAX_LINE)) and not more.endswith(b"\n"):
-                        pass
-                    continue
-                if kind == b"o":
+                elif kind == b"o":
                     self._to(run.decode(), ("out", text[:-1]))
                 elif kind == b"x":
                     self._to(run.decode(), ("uncaught", text[:-1]))
@@ -239,10 +261,8 @@ class DenoProcess:
         self.pool.gone(self, len(runs))
 
     def _drain_stderr(self) -> None:
-        err = self.popen.stderr
-        assert err is not None
         with contextlib.suppress(OSError, ValueError):
-            while chunk := os.read(err.fileno(), 65536):
+            while chunk := os.read(self._stderr_fd, 65536):
                 self.stderr = (self.stderr + chunk)[-8192:]
 
 
