@@ -180,16 +180,19 @@ def _deno_children(executor: codemode.DenoExecutor | None = None) -> list[int]:
 
 
 class Sampler:
-    """The most runners of one executor seen alive at once, sampled while a run goes on."""
+    """The most programs of one executor seen running at once (each in a Worker of its own, until that
+    Worker is gone), and the most Deno processes, sampled while a run goes on."""
 
     def __init__(self, executor: codemode.DenoExecutor) -> None:
         self.executor = executor
         self.most = 0
+        self.processes = 0
         self._task: asyncio.Task[None] | None = None
 
     async def _sample(self) -> None:
         while True:
-            self.most = max(self.most, len(_deno_children(self.executor)))
+            self.most = max(self.most, self.executor._places._alive)
+            self.processes = max(self.processes, len(_deno_children(self.executor)))
             await asyncio.sleep(0.01)
 
     async def __aenter__(self) -> Sampler:
@@ -255,8 +258,8 @@ async def test_executors_dropped_without_aclose_leave_no_process_or_descriptor(t
     for _ in range(6):
         await one_run()
         gc.collect()
-    deadline = time.monotonic() + 5
-    while _deno_children() and time.monotonic() < deadline:
+    deadline = time.monotonic() + 5  # each process's reader thread reaps it and closes its pipes
+    while (_deno_children() or _open_fds() > before) and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     assert _deno_children() == []
     assert _open_fds() <= before
@@ -294,7 +297,7 @@ async def test_forty_runs_log_no_unknown_child_process(tmp_path: Path, caplog: p
 
 
 async def test_twenty_four_snippets_at_once_stay_within_the_cap(tmp_path: Path) -> None:
-    executor = codemode.DenoExecutor(timeout=60, max_processes=4)
+    executor = codemode.DenoExecutor(timeout=60, max_runs=4)
     runtime = codemode.Runtime([Items()], executor=executor, store=codemode.SqliteStore(tmp_path / "c.db"))
     await _saved(runtime, "echo", "async (input) => { await new Promise((r) => setTimeout(r, 200)); return input; }")
     code = "return await Promise.all(Array.from({ length: 24 }, (_, i) => codemode.run('echo', i)));"
@@ -303,13 +306,14 @@ async def test_twenty_four_snippets_at_once_stay_within_the_cap(tmp_path: Path) 
     assert outcome.status == "completed", outcome.error
     assert outcome.result == list(range(24))
     assert 2 <= sampler.most <= 4
+    assert sampler.processes <= executor.max_processes
     await runtime.aclose()
     assert _deno_children(executor) == []
 
 
 async def test_nested_snippets_beyond_the_cap_do_not_deadlock(tmp_path: Path) -> None:
     """Every process held by a run that waits on a snippet of its own: the deepest one starts anyway."""
-    executor = codemode.DenoExecutor(timeout=60, max_processes=2)
+    executor = codemode.DenoExecutor(timeout=60, max_runs=2)
     runtime = codemode.Runtime([Items()], executor=executor, store=codemode.SqliteStore(tmp_path / "c.db"))
     await _saved(runtime, "leaf", "async (n) => { await new Promise((r) => setTimeout(r, 50)); return n * 10; }")
     await _saved(runtime, "middle", "async (input) => await codemode.run('leaf', input)")
@@ -324,7 +328,7 @@ async def test_nested_snippets_beyond_the_cap_do_not_deadlock(tmp_path: Path) ->
 
 
 async def test_a_snippet_that_runs_itself_stops_at_the_nesting_limit(tmp_path: Path) -> None:
-    executor = codemode.DenoExecutor(timeout=60, max_processes=3)
+    executor = codemode.DenoExecutor(timeout=60, max_runs=3)
     runtime = codemode.Runtime([Items()], executor=executor, store=codemode.SqliteStore(tmp_path / "c.db"))
     await _saved(runtime, "again", "return 1 + await codemode.run('again');")
     async with Sampler(executor) as sampler:
@@ -336,11 +340,12 @@ async def test_a_snippet_that_runs_itself_stops_at_the_nesting_limit(tmp_path: P
     assert _deno_children(executor) == []
 
 
-def test_the_default_cap_follows_the_cpu_count() -> None:
+def test_the_default_caps() -> None:
     executor = codemode.DenoExecutor()
-    assert executor.max_processes == max(4, 2 * (os.cpu_count() or 1))
-    with pytest.raises(ValueError, match="max_processes"):
-        codemode.DenoExecutor(max_processes=0)
+    assert (executor.max_runs, executor.max_processes) == (64, 2)
+    for option in ("max_runs", "max_processes", "recycle_after"):
+        with pytest.raises(ValueError, match=option):
+            codemode.DenoExecutor(**{option: 0})
 
 
 def _monty_workers() -> list[int]:
@@ -375,7 +380,7 @@ def test_one_executor_across_many_asyncio_runs_keeps_its_process_count(tmp_path:
     not left behind one set per loop."""
     executor: codemode.Executor
     if kind == "deno":
-        executor = deno = codemode.DenoExecutor(timeout=20, warm_processes=1)
+        executor = deno = codemode.DenoExecutor(timeout=20, warm_workers=1)
         count = lambda: len(_deno_children(deno))  # noqa: E731
     else:
         executor = codemode.MontyExecutor(timeout=20)

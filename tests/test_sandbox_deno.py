@@ -682,3 +682,157 @@ async def test_a_killed_process_is_an_error_and_the_next_run_works(make_runtime:
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.01)
     assert (await runtime.execute("1 + 1")).result == 2
+
+
+# -- long-lived processes: a fresh Worker per program, nothing shared between runs ---------------
+
+
+def _pids(executor: codemode.DenoExecutor) -> list[int]:
+    """The Deno processes the executor has alive now."""
+    return sorted(p.pid for p in executor._pool.processes() if not p.dead)
+
+
+@pytest.fixture
+async def one_process(make_runtime: RuntimeFactory, items: Items) -> AsyncIterator[tuple[Runtime, Any]]:
+    """A runtime whose executor has a single Deno process, so consecutive runs share it."""
+    executor = codemode.DenoExecutor(timeout=20, max_processes=1)
+    yield make_runtime(items, Slow(), executor=executor), executor
+    await executor.aclose()
+
+
+LEFTOVERS = (
+    "Object.prototype.polluted = 1;\n"
+    "Array.prototype.extra = 2;\n"
+    "String.prototype.trim = () => 'patched';\n"
+    "JSON.parse = () => 'patched';\n"
+    "Math.random = () => 4;\n"
+    "globalThis.leftover = 1;\n"
+    "globalThis.items = { list_items: async () => ['forged'] };\n"
+    "globalThis.Deno = { env: { get: () => 'forged' } };\n"
+    "globalThis.console = { log: () => {} };\n"
+    'setTimeout(() => items.add_note({ text: "late timeout" }), 150);\n'
+    'setInterval(() => items.add_note({ text: "late interval" }), 50);\n'
+    "queueMicrotask(() => { globalThis.fromMicrotask = 1; });\n"
+    'new Promise((resolve) => setTimeout(resolve, 100)).then(() => items.add_note({ text: "late promise" }));\n'
+    'return "first";'
+)
+CHECK = (
+    "console.log('seen');\n"
+    "return {\n"
+    "  polluted: ({}).polluted ?? null,\n"
+    "  extra: [].extra ?? null,\n"
+    "  trim: ' x '.trim(),\n"
+    "  parsed: JSON.parse('[1]'),\n"
+    "  random: Math.random() < 1,\n"
+    "  leftover: globalThis.leftover ?? null,\n"
+    "  microtask: globalThis.fromMicrotask ?? null,\n"
+    "  deno: typeof Deno,\n"
+    "  listed: await items.list_items(),\n"
+    "};"
+)
+
+
+async def test_consecutive_runs_on_one_process_share_no_state(one_process: tuple[Runtime, Any], items: Items) -> None:
+    runtime, executor = one_process
+    first = await runtime.execute(LEFTOVERS)
+    assert (first.status, first.result) == ("completed", "first"), first.error
+    pids = _pids(executor)
+    await asyncio.sleep(0.4)  # the first run's timers would have fired by now, had its Worker lived on
+    second = await runtime.execute(CHECK)
+    assert second.status == "completed", second.error
+    assert second.result == {
+        "polluted": None,
+        "extra": None,
+        "trim": "x",
+        "parsed": [1],
+        "random": True,
+        "leftover": None,
+        "microtask": None,
+        "deno": "undefined",
+        "listed": [],
+    }
+    assert second.logs == ["seen"]
+    assert items.notes == [] and first.calls == []
+    assert _pids(executor) == pids and len(pids) == 1  # the same process ran both programs
+    assert executor._pool.processes()[0].runs_started == 2
+
+
+async def test_a_run_at_its_time_limit_leaves_the_other_runs_of_its_process_unaffected(
+    make_runtime: RuntimeFactory, items: Items
+) -> None:
+    """The run over its time limit is stopped by terminating its Worker: runs beside it in the same
+    process, one finishing before that and one after, complete as if nothing happened."""
+    executor = codemode.DenoExecutor(timeout=2.0, max_processes=1)
+    runtime = make_runtime(items, Slow(), executor=executor)
+    try:
+        await runtime.execute("1")
+        pids = _pids(executor)
+
+        async def later() -> codemode.Outcome:
+            await asyncio.sleep(1.0)
+            return await runtime.execute("return await slow.wait({ seconds: 1.5 });")  # ends after the kill
+
+        looping, before, after = await asyncio.gather(
+            runtime.execute("while (true) {}"),
+            runtime.execute('await slow.wait({ seconds: 0.5 });\nreturn "before";'),
+            later(),
+        )
+        assert looping.status == "error" and "timed out" in (looping.error or ""), looping.error
+        assert (before.status, before.result) == ("completed", "before"), before.error
+        assert (after.status, after.result) == ("completed", "woke"), after.error
+        assert _pids(executor) == pids  # the process lived on: only the looping run's Worker was stopped
+    finally:
+        await executor.aclose()
+
+
+async def test_a_run_over_the_memory_limit_stops_its_process_and_the_others_there_say_so(
+    make_runtime: RuntimeFactory, items: Items
+) -> None:
+    """V8 ends the whole process when one isolate runs out of heap: the run beside it gets a clear
+    MemoryError saying so, and the next run gets a fresh process."""
+    executor = codemode.DenoExecutor(timeout=20, memory_limit=64 * 2**20, max_processes=1)
+    runtime = make_runtime(items, Slow(), executor=executor)
+    try:
+        await runtime.execute("1")
+        pids = _pids(executor)
+        waiting = asyncio.ensure_future(runtime.execute('await slow.wait({ seconds: 3 });\nreturn "woke";'))
+        await asyncio.sleep(0.3)
+        growing = await runtime.execute("const x = [];\nwhile (true) x.push(new Array(100_000).fill(x.length));")
+        beside = await waiting
+        for outcome in (growing, beside):
+            assert outcome.status == "error"
+            assert "MemoryError" in (outcome.error or "") and "memory limit (64 MiB)" in (outcome.error or "")
+        assert "stops the process and every program running in it" in (beside.error or "")
+        assert (await runtime.execute("return 1 + 1;")).result == 2
+        assert _pids(executor) != pids
+    finally:
+        await executor.aclose()
+
+
+async def test_a_crashed_process_is_replaced(one_process: tuple[Runtime, Any]) -> None:
+    runtime, executor = one_process
+    assert (await runtime.execute("1")).result == 1
+    [pid] = _pids(executor)
+    os.kill(pid, signal.SIGKILL)  # a crash while idle, between two runs
+    for _ in range(200):
+        if pid not in _pids(executor):
+            break
+        await asyncio.sleep(0.01)
+    outcome = await runtime.execute("return 2;")
+    assert (outcome.status, outcome.result) == ("completed", 2), outcome.error
+    assert _pids(executor) and pid not in _pids(executor)
+
+
+async def test_processes_are_recycled_after_a_number_of_runs(make_runtime: RuntimeFactory) -> None:
+    executor = codemode.DenoExecutor(timeout=20, max_processes=1, recycle_after=3)
+    runtime = make_runtime(executor=executor)
+    try:
+        seen = []
+        for i in range(7):
+            assert (await runtime.execute(f"return {i};")).result == i
+            seen.append(_pids(executor)[0])
+        assert len(set(seen)) == 3, seen  # runs 1-3, 4-6 and 7 each on a process of their own
+        await asyncio.sleep(0.5)
+        assert len(_pids(executor)) <= 2  # retired processes are gone once their last run ended
+    finally:
+        await executor.aclose()

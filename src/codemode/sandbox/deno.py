@@ -1,47 +1,45 @@
-"""`DenoExecutor`: JavaScript and TypeScript programs in Deno subprocesses.
+"""`DenoExecutor`: JavaScript and TypeScript programs, each in a fresh Worker of a long-lived Deno process.
 
-Each program runs in its own `deno` process started with no `--allow-*`
-permission, no remote or npm modules, and code generation from strings
-disabled (`eval`, `new Function`). Processes are started ahead of time (a warm
-pool) and used once, so nothing a program leaves behind can reach the next
-one. Time is enforced by killing the process and memory by V8's heap limit.
+A few `deno` processes run with no `--allow-*` permission, no remote or npm modules, and code
+generation from strings disabled (`eval`, `new Function`); see `deno_pool.py`. Each program runs in a
+module Worker of its own (a fresh V8 isolate that inherits the process's empty permissions), started
+ahead of demand and terminated when the run ends, so nothing a program leaves behind (globals,
+prototypes, timers, pending promises, modules) reaches the next one. Time is enforced by terminating
+the Worker, memory by V8's heap limit per isolate plus a check of the memory outside the heap.
 
-The host talks to `deno_runner.js` over the process's stdin and stdout, one
-JSON document per line. The runner removes `Deno` and `process` from the
-program's reach before it runs, and every line it writes starts with a nonce
-chosen for the run: any other output fails the run (fail closed), so a program
-can neither forge nor corrupt host messages.
+The runner in the Worker removes `Deno`, `process` and `postMessage` from the program's reach before
+it runs, and every message it sends starts with a nonce chosen for the run: any other output fails
+the run (fail closed), so a program can neither forge nor corrupt host messages.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import contextvars
 import json
 import logging
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import tempfile
-import threading
-import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from codemode import codec
 from codemode.records import MAX_RESULT_BYTES, MAX_VALUE_DEPTH, MAX_VALUE_NODES
 from codemode.sandbox.base import ExecuteResult, Host, Namespace, StopExecution, ToolError
-from codemode.sandbox.places import CURRENT, MAX_NESTING, NESTED_TOO_DEEP, Holder, Places, holder_for
+from codemode.sandbox.deno_pool import DenoProcess, ProcessPool, RunListener
+from codemode.sandbox.places import CURRENT, MAX_NESTING, NESTED_TOO_DEEP, Places, holder_for
 from codemode.text import valid_text
 
 __all__ = ["DenoExecutor", "find_deno"]
 
 log = logging.getLogger("codemode")
 RUNNER = Path(__file__).with_name("deno_runner.js")
+WORKER = Path(__file__).with_name("deno_worker.js")
 MAX_MESSAGE_BYTES = 64 * 2**20
 
 
@@ -57,6 +55,8 @@ def find_deno(explicit: str | os.PathLike[str] | None = None) -> str:
         return str(deno.find_deno_bin())
     except ImportError:
         pass
+    import shutil
+
     found = shutil.which("deno")
     if found:
         return found
@@ -66,12 +66,13 @@ def find_deno(explicit: str | os.PathLike[str] | None = None) -> str:
 class DenoExecutor:
     """Runs JavaScript or TypeScript with a wall-clock timeout and a memory limit.
 
-    At most `max_processes` Deno processes are alive at once (warm ones included; default: twice the
-    CPU count, at least 4); runs beyond it wait for one. A snippet run by a program (`codemode.run`)
-    takes its own process under the same cap, except that when every running program is waiting on
-    a snippet of its own, the deepest waiting snippet starts anyway: a parent never waits for a slot
-    only its own descendants could free, so nesting cannot deadlock. Snippets nest at most
-    `MAX_NESTING` levels, which bounds that excess."""
+    At most `max_runs` programs run at once (default 64); runs beyond it wait. They share at most
+    `max_processes` Deno processes (default 2), each carrying up to `max_runs / max_processes` runs
+    before the next one starts, and each replaced after `recycle_after` runs or when it dies. A
+    snippet run by a program (`codemode.run`) is a run of its own under the same cap, except that when
+    every running program is waiting on a snippet of its own, the deepest waiting snippet starts
+    anyway: a parent never waits for a place only its own descendants could free, so nesting cannot
+    deadlock. Snippets nest at most `MAX_NESTING` levels, which bounds that excess."""
 
     language: Literal["python", "javascript"] = "javascript"
     # The runner refuses calls made inside a step's function itself (it knows them by async context).
@@ -82,21 +83,35 @@ class DenoExecutor:
         timeout: float = 60.0,
         memory_limit: int = 256 * 2**20,
         *,
-        warm_processes: int = 2,
-        max_processes: int | None = None,
+        max_runs: int = 64,
+        max_processes: int = 2,
+        warm_workers: int = 2,
+        recycle_after: int = 1000,
         deno_path: str | os.PathLike[str] | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
-        if max_processes is not None and max_processes < 1:
-            raise ValueError("max_processes must be at least 1")
+        for name, value in (("max_runs", max_runs), ("max_processes", max_processes), ("recycle_after", recycle_after)):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1")
         self.timeout = timeout
         self.memory_limit = memory_limit
-        self.warm_processes = warm_processes
-        self.max_processes = max_processes if max_processes is not None else max(4, 2 * (os.cpu_count() or 1))
+        self.max_runs = max_runs
+        self.max_processes = max_processes
+        self.warm_workers = warm_workers
+        self.recycle_after = recycle_after
         self.deno = find_deno(deno_path)
-        self._pool = _Pool(self.max_processes)
-        self._deno_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._places: Places[None] = Places(max_runs)
+        # The pool holds no reference to the executor, so an executor dropped without aclose() is collected.
+        self._spawner = _Spawner(self.deno, memory_limit, warm_workers)
+        self._pool = ProcessPool(
+            self._spawner,
+            max_processes=max_processes,
+            runs_per_process=-(-max_runs // max_processes),
+            recycle_after=recycle_after,
+            # a run may hold its heap limit in V8's heap and as much again in typed arrays
+            memory_per_run=2 * memory_limit + 32 * 2**20,
+        )
         # Dropped without aclose(), or still open at interpreter exit: its processes are killed then.
         weakref.finalize(self, _abandon, self._pool, os.getpid())
 
@@ -105,132 +120,23 @@ class DenoExecutor:
 
         return normalize_javascript(code)
 
-    def _command(self) -> list[str]:
-        heap_mib = max(self.memory_limit // 2**20, 16)
-        return [
-            self.deno,
-            "run",
-            "--quiet",
-            "--no-prompt",
-            "--no-config",
-            "--no-lock",
-            "--no-npm",
-            "--no-remote",
-            f"--v8-flags=--max-old-space-size={heap_mib},--disallow-code-generation-from-strings",
-            str(RUNNER),
-        ]
-
-    def _env(self) -> dict[str, str]:
-        if self._deno_dir is None:
-            self._deno_dir = tempfile.TemporaryDirectory(prefix="codemode-deno-", ignore_cleanup_errors=True)
-        return {"TZ": "UTC", "NO_COLOR": "1", "DENO_NO_UPDATE_CHECK": "1", "DENO_DIR": self._deno_dir.name}
-
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        """Start a runner; it boots on its own while nothing waits for it.
-
-        A plain `Popen` rather than `asyncio.create_subprocess_exec`: starting takes no await, so a loop
-        that ends (or a task cancelled) can never catch a process half set up (asyncio then waits
-        forever for pipes it never connected), and the process belongs to no loop, so any loop (the
-        blocking twin's, the application's, the next `asyncio.run`) can use or close it. We reap it
-        ourselves, so asyncio's child watcher never races us for its exit status (gh-87744)."""
-        return subprocess.Popen(
-            self._command(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=self._env(),
-            bufsize=0,
-        )
-
-    async def _checkout(self, holder: Holder) -> _Process:
-        """A runner that has started and is waiting for its one program (waits its turn under the cap)."""
-        try:
-            return await self._start(holder)
-        except BaseException:
-            self._pool.unlease(holder)
-            raise
-
-    async def _start(self, holder: Holder) -> _Process:
-        while True:
-            popen = await self._pool.lease(holder)
-            if popen is None:
-                try:
-                    popen = self._spawn()
-                except OSError as exc:
-                    self._pool.reaped()
-                    raise RuntimeError(f"The Deno sandbox failed to start: {exc}") from exc
-                self._pool.started(popen)
-            elif popen.poll() is not None:  # a warm process that died while idle (reaped just now)
-                self._pool.reaped(popen)
-                self._pool.unlease(holder)
-                continue
-            try:
-                process = await _attach(popen)
-            except BaseException:
-                self._kill(popen)
-                raise
-            try:
-                ready = await asyncio.wait_for(process.stdout.readline(), 30)
-            except asyncio.TimeoutError:
-                ready = b""
-            except BaseException:  # cancelled: never leave a half-started process behind
-                self._discard(process)
-                raise
-            if ready != b"ready\n":
-                process.kill()
-                detail = b""
-                with contextlib.suppress(asyncio.TimeoutError):
-                    detail = await asyncio.wait_for(process.stderr.read(), 5)
-                self._discard(process)
-                text = detail.decode("utf-8", "replace").strip()[-500:]
-                raise RuntimeError(f"The Deno sandbox failed to start: {text or 'no output'}")
-            _limit_memory(process.pid, self.memory_limit)
-            return process
-
-    def _top_up(self) -> None:
-        """Start replacements for used processes; called after a run, so spawning never competes with it."""
-        while self._pool.reserve_warm(self.warm_processes):
-            try:
-                popen = self._spawn()
-            except OSError as exc:
-                self._pool.reaped()
-                log.warning("codemode: could not start a warm Deno process: %s", exc)
-                return
-            self._pool.started(popen)
-            self._pool.add_idle(popen)
-
-    def _discard(self, process: _Process) -> None:
-        """Kill a used process now; reaping it happens off the caller's path."""
-        if process.discarded:
-            return
-        process.discarded = True
-        process.close()
-        self._kill(process.popen)
-
-    def _kill(self, popen: subprocess.Popen[bytes]) -> None:
-        if popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                popen.kill()
-        for pipe in (popen.stdin, popen.stdout, popen.stderr):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-        _REAPER.add(popen, self._pool.reaped)
-
     async def aclose(self) -> None:
-        """Kill the warm processes and wait until every process this executor killed has exited.
+        """Kill the processes and wait until they have exited.
 
         Works from any event loop (or after the loop that used the executor has ended). A run still in
-        flight keeps its process until it ends; `Runtime.aclose` waits for those first."""
-        for popen in self._pool.take_idle():
-            self._kill(popen)
+        flight loses its process; `Runtime.aclose` waits for those first."""
+        self._pool.kill_all()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
-        while self._pool.dying() and loop.time() < deadline:
+        while not self._pool.empty() and loop.time() < deadline:
             await asyncio.sleep(0.005)
-        if self._pool.empty() and self._deno_dir is not None:
-            self._deno_dir.cleanup()
-            self._deno_dir = None
+        if self._pool.empty():
+            self._spawner.cleanup()
+
+    @property
+    def _deno_dir(self) -> tempfile.TemporaryDirectory[str] | None:
+        """The cache directory of this executor's processes (each executor has its own)."""
+        return self._spawner.deno_dir
 
     async def execute(
         self, code: str, namespaces: Sequence[Namespace], host: Host, *, input: Any = None
@@ -241,269 +147,224 @@ class DenoExecutor:
         holder = holder_for(self)
         if holder.depth > MAX_NESTING:
             return ExecuteResult(error=NESTED_TOO_DEEP)
-        self._pool.nesting(holder)
+        self._places.nesting(holder)
         token = CURRENT.set(holder)  # the calls of this run (its snippets among them) see it as their parent
         try:
             for attempt in range(2):
-                process = await self._checkout(holder)
-                run = _Run(self, process, host)
+                await self._places.lease(holder)
+                released = False
+
+                def release() -> None:  # the Worker is gone: its place goes to the next run
+                    nonlocal released
+                    if not released:
+                        released = True
+                        self._places.release()
+
+                try:
+                    process = await self._pool.acquire()
+                except BaseException:
+                    self._places.unlease(holder, free=True)
+                    raise
+                run = _Run(self, process, host, RunListener(asyncio.get_running_loop(), release))
                 retry = False
                 try:
                     result = await run.drive(code, namespaces, input)
-                    # Killed before the program said or printed anything (a warm process that died while
-                    # idle): nothing ran, so one retry on a fresh process is safe.
-                    retry = run.killed_while_idle and not attempt
+                    # The process died before the program said anything (it died while idle, or beside
+                    # another run): nothing of this program ran, so one retry on a live process is safe.
+                    retry = run.lost_before_start and not attempt
                 finally:
-                    self._discard(process)
-                    self._pool.unlease(holder, final=not retry)
-                    self._top_up()
+                    self._places.unlease(holder, final=not retry)
                 if not retry:
                     return result
             raise AssertionError("unreachable")
         finally:
             CURRENT.reset(token)
-            self._pool.unlease(holder, final=True)
+            self._places.unlease(holder, final=True)
 
 
-class _Pool(Places["subprocess.Popen[bytes]"]):
-    """Every process of one executor: the cap, the warm ones, the runs waiting for one."""
+class _Spawner:
+    """Starts runner processes: the command, its environment and the Worker's source."""
 
-    def __init__(self, cap: int) -> None:
-        super().__init__(cap)
-        self._all: set[subprocess.Popen[bytes]] = set()
+    def __init__(self, deno: str, memory_limit: int, warm_workers: int) -> None:
+        self.deno = deno
+        self.memory_limit = memory_limit
+        self.warm_workers = warm_workers
+        self.deno_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._worker_source: str | None = None
 
-    def started(self, popen: subprocess.Popen[bytes]) -> None:
-        with self._lock:
-            self._all.add(popen)
+    def command(self) -> list[str]:
+        heap_mib = max(self.memory_limit // 2**20, 16)
+        # Each isolate maps its own copy of V8's builtins unless short builtin calls are off: ~1.7 MiB
+        # per Worker, for a speed-up JavaScript that mostly waits on connectors does not notice.
+        flags = f"--max-old-space-size={heap_mib},--disallow-code-generation-from-strings,--no-short-builtin-calls"
+        return [
+            self.deno,
+            "run",
+            "--quiet",
+            "--no-prompt",
+            "--no-config",
+            "--no-lock",
+            "--no-npm",
+            "--no-remote",
+            f"--v8-flags={flags}",
+            str(RUNNER),
+        ]
 
-    def reaped(self, popen: subprocess.Popen[bytes] | None = None) -> None:
-        """A process exited and was reaped (or never started): its place goes to the next waiter."""
-        with self._lock:
-            if popen is not None:
-                self._all.discard(popen)
-            self._all = {p for p in self._all if p.returncode is None}
-        self.release()
+    def env(self) -> dict[str, str]:
+        if self.deno_dir is None:
+            self.deno_dir = tempfile.TemporaryDirectory(prefix="codemode-deno-", ignore_cleanup_errors=True)
+        return {"TZ": "UTC", "NO_COLOR": "1", "DENO_NO_UPDATE_CHECK": "1", "DENO_DIR": self.deno_dir.name}
 
-    def reserve_warm(self, warm: int) -> bool:
-        """Whether to start one more warm process: below `warm` idle, below the cap, nobody waiting."""
-        with self._lock:
-            if len(self._idle) < warm and self._alive < self.cap and not self._waiters:
-                self._alive += 1
-                return True
-            return False
+    def __call__(self, pool: ProcessPool) -> DenoProcess:
+        """Start a runner process; it boots on its own while nothing waits for it.
 
-    def add_idle(self, popen: subprocess.Popen[bytes]) -> None:
-        with self._lock:
-            self._idle.append(popen)
-            self._grant()
+        A plain `Popen` rather than `asyncio.create_subprocess_exec`: starting takes no await, so a loop
+        that ends (or a task cancelled) can never catch a process half set up, and the process belongs
+        to no loop. Its reader thread reaps it, so asyncio's child watcher never races us for its exit
+        status (gh-87744)."""
+        if self._worker_source is None:
+            self._worker_source = WORKER.read_text(encoding="utf-8")
+        try:
+            popen = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self.env(),
+            )
+        except OSError as exc:
+            raise RuntimeError(f"The Deno sandbox failed to start: {exc}") from exc
+        return DenoProcess(popen, self._worker_source, self.warm_workers, pool)
 
-    def take_idle(self) -> list[subprocess.Popen[bytes]]:
-        with self._lock:
-            idle, self._idle = self._idle, []
-            return idle
-
-    def dying(self) -> bool:
-        """Whether a process is alive that no run holds and no warm slot keeps: killed, not yet reaped."""
-        with self._lock:
-            return self._alive > len(self._busy) + len(self._idle)
-
-    def empty(self) -> bool:
-        with self._lock:
-            return self._alive == 0
-
-    def every_process(self) -> list[subprocess.Popen[bytes]]:
-        with self._lock:
-            return [*self._all, *self._idle]
-
-
-class _Process:
-    """A started runner with its pipes connected to the running event loop."""
-
-    def __init__(
-        self,
-        popen: subprocess.Popen[bytes],
-        stdin: asyncio.StreamWriter,
-        stdout: asyncio.StreamReader,
-        stderr: asyncio.StreamReader,
-        transports: list[asyncio.BaseTransport],
-    ) -> None:
-        self.popen = popen
-        self.pid = popen.pid
-        self.stdin = stdin
-        self.stdout = stdout
-        self.stderr = stderr
-        self._transports = transports
-        self.discarded = False
-
-    @property
-    def returncode(self) -> int | None:
-        return self.popen.poll()
-
-    def kill(self) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.popen.kill()
-
-    def close(self) -> None:
-        for transport in self._transports:
-            transport.close()
+    def cleanup(self) -> None:
+        if self.deno_dir is not None:
+            self.deno_dir.cleanup()
+            self.deno_dir = None
 
 
-async def _attach(popen: subprocess.Popen[bytes]) -> _Process:
-    """Connect a started runner's pipes to the running loop (each step closes its pipe if cancelled)."""
-    assert popen.stdin is not None and popen.stdout is not None and popen.stderr is not None
-    loop = asyncio.get_running_loop()
-    transports: list[asyncio.BaseTransport] = []
-    try:
-        stdout = asyncio.StreamReader(limit=MAX_MESSAGE_BYTES)
-        out, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), popen.stdout)
-        transports.append(out)
-        stderr = asyncio.StreamReader()
-        err, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stderr), popen.stderr)
-        transports.append(err)
-        write, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, popen.stdin)
-        transports.append(write)
-    except BaseException:
-        for transport in transports:
-            transport.close()
-        raise
-    return _Process(popen, asyncio.StreamWriter(write, protocol, None, loop), stdout, stderr, transports)
-
-
-class _Reaper:
-    """Waits for killed runners to exit, off every event loop: one daemon thread, started when there
-    is something to reap, so it never keeps the interpreter alive."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._dying: dict[subprocess.Popen[bytes], Callable[[subprocess.Popen[bytes]], None]] = {}
-        self._thread: threading.Thread | None = None
-
-    def add(self, popen: subprocess.Popen[bytes], done: Callable[[subprocess.Popen[bytes]], None]) -> None:
-        with self._cond:
-            if popen in self._dying:
-                return
-            self._dying[popen] = done
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="codemode-deno-reaper", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._dying:
-                    self._cond.wait()
-                dying = list(self._dying.items())
-            exited = [(popen, done) for popen, done in dying if popen.poll() is not None]
-            with self._cond:
-                for popen, _ in exited:
-                    self._dying.pop(popen, None)
-            for popen, done in exited:
-                done(popen)
-            if len(exited) < len(dying):
-                time.sleep(0.002)
-
-
-_REAPER = _Reaper()
-
-
-def _abandon(pool: _Pool, owner: int) -> None:
+def _abandon(pool: ProcessPool, owner: int) -> None:
     """An executor dropped without aclose(), or open at interpreter exit: kill every process it
-    started, close their pipes, and leave the reaping to the reaper (nothing here blocks)."""
+    started; their reader threads reap them (nothing here blocks)."""
     if os.getpid() != owner:
         return  # a forked child: these processes are its parent's
-    for popen in pool.every_process():
-        if popen.poll() is None:
-            with contextlib.suppress(OSError):
-                popen.kill()
-        for pipe in (popen.stdin, popen.stdout, popen.stderr):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-        _REAPER.add(popen, pool.reaped)
+    pool.kill_all()
 
 
 # How long a stopping pass keeps reading calls the program had already sent.
 STOP_GRACE = 0.02
 CANCEL_GRACE = 5.0  # seconds a call cancelled at the time limit gets to record that
+KILL_GRACE = 10.0  # seconds a Worker gets to stop before its whole process is killed (starting a
+# Worker blocks the process for ~20 ms, so a burst of starts can delay a stop by seconds)
 
 
 class _Run:
-    """One program in one Deno process."""
+    """One program in one Worker of a Deno process."""
 
-    def __init__(self, executor: DenoExecutor, process: _Process, host: Host) -> None:
+    def __init__(self, executor: DenoExecutor, process: DenoProcess, host: Host, listener: RunListener) -> None:
         self.executor = executor
         self.process = process
         self.host = host
+        self.listener = listener
         self.nonce = secrets.token_hex(12) + ":"
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopped = False
-        self.stderr = b""
         self.logs: list[str] = []
-        self.heard = False  # whether the runner has sent anything for this program
-        self.killed_while_idle = False
+        self.heard = False  # whether the Worker has sent anything for this program
+        self.lost_before_start = False
+        self.id: str | None = None
 
     async def drive(self, code: str, namespaces: Sequence[Namespace], input: Any) -> ExecuteResult:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.executor.timeout
-        assert self.process.stdin and self.process.stdout and self.process.stderr
-        drain_stderr = asyncio.ensure_future(self._drain_stderr())
+        limits = {"depth": MAX_VALUE_DEPTH, "nodes": MAX_VALUE_NODES, "bytes": MAX_RESULT_BYTES}
         request = {
             "nonce": self.nonce,
             "code": code,
             "namespaces": {ns.name: sorted(ns.methods) for ns in namespaces},
             "input": codec.encode(input),
-            "limits": {"depth": MAX_VALUE_DEPTH, "nodes": MAX_VALUE_NODES, "bytes": MAX_RESULT_BYTES},
+            "limits": {**limits, "memory": self.executor.memory_limit},
         }
+        self.id = self.process.open(self.listener)
+        if self.id is None:
+            self.listener.ended()
+            self.executor._pool.run_ended(self.process)
+            self.lost_before_start = True
+            return ExecuteResult(error="The sandbox process exited unexpectedly (before the program started).")
+        queue = self.listener.queue
+        # One timer for the run (not one per message), in a context of its own: a cancelled timer stays
+        # scheduled until its time, and the run's context would keep its place (and the executor) alive.
+        timer = loop.call_at(deadline, queue.put_nowait, ("timeout", None), context=contextvars.Context())
         try:
-            self._write(request)
+            self.process.send(f"start {self.id} {codec.json_text(request)}\n")
             while True:
-                try:
-                    line = await asyncio.wait_for(self.process.stdout.readline(), max(deadline - loop.time(), 0))
-                except asyncio.TimeoutError:
+                kind, payload = await queue.get()
+                if kind == "timeout":
                     return self._timed_out()
-                except ValueError:  # a line beyond the stream limit: a value far past every size bound
+                if kind == "stop":
+                    return ExecuteResult(stopped=True, logs=self.logs)
+                if kind == "lost":
+                    if self.stopped:
+                        return ExecuteResult(stopped=True, logs=self.logs)
+                    return self._died(payload)
+                if kind == "large":  # a line beyond the channel's limit: a value far past every size bound
                     return ExecuteResult(
                         error=f"A value the program sent (a result, call arguments or console line) was larger "
                         f"than the {MAX_MESSAGE_BYTES // 2**20} MiB the sandbox channel carries; the run was "
                         "stopped. Return or pass only the fields you need.",
                         logs=self.logs,
                     )
-                if not line:
-                    if self.stopped:
-                        return ExecuteResult(stopped=True, logs=self.logs)
-                    return await self._died(drain_stderr)
-                text = line.decode("utf-8", "replace")
-                if not text.startswith(self.nonce):
-                    return self._violation()
-                self.heard = True
-                try:
-                    message = json.loads(text[len(self.nonce) :])
-                except RecursionError:  # the runner bounds nesting; this is a deeper value all the same
-                    return ExecuteResult(
-                        error=codec.refusal("A value the program sent", RecursionError()), logs=self.logs
-                    )
-                except ValueError:
-                    return self._violation()  # framed, but not JSON: fail closed
-                try:
-                    kind = message.get("t")
-                    if kind == "log":
-                        self._log(message)
-                    elif kind == "call":
-                        task = asyncio.ensure_future(self._answer(message))
-                        self.tasks.add(task)
-                        task.add_done_callback(self.tasks.discard)
-                    elif kind == "done":
-                        return self._done(message)
-                    else:
-                        return self._violation()
-                except (ValueError, TypeError, KeyError, AttributeError):
-                    return self._violation()  # well-framed but malformed: fail closed
+                if kind == "uncaught":
+                    return self._uncaught(payload)
+                result = self._receive(payload)
+                if result is not None:
+                    return result
         finally:
-            self.executor._discard(self.process)
+            timer.cancel()
+            self._end()
             await self._settle(deadline)
-            drain_stderr.cancel()
+
+    def _receive(self, line: bytes) -> ExecuteResult | None:
+        """One message the Worker posted: a console line, a call, or the end of the program."""
+        text = line.decode("utf-8", "replace")
+        if not text.startswith(self.nonce):
+            return self._violation()
+        self.heard = True
+        try:
+            message = json.loads(text[len(self.nonce) :])
+        except RecursionError:  # the runner bounds nesting; this is a deeper value all the same
+            return ExecuteResult(error=codec.refusal("A value the program sent", RecursionError()), logs=self.logs)
+        except ValueError:
+            return self._violation()  # framed, but not JSON: fail closed
+        try:
+            kind = message.get("t")
+            if kind == "log":
+                self._log(message)
+            elif kind == "call":
+                task = asyncio.ensure_future(self._answer(message))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            elif kind == "done":
+                return self._done(message)
+            else:
+                return self._violation()
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return self._violation()  # well-framed but malformed: fail closed
+        return None
+
+    def _end(self) -> None:
+        """Terminate the Worker; if it has not gone within `KILL_GRACE`, its whole process goes."""
+        if self.id is None or not self.process.holds(self.id):
+            return
+        self.process.send(f"kill {self.id}\n")
+        run, process = self.id, self.process
+
+        def check() -> None:
+            if process.holds(run):
+                log.warning("codemode: a Deno Worker did not stop; killing its process %s", process.pid)
+                process.kill()
+
+        # In a context of its own: the run's context holds its place in the nesting tree (and the executor).
+        asyncio.get_running_loop().call_later(KILL_GRACE, check, context=contextvars.Context())
 
     def _log(self, message: dict[str, Any]) -> None:
         """A console line (text: a lone surrogate becomes U+FFFD); `dropped` marks where the runner's cap hit."""
@@ -517,6 +378,8 @@ class _Run:
         dropped = message.get("dropped")
         if isinstance(dropped, int) and self.logs and self.logs[-1] == _LOGS_DROPPED + "]":
             self.logs[-1] = f"{_LOGS_DROPPED} ({dropped:,} more characters)]"
+        if message.get("memory"):
+            return ExecuteResult(error=self._memory_error(), logs=self.logs)
         if message.get("ok"):
             try:
                 return ExecuteResult(result=codec.decode(message.get("value")), logs=self.logs)
@@ -528,12 +391,13 @@ class _Run:
             return ExecuteResult(error=_refusal("The result", refused), logs=self.logs)
         return ExecuteResult(error=valid_text(str(message.get("error"))), logs=self.logs)
 
+    def _memory_error(self) -> str:
+        limit = self.executor.memory_limit // 2**20
+        return f"MemoryError: the program exceeded the sandbox memory limit ({limit} MiB)."
+
     def _write(self, message: dict[str, Any]) -> None:
-        assert self.process.stdin is not None
-        if self.process.stdin.is_closing():
-            return
-        data = codec.json_text(message) + "\n"
-        self.process.stdin.write(data.encode("utf-8"))
+        if self.id is not None:
+            self.process.send(f"reply {self.id} {codec.json_text(message)}\n")
 
     async def _answer(self, message: dict[str, Any]) -> None:
         call_id = message.get("id")
@@ -559,7 +423,9 @@ class _Run:
                 # Calls the program started together with this one (a batch under Promise.all) are
                 # already on their way: read them for a moment, answer nothing more, then stop.
                 self.stopped = True
-                asyncio.get_running_loop().call_later(STOP_GRACE, self.executor._discard, self.process)
+                asyncio.get_running_loop().call_later(
+                    STOP_GRACE, self.listener.queue.put_nowait, ("stop", None), context=contextvars.Context()
+                )
             return
         except ToolError as exc:
             reply = {"id": call_id, "ok": False, "error": exc.message, "kind": exc.kind}
@@ -567,10 +433,7 @@ class _Run:
             reply = {"id": call_id, "ok": False, "error": f"{type(exc).__name__}: {exc}", "kind": "Error"}
         if self.stopped:
             return  # the program gets no more answers once the pass is stopping
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            self._write(reply)
-            assert self.process.stdin is not None
-            await self.process.stdin.drain()
+        self._write(reply)
 
     async def _settle(self, deadline: float) -> None:
         """Calls already started still finish and get recorded; the program itself is gone."""
@@ -584,11 +447,6 @@ class _Run:
         if late:  # a cancelled call records that its outcome is unknown before the pass ends
             await asyncio.wait(late, timeout=CANCEL_GRACE)
 
-    async def _drain_stderr(self) -> None:
-        assert self.process.stderr is not None
-        while chunk := await self.process.stderr.read(65536):
-            self.stderr = (self.stderr + chunk)[-8192:]
-
     def _timed_out(self) -> ExecuteResult:
         return ExecuteResult(
             error=f"Execution timed out: the program ran longer than the {self.executor.timeout:g} s limit.",
@@ -599,18 +457,30 @@ class _Run:
     def _violation(self) -> ExecuteResult:
         return ExecuteResult(error="The program wrote to the host channel; the run was stopped.", logs=self.logs)
 
-    async def _died(self, drain_stderr: asyncio.Future[None]) -> ExecuteResult:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(drain_stderr), 1.0)
-        text = self.stderr.decode("utf-8", "replace")
-        self.killed_while_idle = not self.heard and not text.strip()
-        if "out of memory" in text.lower():
+    def _uncaught(self, payload: bytes) -> ExecuteResult:
+        """The Worker stopped on an error outside the program's own flow (a rejection nobody awaited)."""
+        try:
+            message = valid_text(str(json.loads(payload)))
+        except ValueError:
+            return self._violation()
+        message = re.sub(r",? run again with the --allow-\w+ flag", "", message)
+        return ExecuteResult(error=message or "Uncaught error", logs=self.logs)
+
+    def _died(self, stderr: str) -> ExecuteResult:
+        """The process this run was in is gone: a crash, a program over the memory limit, or a kill."""
+        if stderr == "violation":
+            return self._violation()
+        self.lost_before_start = not self.heard and not stderr.strip()
+        if "out of memory" in stderr.lower():
+            # V8 ends the whole process when one isolate runs out of heap, and which one did is not known.
+            limit = self.executor.memory_limit // 2**20
             return ExecuteResult(
-                error=f"MemoryError: the program exceeded the sandbox memory limit "
-                f"({self.executor.memory_limit // 2**20} MiB).",
+                error=f"MemoryError: a program in this sandbox process exceeded the memory limit ({limit} MiB), "
+                "which stops the process and every program running in it, this one included. If this program "
+                "builds large values, build smaller ones; otherwise run it again.",
                 logs=self.logs,
             )
-        tail = text.strip().splitlines()[-1] if text.strip() else "no output"
+        tail = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
         return ExecuteResult(error=f"The sandbox process exited unexpectedly ({tail}).", logs=self.logs)
 
 
@@ -719,18 +589,3 @@ def _unawaited(message: str, code: str, names: Sequence[str]) -> str | None:
         call = called.group(1)
         return f"`{call}(...)` returns a Promise: connector and codemode methods are async, write `await {call}(...)`"
     return None
-
-
-def _limit_memory(pid: int, limit: int) -> None:
-    """Bound everything the process maps from now on, typed arrays included (V8's heap limit does not
-    cover ArrayBuffer memory). Linux only: the data limit is set to what the idle process already has
-    plus `limit`, since V8 reserves several hundred MiB of address space at start."""
-    try:
-        import resource
-
-        with open(f"/proc/{pid}/status") as status:
-            data_kib = next(int(line.split()[1]) for line in status if line.startswith("VmData:"))
-        ceiling = data_kib * 1024 + limit
-        resource.prlimit(pid, resource.RLIMIT_DATA, (ceiling, ceiling))
-    except (ImportError, OSError, StopIteration, ValueError, AttributeError):
-        pass  # not Linux: the V8 heap limit still applies

@@ -1,42 +1,34 @@
-// The sandbox side of DenoExecutor: runs one program, then the host discards the process.
+// The process side of DenoExecutor: a long-lived process that runs each program in a Worker of its own.
 //
-// The process has no --allow-* permission. This script reads one request line from stdin,
-// keeps private references to stdin, stdout and the few built-ins it needs, removes `Deno` and
-// `process` from the global scope (so the program can neither read stdin nor write stdout), and
-// runs the program. Every line it writes starts with a nonce the host chose for this run; the
-// host fails the run on any other output. Frames are written by the runner's own serializer, which
-// never consults `toJSON` or prototype methods, so patching built-ins cannot reshape them.
+// The process has no --allow-* permission, and a Worker inherits its parent's permissions, so every
+// program runs with none. The first stdin line is the host's hello: a nonce for this process, the
+// source of deno_worker.js and how many Workers to keep started ahead of demand. Then the host sends
+// one command per line:
+//
+//   start <run> <request>   hand the request to a fresh Worker (started ahead of time when possible)
+//   reply <run> <json>      a call's answer, passed on to that run's Worker
+//   kill <run>              terminate that run's Worker (at the end of a run, or at its time limit)
+//
+// and the process writes one line per event, each starting with the process nonce:
+//
+//   o <run> <text>          a message the run's Worker posted (the host checks the run's own nonce)
+//   x <run> <json>          the Worker stopped on an uncaught error (a rejected promise nobody awaited)
+//   e <run>                 the Worker was terminated: nothing of that run is left in this process
+//
+// A Worker is never reused: each program gets a fresh isolate (globals, prototypes, timers, module
+// cache), and terminating it ends whatever the program left running.
 
-import { AsyncLocalStorage } from "node:async_hooks";
-
-const stdin = Deno.stdin;
 const stdout = Deno.stdout;
-const inspect = Deno.inspect;
-const exit = Deno.exit;
-const stringify = JSON.stringify;
-const parse = JSON.parse;
 const encoder = new TextEncoder();
-const encodeText = encoder.encode.bind(encoder);
 const decoder = new TextDecoder();
-const decodeText = decoder.decode.bind(decoder);
-const writeSync = stdout.writeSync.bind(stdout);
-const create = Object.create;
-const freeze = Object.freeze;
-const keys = Object.keys;
-const isArray = Array.isArray;
-const createObjectURL = URL.createObjectURL;
-const TAG = "__codemode__";
-const SAFE = 2n ** 53n;
 
-// Nothing below may reach stdio, spawn another isolate (a Worker would get a fresh `Deno` and could
-// evaluate strings), or keep state for the next run (storage is keyed by the runner's path).
-for (const name of ["Deno", "process", "Worker", "SharedWorker", "localStorage", "sessionStorage", "caches"]) {
-  delete globalThis[name];
+function write(text) {
+  const bytes = encoder.encode(text);
+  let offset = 0;
+  while (offset < bytes.length) offset += stdout.writeSync(bytes.subarray(offset));
 }
 
-// -- reading stdin: one JSON document per line --------------------------------
-
-const reader = stdin.readable.getReader();
+const reader = Deno.stdin.readable.getReader();
 let buffered = "";
 async function readLine() {
   for (;;) {
@@ -48,372 +40,83 @@ async function readLine() {
     }
     const { value, done } = await reader.read();
     if (done) return null;
-    buffered += decodeText(value, { stream: true });
+    buffered += decoder.decode(value, { stream: true });
   }
 }
-
-// -- the codec (the JavaScript half of codec.py) ----------------------
-
-function toBase64(bytes) {
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    binary += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(binary);
-}
-
-function fromBase64(text) {
-  const binary = atob(text);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return bytes;
-}
-
-function tagged(tag, key, value) {
-  const out = create(null);
-  out[TAG] = tag;
-  out[key] = value;
-  return out;
-}
-
-// The host's bounds on a value crossing the boundary (sent with the request): nesting depth, number of
-// values (a value shared by reference counts every time it appears, as JSON repeats it), and JSON bytes.
-let limits = { depth: 200, nodes: 500_000, bytes: 16_000_000 };
-
-class ValueLimit extends Error {}
-
-// Counted while walking, so a value that doubles a shared array twenty times is refused after the first
-// `limits.nodes` values instead of being expanded.
-function encode(value) {
-  return encodeValue(value, { nodes: 0, bytes: 0 }, 0, new Set());
-}
-
-function count(budget, bytes) {
-  budget.nodes += 1;
-  budget.bytes += bytes;
-  if (budget.nodes > limits.nodes || budget.bytes > limits.bytes) throw new ValueLimit("too large");
-}
-
-function bigint(value) {
-  const text = value.toString();
-  if (text.length <= 3900) return text;
-  return value < 0n ? "-0x" + (-value).toString(16) : "0x" + value.toString(16);
-}
-
-function encodeValue(value, budget, depth, seen) {
-  if (value === null || value === undefined) return null;
-  switch (typeof value) {
-    case "boolean":
-      count(budget, 4);
-      return value;
-    case "string":
-      count(budget, value.length + 2);
-      return value;
-    case "number":
-      count(budget, 1);
-      if (Number.isFinite(value)) return value;
-      return tagged("float", "value", Number.isNaN(value) ? "nan" : value > 0 ? "inf" : "-inf");
-    case "bigint": {
-      const text = bigint(value);
-      count(budget, text.length + 30);
-      return tagged("bigint", "value", text);
-    }
-    case "function":
-    case "symbol":
-      return undefined;
-  }
-  if (depth > limits.depth) throw new TypeError(`nesting deeper than ${limits.depth} levels`);
-  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) {
-    const bytes = value instanceof ArrayBuffer ? new Uint8Array(value) : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-    count(budget, Math.ceil(bytes.length / 3) * 4 + 30);
-    return tagged("bytes", "base64", toBase64(bytes));
-  }
-  if (value instanceof Date) {
-    count(budget, 40);
-    if (Number.isNaN(value.getTime())) return null;
-    const year = value.getUTCFullYear();
-    const iso = value.toISOString();
-    // Python's datetime holds years 1 to 9999: any other date crosses as its ISO 8601 text.
-    return year >= 1 && year <= 9999 ? tagged("datetime", "iso", iso.replace("Z", "+00:00")) : iso;
-  }
-  if (seen.has(value)) throw new TypeError("the value contains a cycle");
-  seen.add(value);
-  try {
-    if (isArray(value)) {
-      count(budget, 1 + value.length);
-      const out = [];
-      for (let i = 0; i < value.length; i++) out[i] = encodeValue(value[i], budget, depth + 1, seen) ?? null;
-      return out;
-    }
-    if (value instanceof Set) {
-      count(budget, 1 + value.size);
-      return tagged("set", "items", [...value].map((v) => encodeValue(v, budget, depth + 1, seen) ?? null));
-    }
-    if (value instanceof Map) {
-      count(budget, 1 + value.size);
-      const entries = [...value].map(([k, v]) => [
-        encodeValue(k, budget, depth + 1, seen) ?? null,
-        encodeValue(v, budget, depth + 1, seen) ?? null,
-      ]);
-      return tagged("map", "entries", entries);
-    }
-    const names = keys(value);
-    count(budget, 1 + names.length);
-    const out = create(null);
-    for (const key of names) {
-      budget.bytes += key.length + 3;
-      const item = encodeValue(value[key], budget, depth + 1, seen);
-      if (item !== undefined) out[key] = item;
-    }
-    return TAG in out ? tagged("object", "value", out) : out;
-  } finally {
-    seen.delete(value);
-  }
-}
-
-function decode(data) {
-  if (isArray(data)) return data.map(decode);
-  if (data === null || typeof data !== "object") return data;
-  const tag = data[TAG];
-  if (tag === undefined) {
-    const out = {};
-    for (const key of keys(data)) out[key] = decode(data[key]);
-    return out;
-  }
-  switch (tag) {
-    case "bytes":
-      return fromBase64(data.base64);
-    case "bigint": {
-      const text = String(data.value);
-      const n = text.startsWith("-") ? -BigInt(text.slice(1)) : BigInt(text);
-      return n >= -SAFE && n <= SAFE ? Number(n) : n;
-    }
-    case "datetime":
-    case "date":
-      return new Date(data.iso);
-    case "float":
-      return data.value === "nan" ? NaN : data.value === "inf" ? Infinity : -Infinity;
-    case "set":
-      return new Set(data.items.map(decode));
-    case "map":
-      return new Map(data.entries.map(([k, v]) => [decode(k), decode(v)]));
-    case "object": {
-      const out = {};
-      for (const key of keys(data.value)) out[key] = decode(data.value[key]);
-      return out;
-    }
-  }
-  throw new TypeError(`unknown codemode tag ${tag}`);
-}
-
-// -- talking to the host --------------------------------------------------------
 
 let nonce = "";
+let workerURL = "";
+let warm = 0;
+const spare = []; // Workers started for no run yet, oldest first
+const runs = new Map(); // run id -> its Worker
 
-// JSON text of encoded data (plain values, arrays, null-prototype objects), without `toJSON`.
-function serialize(value) {
-  if (value === null || value === undefined) return "null";
-  if (typeof value === "string") return stringify(value);
-  if (typeof value === "number") return Number.isFinite(value) ? "" + value : "null";
-  if (typeof value === "boolean") return value ? "true" : "false";
-  let out = "";
-  if (isArray(value)) {
-    for (let i = 0; i < value.length; i++) out += (i ? "," : "") + serialize(value[i]);
-    return "[" + out + "]";
-  }
-  const names = keys(value);
-  for (let i = 0; i < names.length; i++) {
-    out += (i ? "," : "") + stringify(names[i]) + ":" + serialize(value[names[i]]);
-  }
-  return "{" + out + "}";
-}
-
-function send(frame) {
-  writeSync(encodeText(nonce + serialize(frame) + "\n"));
-}
-
-function frame(fields) {
-  const out = create(null);
-  for (const key of keys(fields)) out[key] = fields[key];
-  return out;
-}
-
-const pending = new Map();
-let nextId = 0;
-
-// The step whose function is running, per async context: a step is replayed without running its
-// function, so what that function calls would shift every later sequence number.
-const stepScope = new AsyncLocalStorage();
-const INSIDE_STEP_OK = new Set(["search", "describe"]);
-
-function call(namespace, method, args) {
-  const step = stepScope.getStore();
-  if (step !== undefined && !(namespace === "codemode" && INSIDE_STEP_OK.has(method))) {
-    const what = namespace === "codemode" ? `codemode.${method === "step_decide" ? "step" : method}` : `${namespace}.${method}`;
-    return Promise.reject(
-      new Error(
-        `${what} cannot be called while codemode.step "${step}" is running: a step's function is skipped on ` +
-          "replay, so it must not call tools or other steps. Call the tool outside the step and pass its result " +
-          "in, or make the call a step of its own after this one.",
-      ),
-    );
-  }
-  let encoded;
-  let refused;
-  try {
-    encoded = encode(args === undefined ? {} : args);
-  } catch (error) {
-    // Too large, too deep or cyclic: the host answers with the error (the same text as for Python).
-    if (!(error instanceof ValueLimit || error instanceof TypeError)) {
-      return Promise.reject(new TypeError(`Arguments to ${namespace}.${method} cannot be sent: ${error.message}`));
-    }
-    refused = { large: error instanceof ValueLimit, reason: String(error.message) };
-    encoded = null;
-  }
-  const id = nextId++;
-  const promise = new Promise((resolve, reject) => pending.set(id, { resolve, reject }));
-  send(frame(refused ? { t: "call", id, ns: namespace, m: method, a: null, refused: frame(refused) } : { t: "call", id, ns: namespace, m: method, a: encoded }));
-  return promise;
-}
-
-const ERRORS = { TypeError, RangeError, SyntaxError, ReferenceError };
-
-async function receive() {
-  for (;;) {
-    const line = await readLine();
-    if (line === null) exit(0);
-    const message = parse(line);
-    const waiter = pending.get(message.id);
-    if (!waiter) continue;
-    pending.delete(message.id);
-    if (message.ok) {
-      waiter.resolve(decode(message.value));
-    } else {
-      const Kind = ERRORS[message.kind] ?? Error;
-      const error = new Kind(message.error);
-      if (!(message.kind in ERRORS) && message.kind) error.name = message.kind;
-      waiter.reject(error);
-    }
-  }
-}
-
-// -- the console ------------------------------------------------------------------
-
-// Each line goes to the host at once, so a pass that pauses or times out keeps its output.
-let logSize = 0;
-let logDropped = 0; // characters not sent: the host adds a line saying how many
-const MAX_LOG_CHARS = 1_000_000;
-
-function logger(prefix) {
-  return (...parts) => {
-    let line = prefix;
-    for (let i = 0; i < parts.length; i++) {
-      const part = parts[i];
-      line += (i ? " " : "") + (typeof part === "string" ? part : inspect(part, { colors: false }));
-    }
-    if (logDropped || logSize + line.length > MAX_LOG_CHARS) {
-      if (!logDropped) send(frame({ t: "log", s: "", dropped: true })); // marked now, in case no `done` follows
-      logDropped += line.length + 1;
-      return;
-    }
-    logSize += line.length;
-    send(frame({ t: "log", s: line }));
+function start() {
+  const entry = { worker: new Worker(workerURL, { type: "module" }), run: null };
+  entry.worker.onmessage = (event) => {
+    if (entry.run === null) return;
+    const data = event.data;
+    // The runner posts single-line strings; anything else is not from it: the host fails the run.
+    write(nonce + "o " + entry.run + " " + (typeof data === "string" && !data.includes("\n") ? data : "!") + "\n");
   };
+  entry.worker.onerror = (event) => {
+    event.preventDefault();
+    if (entry.run !== null) write(nonce + "x " + entry.run + " " + JSON.stringify(String(event.message)) + "\n");
+    else spare.splice(spare.indexOf(entry), 1); // a spare that failed to start: the next run gets another
+  };
+  entry.worker.onmessageerror = () => {
+    if (entry.run !== null) write(nonce + "o " + entry.run + " !\n");
+  };
+  entry.worker.postMessage(""); // warms the Worker's message path before a run depends on it
+  return entry;
 }
 
-const log = logger("");
-globalThis.console = freeze({
-  log,
-  info: log,
-  debug: log,
-  trace: log,
-  warn: logger("[warn] "),
-  error: logger("[error] "),
-});
+// Spares are replaced when a run ends, so starting one (an isolate: milliseconds of CPU) does not
+// compete with the run that just took one; only when none is left does a start begin one at once.
+let toppingUp = false;
+function topUp() {
+  if (toppingUp) return;
+  toppingUp = true;
+  setTimeout(() => {
+    toppingUp = false;
+    while (spare.length < warm) spare.push(start());
+  }, 0);
+}
 
-// -- the program ------------------------------------------------------------------
-
-let programFrame = /$^/;
-const TS = "application/typescript";
-
-function describeError(error, code) {
-  if (!(error instanceof Error)) return `Uncaught ${typeof error === "string" ? error : inspect(error)}`;
-  // The program runs with no permission on purpose: Deno's "run again with the --allow-net flag" is no advice.
-  let message = String(error.message).replace(/,? run again with the --allow-\w+ flag/, "");
-  let name = String(error.name);
-  let where = String(error.stack ?? "");
-  const syntax = /^SyntaxError: ([^\n]*)/.exec(message);
-  if (syntax) {
-    // Deno reports a program that does not parse as a TypeError wrapping the parser's code frame, numbered
-    // by the wrapped module: keep the parser's message; the line comes from the frame's location.
-    name = "SyntaxError";
-    where = message;
-    message = syntax[1];
+function command(line) {
+  const first = line.indexOf(" ");
+  const second = line.indexOf(" ", first + 1);
+  const verb = line.slice(0, first);
+  const run = second < 0 ? line.slice(first + 1) : line.slice(first + 1, second);
+  const rest = second < 0 ? "" : line.slice(second + 1);
+  if (verb === "start") {
+    const entry = spare.shift() ?? start();
+    entry.run = run;
+    runs.set(run, entry);
+    entry.worker.postMessage(rest);
+    if (!spare.length) topUp();
+  } else if (verb === "reply") {
+    runs.get(run)?.worker.postMessage(rest);
+  } else if (verb === "kill") {
+    const entry = runs.get(run);
+    runs.delete(run);
+    entry?.worker.terminate();
+    write(nonce + "e " + run + "\n");
+    topUp();
   }
-  let text = `${name}: ${message}`;
-  const match = programFrame.exec(where);
-  if (match) {
-    const line = Number(match[1]);
-    const shown = (code.split("\n")[line - 1] ?? "").trim();
-    text += `\n  at line ${line}` + (shown ? `: ${shown}` : "");
-  }
-  return text;
 }
 
 async function main() {
-  // Load one TypeScript module now, while the process waits in the warm pool, so the program's own
-  // import does not pay for starting the transpiler.
-  await import(createObjectURL(new Blob(["export default (async (): Promise<number> => 1);\n"], { type: TS })));
-  writeSync(encodeText("ready\n")); // started and settled: the host may now bound this process's memory
-  const request = parse(await readLine());
-  nonce = request.nonce;
-  if (request.limits) limits = request.limits;
-  receive();
-  const namespaces = request.namespaces;
-  for (const name of keys(namespaces)) {
-    const ns = create(null);
-    for (const method of namespaces[name]) ns[method] = (args) => call(name, method, args);
-    globalThis[name] = freeze(ns);
+  const hello = JSON.parse(await readLine());
+  nonce = hello.nonce;
+  warm = hello.warm;
+  workerURL = URL.createObjectURL(new Blob([hello.worker], { type: "text/javascript" }));
+  while (spare.length < warm) spare.push(start());
+  write("ready\n");
+  for (;;) {
+    const line = await readLine();
+    if (line === null) Deno.exit(0);
+    command(line);
   }
-  globalThis.codemode = freeze({
-    search: (query) => call("codemode", "search", { query: String(query) }),
-    describe: (target) => call("codemode", "describe", { target: String(target) }),
-    run: (name, input) => call("codemode", "run", { name: String(name), input }),
-    step: async (name, fn) => {
-      const decision = await call("codemode", "step_decide", { name: String(name) });
-      if (decision.replay) return decision.value;
-      const token = decision.token;
-      let value;
-      try {
-        value = await stepScope.run(String(name), fn);
-      } catch (error) {
-        const kind = error instanceof Error ? String(error.name) : "Error";
-        const message = error instanceof Error ? String(error.message) : String(error);
-        await call("codemode", "step_fail", { token, kind, message });
-        throw error;
-      }
-      return await call("codemode", "step_record", { token, value });
-    },
-  });
-  // A blob: URL keeps stack traces short (V8 elides long data: URLs) and lets Deno strip the types.
-  const url = createObjectURL(new Blob([`export default (${request.code}\n);\n`], { type: TS }));
-  programFrame = new RegExp(url.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&") + ":(\\d+):(\\d+)");
-  let done;
-  try {
-    const program = (await import(url)).default;
-    const result = await program(decode(request.input));
-    try {
-      done = frame({ t: "done", ok: true, value: encode(result) ?? null });
-    } catch (error) {
-      if (!(error instanceof ValueLimit || error instanceof TypeError)) throw error;
-      done = frame({ t: "done", ok: false, refused: frame({ large: error instanceof ValueLimit, reason: String(error.message) }) });
-    }
-  } catch (error) {
-    done = frame({ t: "done", ok: false, error: describeError(error, request.code) });
-  }
-  if (logDropped) done.dropped = logDropped;
-  send(done);
-  exit(0);
 }
 
 main();

@@ -81,6 +81,8 @@ class Places(Generic[T]):
             waiter: _Waiter[T] = _Waiter(holder, loop, loop.create_future(), self._order)
             self._waiters.append(waiter)
             self._grant()
+            if waiter.granted:  # a place was free: no need to wait a loop iteration for the wake-up
+                return waiter.item
         try:
             await waiter.future
         except BaseException:
