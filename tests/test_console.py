@@ -524,4 +524,8 @@ def test_open_tabs_share_one_read_of_the_store(tmp_path: Path) -> None:
             time.sleep(0.6)  # past half the poll interval: the next tab to ask reads again
             assert await console.version() != first[0] and CountingStore.reads == 2
 
-    asyncio.run(scenario())
+    import concurrent.futures
+
+    # A thread of its own: the browser tests of this module leave Playwright's event loop running on this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, scenario()).result()
