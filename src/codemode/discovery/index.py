@@ -16,13 +16,13 @@ import operator
 import threading
 from array import array
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from codemode.connectors.spec import ConnectorDescription
 from codemode.discovery.results import ResultKind
-from codemode.discovery.text import CANONICAL, STOP_WORDS, fold, folded, normalize, stem, tokens_of
+from codemode.discovery.text import CANONICAL, STOP_WORDS, fold, normalize, stem, tokens_of
 from codemode.records import Snippet
 
 __all__ = ["FIELDS", "Extras", "Index", "connector_index", "snippet_index", "sort_key"]
@@ -50,16 +50,22 @@ _SEPARATOR = "_"
 _PUNCT_ORDER = "_-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$"
 
 
+def _slow_key(ch: str) -> str:
+    if ch.isalnum():
+        return ch
+    rank = _PUNCT_ORDER.find(ch)
+    return chr(1 + (rank if rank >= 0 else len(_PUNCT_ORDER)))
+
+
+_ASCII_KEYS = {code: _slow_key(chr(code)) for code in range(128)}
+
+
 def sort_key(path: str) -> tuple[str, str]:
     """The tie-break order of equal scores: path ascending, like `localeCompare`."""
-    primary = []
-    for ch in path.casefold():
-        if ch.isalnum():
-            primary.append(ch)
-        else:
-            rank = _PUNCT_ORDER.find(ch)
-            primary.append(chr(1 + (rank if rank >= 0 else len(_PUNCT_ORDER))))
-    return "".join(primary), path.swapcase()
+    folded = path.casefold()
+    if folded.isascii():
+        return folded.translate(_ASCII_KEYS), path.swapcase()
+    return "".join(map(_slow_key, folded)), path.swapcase()
 
 
 def _schema_params(schema: Mapping[str, Any] | None) -> tuple[str, str]:
@@ -99,9 +105,8 @@ class _Group:
     items: list[_Item]
 
 
-@dataclass(frozen=True)
-class Extras:
-    """What scoring needs of an entry only when it is among the best: worked out once, on demand."""
+class Extras(NamedTuple):
+    """What scoring needs of an entry only when it is among the best."""
 
     first_tokens: tuple[str, ...]  # first token of the path and of the method (+8 bonus)
     first_canons: tuple[str, ...]  # the same, folded, for the codemode scorer
@@ -109,7 +114,7 @@ class Extras:
     words: tuple[str, ...]  # meaningful description words in order, folded (codemode phrasing)
 
 
-def _method_terms(tokens: Sequence[str]) -> tuple[str, ...]:
+def _method_terms(tokens: Sequence[str], fold: Callable[[str], str]) -> tuple[str, ...]:
     """One token per distinct folded word of a method name, stop words left out.
 
     `GetPromotionCodesPromotionCode` counts "promotion" and "code" once, so a
@@ -120,6 +125,14 @@ def _method_terms(tokens: Sequence[str]) -> tuple[str, ...]:
         if t not in STOP_WORDS:
             seen.setdefault(fold(t), t)
     return tuple(seen.values())
+
+
+class _Folds(dict[str, str]):
+    """Token -> `fold(token)`, each worked out once per build."""
+
+    def __missing__(self, token: str) -> str:
+        value = self[token] = fold(token)
+        return value
 
 
 class _FieldText:
@@ -166,6 +179,9 @@ class Index:
         raw_descriptions: list[str] = []
         lists: list[defaultdict[str, list[int]]] = [defaultdict(list) for _ in FIELDS]
         texts: dict[str, tuple[str, ...]] = {}  # parameter texts repeat across a catalog's methods
+        folds = _Folds()
+        self.extras: list[Extras] = []
+        self.term_counts = array("I")  # len(extras[e].method_terms), for a bound of the precision bonus
 
         def distinct(text: str) -> tuple[str, ...]:
             found = texts.get(text)
@@ -187,10 +203,23 @@ class Index:
                     normalize(item.description),
                 )
                 params, param_docs = _schema_params(item.input_schema)
+                path_tokens, method_tokens = tokens_of(raw_path), tokens_of(raw_method)
+                description_tokens = tokens_of(raw_description)
+                firsts = tuple(tokens[0] for tokens in (path_tokens, method_tokens) if tokens)
+                terms = _method_terms(method_tokens, folds.__getitem__)
+                self.extras.append(
+                    Extras(
+                        first_tokens=firsts,
+                        first_canons=tuple(folds[t] for t in firsts),
+                        method_terms=terms,
+                        words=tuple([folds[t] for t in description_tokens if t not in STOP_WORDS]),
+                    )
+                )
+                self.term_counts.append(len(terms))
                 for f, tokens in (
-                    (F_PATH, dict.fromkeys(tokens_of(raw_path))),
-                    (F_METHOD, dict.fromkeys(tokens_of(raw_method))),
-                    (F_DESCRIPTION, dict.fromkeys(tokens_of(raw_description))),
+                    (F_PATH, dict.fromkeys(path_tokens)),
+                    (F_METHOD, dict.fromkeys(method_tokens)),
+                    (F_DESCRIPTION, dict.fromkeys(description_tokens)),
                     (F_PARAMS, distinct(params)),
                     (F_PARAM_DOCS, distinct(param_docs)),
                 ):
@@ -213,6 +242,10 @@ class Index:
             {token: array("I", ids) for token, ids in field.items()} for field in lists
         ]
         self.group_raws = [normalize(name) for name in self.group_names]
+        self._names: dict[str, list[int]] = {}  # normalized path or method -> entries (the exact-name bonus)
+        for raws in (raw_paths, raw_methods):
+            for e, raw in enumerate(raws):
+                self._names.setdefault(raw, []).append(e)
         # The normalized texts of the per-entry primary fields, for phrases and on-demand extras.
         self.texts = {F_PATH: _FieldText(raw_paths), F_METHOD: _FieldText(raw_methods)}
         self.texts[F_DESCRIPTION] = _FieldText(raw_descriptions)
@@ -239,7 +272,6 @@ class Index:
             self.by_fold.setdefault(canon or s, []).append(token)
         self.max_idf = math.log(1.0 + max(self.size, 1))
         self._idf: dict[str, float] = {}
-        self._extras: dict[int, Extras] = {}
         self._sort_keys: dict[int, tuple[str, str]] = {}
 
     # -- per entry, on demand ------------------------------------------------
@@ -249,20 +281,6 @@ class Index:
         if key is None:
             key = self._sort_keys[e] = sort_key(self.paths[e])
         return key
-
-    def extras(self, e: int) -> Extras:
-        found = self._extras.get(e)
-        if found is None:
-            path_tokens = tokens_of(self.texts[F_PATH].raws[e])
-            method_tokens = tokens_of(self.texts[F_METHOD].raws[e])
-            firsts = tuple(tokens[0] for tokens in (path_tokens, method_tokens) if tokens)
-            found = self._extras[e] = Extras(
-                first_tokens=firsts,
-                first_canons=tuple(fold(t) for t in firsts),
-                method_terms=_method_terms(method_tokens),
-                words=tuple(folded(tokens_of(self.texts[F_DESCRIPTION].raws[e]))),
-            )
-        return found
 
     # -- per token --------------------------------------------------------------
 
@@ -364,6 +382,10 @@ class Index:
         for r in sorted(by_strength):
             found.update(dict.fromkeys(itertools.chain.from_iterable(by_strength[r]), r))
         return found
+
+    def named(self, q: str) -> set[int]:
+        """Entries whose normalized path or method is exactly `q`."""
+        return set(self._names.get(q, ()))
 
     def raw(self, f: int, e: int) -> str:
         """The normalized text of a primary field of an entry."""

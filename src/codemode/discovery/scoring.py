@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 from codemode.connectors.spec import ConnectorDescription
-from codemode.discovery.index import F_CONNECTOR, F_METHOD, F_PATH, FIELDS, PRIMARY, Index
+from codemode.discovery.index import F_CONNECTOR, F_DESCRIPTION, F_METHOD, F_PATH, FIELDS, PRIMARY, Index
 from codemode.discovery.index import connector_index as _connector_index
 from codemode.discovery.index import snippet_index as _snippet_index
 from codemode.discovery.results import MAX_SEARCH_RESULTS, SearchOutput, SearchResult
@@ -83,42 +83,55 @@ def _add(scores: dict[int, float], found: dict[int, int], weight: float) -> None
     )
 
 
-def _phrases(index: Index, q: str, weights: Sequence[float]) -> tuple[dict[int, float], set[int]]:
-    """Entry -> phrase bonus over the primary fields (those containing the normalized query), and the
-    entries whose path or method is exactly the query."""
+_DIRECT_PHRASES = 500  # up to this many candidates, check each; beyond, scan each field's joined texts once
+
+
+def _phrases(index: Index, q: str, weights: Sequence[float], candidates: Sequence[int]) -> dict[int, float]:
+    """Entry -> phrase bonus over the primary fields, for the `candidates` containing the normalized query."""
     phrase: dict[int, float] = {}
-    exact: set[int] = set()
-    for f in (F_PATH, F_METHOD, 3):
-        text = index.texts[f]
+    fields = (F_PATH, F_CONNECTOR, F_METHOD, F_DESCRIPTION)
+    if len(candidates) <= _DIRECT_PHRASES:
+        raw = index.raw
+        for e in candidates:
+            total = 0.0
+            for f in fields:
+                text = raw(f, e)
+                if q in text:
+                    total += _phrase_score(text, q) * weights[f]
+            if total:
+                phrase[e] = total
+        return phrase
+    wanted = set(candidates)
+    for f in fields:
         w = weights[f]
-        for e in text.containing(q):
-            raw = text.raws[e]
-            phrase[e] = phrase.get(e, 0.0) + _phrase_score(raw, q) * w
-            if raw == q and f != 3:
-                exact.add(e)
-    for g, raw in enumerate(index.group_raws):
-        if q in raw:
-            bonus = _phrase_score(raw, q) * weights[F_CONNECTOR]
-            for e in index.group_ranges[g]:
-                phrase[e] = phrase.get(e, 0.0) + bonus
-    return phrase, exact
+        if f == F_CONNECTOR:
+            for g, text in enumerate(index.group_raws):
+                if q in text:
+                    bonus = _phrase_score(text, q) * w
+                    for e in wanted.intersection(index.group_ranges[g]):
+                        phrase[e] = phrase.get(e, 0.0) + bonus
+            continue
+        texts = index.texts[f]
+        for e in texts.containing(q):
+            if e in wanted:
+                phrase[e] = phrase.get(e, 0.0) + _phrase_score(texts.raws[e], q) * w
+    return phrase
 
 
-def _best(lower: dict[int, float], slack: float, limit: int, full: Callable[[int], float]) -> _Hits:
+def _best(upper: dict[int, float], limit: int, full: Callable[[int], float]) -> _Hits:
     """The entries that can be among the best `limit`, scored in full.
 
-    `lower[e]` is a lower bound of entry e's score and `lower[e] + slack` an upper bound; entries
-    are scored best bound first until the `limit`-th full score beats every bound left.
+    `upper[e]` bounds entry e's score from above; entries are scored best bound first until the
+    `limit`-th full score beats every bound left.
     """
     if limit <= 0:
         return []
-    heap = [(-s, e) for e, s in lower.items()]
+    heap = [(-s, e) for e, s in upper.items()]
     heapq.heapify(heap)
     kept: list[float] = []  # the best `limit` full scores so far, smallest first
     out: _Hits = []
-    slack += _EPSILON
     while heap:
-        if len(kept) >= limit and slack - heap[0][0] < kept[0]:
+        if len(kept) >= limit and _EPSILON - heap[0][0] < kept[0]:
             break
         e = heapq.heappop(heap)[1]
         score = full(e)
@@ -127,6 +140,8 @@ def _best(lower: dict[int, float], slack: float, limit: int, full: Callable[[int
             heapq.heappush(kept, score)
         elif score > kept[0]:
             heapq.heapreplace(kept, score)
+    if len(kept) >= limit:  # beaten by `limit` entries of this index: out of the results for sure
+        out = [hit for hit in out if hit[0] >= kept[0] - _EPSILON]
     return out
 
 
@@ -147,8 +162,9 @@ def _score_baseline(index: Index, q: str, qt: list[str], limit: int) -> tuple[_H
         matched.update(hit)
     n = len(qt)
     minimum = 1.0 if n <= 2 else 0.6
-    phrase, exact = _phrases(index, q, _BASELINE_WEIGHTS)
-    lower: dict[int, float] = {}
+    exact = index.named(q)
+    phrase = _phrases(index, q, _BASELINE_WEIGHTS, [e for e, count in matched.items() if count == len(unique)])
+    upper: dict[int, float] = {}  # the score less the first-token bonus, plus it
     for e, count in matched.items():
         coverage = count / n
         # The query phrase inside a field implies every query token matched there,
@@ -156,18 +172,19 @@ def _score_baseline(index: Index, q: str, qt: list[str], limit: int) -> tuple[_H
         ph = phrase.get(e, 0.0) if count == len(unique) else 0.0
         if coverage < minimum and not ph:
             continue
-        lower[e] = token_score[e] + ph + (_coverage_bonus(count, n) + (_EXACT_NAME_BONUS if e in exact else 0))
+        bonus = _coverage_bonus(count, n) + (_EXACT_NAME_BONUS if e in exact else 0) + _FIRST_TOKEN_BONUS
+        upper[e] = token_score[e] + ph + bonus
 
     qt0 = qt[0]
 
     def full(e: int) -> float:
         bonus = _coverage_bonus(matched[e], n) + (_EXACT_NAME_BONUS if e in exact else 0)
-        if qt0 in index.extras(e).first_tokens:
+        if qt0 in index.extras[e].first_tokens:
             bonus += _FIRST_TOKEN_BONUS
         ph = phrase.get(e, 0.0) if matched[e] == len(unique) else 0.0
         return token_score[e] + ph + bonus
 
-    return _best(lower, _FIRST_TOKEN_BONUS, limit, full), len(lower)
+    return _best(upper, limit, full), len(upper)
 
 
 def _score_codemode(
@@ -181,6 +198,10 @@ def _score_codemode(
     token_score: dict[int, float] = {}
     matched: Counter[int] = Counter()
     primary: set[int] = set()  # entries with a primary field related to a (non-hint) query word
+    # Entry -> how many of its method-name words are strongly related to a query word (counted once per
+    # query word): it bounds the share of the name the query explains (precision), which needs at least one.
+    named: Counter[int] = Counter()
+    method_postings = index.postings[F_METHOD]
     related: dict[str, int] = {}  # vocabulary token -> strongest relation to a (non-hint) query word
     for t in [*qt, *soft]:
         is_soft = t in soft
@@ -203,26 +224,32 @@ def _score_codemode(
                     if f in PRIMARY:
                         primary.update(found.keys())
         matched.update(hit)
+        if not is_soft:
+            named.update(itertools.chain.from_iterable(method_postings.get(c, ()) for c, r in rel.items() if r >= 2))
     n = len(qt)
-    phrase, exact = _phrases(index, q, _CODEMODE_WEIGHTS)
-    lower: dict[int, float] = {}
+    exact = index.named(q)
+    phrase = _phrases(index, q, _CODEMODE_WEIGHTS, [e for e in primary if matched[e] == n])
+    first_canon = fold(qt[0])
+    qt0 = qt[0]
+    query_pairs = frozenset(itertools.pairwise(folded(qt)))
+    # What the first-token, pair and precision bonuses can add at most.
+    slack = _FIRST_TOKEN_BONUS + _PAIR_WEIGHT * len(query_pairs)
+    coverage_bonus = [_coverage_bonus(count, n) for count in range(n + 1)]
+    term_counts = index.term_counts
+    upper: dict[int, float] = {}
     get_phrase = phrase.get
     for e in primary:  # matched only through parameters or instructions: too weak to show
         count = matched[e]
         if count / n < _MIN_COVERAGE:
             continue  # (an entry holding the whole phrase matched every word)
-        lower[e] = (
-            token_score[e]
-            + (get_phrase(e, 0.0) if count == n else 0.0)
-            + (_coverage_bonus(count, n) + (_EXACT_NAME_BONUS if e in exact else 0))
-        )
-
-    first_canon = fold(qt[0])
-    qt0 = qt[0]
-    query_pairs = frozenset(itertools.pairwise(folded(qt)))
+        bound = token_score[e] + (get_phrase(e, 0.0) if count == n else 0.0) + coverage_bonus[count] + slack
+        strong = named.get(e)
+        if strong and term_counts[e]:
+            bound += _PRECISION_WEIGHT * min(1.0, strong / term_counts[e])
+        upper[e] = bound + _EXACT_NAME_BONUS if e in exact else bound
 
     def full(e: int) -> float:
-        extras = index.extras(e)
+        extras = index.extras[e]
         count = matched[e]
         bonus = _coverage_bonus(count, n)
         if qt0 in extras.first_tokens or first_canon in extras.first_canons:
@@ -238,8 +265,7 @@ def _score_codemode(
             score += _PAIR_WEIGHT * len(query_pairs.intersection(itertools.pairwise(extras.words)))
         return score + _PRECISION_WEIGHT * precision
 
-    slack = _FIRST_TOKEN_BONUS + _PAIR_WEIGHT * len(query_pairs) + _PRECISION_WEIGHT
-    return _best(lower, slack, limit, full), len(lower)
+    return _best(upper, limit, full), len(upper)
 
 
 def _query_tokens(query: str, scoring: Scoring) -> tuple[list[str], list[str]]:
