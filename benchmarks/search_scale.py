@@ -38,14 +38,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from search_quality import GITHUB_HAND, STRIPE_HAND  # this directory is on sys.path when run as a script
+
+import codemode.discovery as new_discovery
+import codemode.discovery.index as new_index
 from codemode.connectors.openapi import HttpOpenApiConnector
 from codemode.connectors.spec import ConnectorDescription
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_quality import GITHUB_HAND, STRIPE_HAND  # noqa: E402
-
-import codemode.discovery as new_discovery  # noqa: E402
-import codemode.discovery.index as new_index  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "tests" / "specs"

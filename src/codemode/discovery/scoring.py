@@ -25,7 +25,7 @@ from codemode.discovery.results import MAX_SEARCH_RESULTS, SearchOutput, SearchR
 from codemode.discovery.text import SOFT_HINTS, STOP_WORDS, fold, folded, normalize, tokenize
 from codemode.records import Snippet
 
-__all__ = ["Scoring", "search"]
+__all__ = ["Scoring", "search", "search_index"]
 
 Scoring = Literal["codemode", "baseline"]
 
@@ -315,10 +315,21 @@ def search(
     Results are ordered by score (descending), then path; at most `limit` are
     returned, with `total` counting every match.
     """
+    return search_index(query, _connector_index(connectors), snippets, limit=limit, scoring=scoring)
+
+
+def search_index(
+    query: str,
+    index: Index,
+    snippets: Sequence[Snippet],
+    *,
+    limit: int = MAX_SEARCH_RESULTS,
+    scoring: Scoring = "codemode",
+) -> SearchOutput:
+    """`search` over a catalog's index built beforehand (`connector_index`)."""
     if scoring not in ("codemode", "baseline"):
         raise ValueError(f"scoring must be 'codemode' or 'baseline', not {scoring!r}")
-    indexes = (_connector_index(connectors), _snippet_index(snippets))
-    hits, total = _scored(query, indexes, scoring, limit)
+    hits, total = _scored(query, (index, _snippet_index(snippets)), scoring, limit)
     results = []
     for score, index, e in hits:
         g = index.group_of[e]
