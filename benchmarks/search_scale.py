@@ -95,8 +95,7 @@ class Side:
 
 
 def measure(side: Side, conns: list[ConnectorDescription], queries: list[str]) -> tuple[float, float, float]:
-    """One round: build seconds, query p50 and p95 in ms."""
-    side.clear()
+    """One round: build seconds, query p50 and p95 in ms (the other side's index is gone by then)."""
     gc.collect()
     start = time.perf_counter()
     side.build(conns)
@@ -112,7 +111,6 @@ def measure(side: Side, conns: list[ConnectorDescription], queries: list[str]) -
 
 def memory(side: Side, conns: list[ConnectorDescription]) -> tuple[float, float]:
     """MiB the built index holds, and the build's peak, by tracemalloc."""
-    side.clear()
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -160,8 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows: dict[str, list[tuple[float, float, float]]] = {s.label: [] for s in sides}
         for r in range(args.rounds):
             for side in sides if r % 2 == 0 else sides[::-1]:
+                for each in sides:
+                    each.clear()
                 rows[side.label].append(measure(side, conns, queries))
         same = same_results(base, conns, queries)
+        for side in sides:
+            side.clear()
         for side in sides:
             held, peak = memory(side, conns)
             build, p50, p95 = (statistics.median(x[i] for x in rows[side.label]) for i in range(3))

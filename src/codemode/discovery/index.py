@@ -181,7 +181,8 @@ class Index:
         texts: dict[str, tuple[str, ...]] = {}  # parameter texts repeat across a catalog's methods
         folds = _Folds()
         self.extras: list[Extras] = []
-        self.term_counts = array("I")  # len(extras[e].method_terms), for a bound of the precision bonus
+        # len(extras[e].method_terms) (infinite when none: no precision bonus), for a bound of that bonus
+        self.term_share = array("d")
 
         def distinct(text: str) -> tuple[str, ...]:
             found = texts.get(text)
@@ -215,7 +216,7 @@ class Index:
                         words=tuple([folds[t] for t in description_tokens if t not in STOP_WORDS]),
                     )
                 )
-                self.term_counts.append(len(terms))
+                self.term_share.append(len(terms) or math.inf)
                 for f, tokens in (
                     (F_PATH, dict.fromkeys(path_tokens)),
                     (F_METHOD, dict.fromkeys(method_tokens)),

@@ -118,20 +118,21 @@ def _phrases(index: Index, q: str, weights: Sequence[float], candidates: Sequenc
     return phrase
 
 
-def _best(upper: dict[int, float], limit: int, full: Callable[[int], float]) -> _Hits:
+def _best(bounds: dict[int, float], limit: int, full: Callable[[int], float], slack: float) -> _Hits:
     """The entries that can be among the best `limit`, scored in full.
 
-    `upper[e]` bounds entry e's score from above; entries are scored best bound first until the
-    `limit`-th full score beats every bound left.
+    `bounds[e] + slack` bounds entry e's score from above; entries are scored best bound first until
+    the `limit`-th full score beats every bound left.
     """
     if limit <= 0:
         return []
-    heap = [(-s, e) for e, s in upper.items()]
+    heap = list(zip(map(operator.neg, bounds.values()), bounds.keys(), strict=True))
     heapq.heapify(heap)
+    slack += _EPSILON
     kept: list[float] = []  # the best `limit` full scores so far, smallest first
     out: _Hits = []
     while heap:
-        if len(kept) >= limit and _EPSILON - heap[0][0] < kept[0]:
+        if len(kept) >= limit and slack - heap[0][0] < kept[0]:
             break
         e = heapq.heappop(heap)[1]
         score = full(e)
@@ -164,7 +165,7 @@ def _score_baseline(index: Index, q: str, qt: list[str], limit: int) -> tuple[_H
     minimum = 1.0 if n <= 2 else 0.6
     exact = index.named(q)
     phrase = _phrases(index, q, _BASELINE_WEIGHTS, [e for e, count in matched.items() if count == len(unique)])
-    upper: dict[int, float] = {}  # the score less the first-token bonus, plus it
+    upper: dict[int, float] = {}  # the score less the first-token bonus
     for e, count in matched.items():
         coverage = count / n
         # The query phrase inside a field implies every query token matched there,
@@ -172,8 +173,7 @@ def _score_baseline(index: Index, q: str, qt: list[str], limit: int) -> tuple[_H
         ph = phrase.get(e, 0.0) if count == len(unique) else 0.0
         if coverage < minimum and not ph:
             continue
-        bonus = _coverage_bonus(count, n) + (_EXACT_NAME_BONUS if e in exact else 0) + _FIRST_TOKEN_BONUS
-        upper[e] = token_score[e] + ph + bonus
+        upper[e] = token_score[e] + ph + (_coverage_bonus(count, n) + (_EXACT_NAME_BONUS if e in exact else 0))
 
     qt0 = qt[0]
 
@@ -184,7 +184,7 @@ def _score_baseline(index: Index, q: str, qt: list[str], limit: int) -> tuple[_H
         ph = phrase.get(e, 0.0) if matched[e] == len(unique) else 0.0
         return token_score[e] + ph + bonus
 
-    return _best(upper, limit, full), len(upper)
+    return _best(upper, limit, full, _FIRST_TOKEN_BONUS), len(upper)
 
 
 def _score_codemode(
@@ -235,18 +235,31 @@ def _score_codemode(
     # What the first-token, pair and precision bonuses can add at most.
     slack = _FIRST_TOKEN_BONUS + _PAIR_WEIGHT * len(query_pairs)
     coverage_bonus = [_coverage_bonus(count, n) for count in range(n + 1)]
-    term_counts = index.term_counts
-    upper: dict[int, float] = {}
+    # Entries matching too few query words drop out (an entry holding the whole phrase matched every word),
+    # and so do those matched only through parameters or instructions: too weak to show. The bounds of the
+    # rest are worked out with maps that run in C: token scores, coverage bonus, a bound of the precision
+    # bonus; then the phrase and exact-name bonuses of the few that have one, and the slack left for the rest.
+    need = next(c for c in range(n + 1) if c / n >= _MIN_COVERAGE)
+    candidates = list(primary)
+    if need > 1:
+        counts = map(matched.__getitem__, candidates)
+        candidates = list(itertools.compress(candidates, map(operator.ge, counts, itertools.repeat(need))))
+    bounds = map(
+        operator.add,
+        map(token_score.__getitem__, candidates),
+        map(coverage_bonus.__getitem__, map(matched.__getitem__, candidates)),
+    )
+    shares = map(
+        operator.truediv, map(named.get, candidates, itertools.repeat(0)), map(index.term_share.__getitem__, candidates)
+    )
+    precision = map(operator.mul, map(min, shares, itertools.repeat(1.0)), itertools.repeat(_PRECISION_WEIGHT))
+    upper = dict(zip(candidates, map(operator.add, bounds, precision), strict=True))
+    for e, bonus in phrase.items():
+        upper[e] += bonus
+    for e in exact:
+        if e in upper:
+            upper[e] += _EXACT_NAME_BONUS
     get_phrase = phrase.get
-    for e in primary:  # matched only through parameters or instructions: too weak to show
-        count = matched[e]
-        if count / n < _MIN_COVERAGE:
-            continue  # (an entry holding the whole phrase matched every word)
-        bound = token_score[e] + (get_phrase(e, 0.0) if count == n else 0.0) + coverage_bonus[count] + slack
-        strong = named.get(e)
-        if strong and term_counts[e]:
-            bound += _PRECISION_WEIGHT * min(1.0, strong / term_counts[e])
-        upper[e] = bound + _EXACT_NAME_BONUS if e in exact else bound
 
     def full(e: int) -> float:
         extras = index.extras[e]
@@ -265,7 +278,7 @@ def _score_codemode(
             score += _PAIR_WEIGHT * len(query_pairs.intersection(itertools.pairwise(extras.words)))
         return score + _PRECISION_WEIGHT * precision
 
-    return _best(upper, limit, full), len(upper)
+    return _best(upper, limit, full, slack), len(upper)
 
 
 def _query_tokens(query: str, scoring: Scoring) -> tuple[list[str], list[str]]:
