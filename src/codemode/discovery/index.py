@@ -43,6 +43,7 @@ SUBSTRING_STRENGTH = 1  # a query word inside a longer word ("hook" in "webhooks
 # Normalized text never holds "_" (it becomes a space), nor, therefore, does a normalized query: it
 # separates the texts of a field in one string, so `str.find` scans a whole field at C speed.
 _SEPARATOR = "_"
+_RELATIONS_KEPT = 4096  # query words whose relations an index remembers
 
 # Approximates ICU root collation (what JS `localeCompare` uses) closely enough
 # for identifiers: punctuation before digits before letters, `_` before `.`,
@@ -255,6 +256,12 @@ class Index:
             vocab_set.update(field)
         self.vocab = sorted(vocab_set)
         self.known = frozenset(vocab_set)
+        # Token -> the fields holding it, with their postings: one lookup per related token.
+        self.holders: dict[str, tuple[tuple[int, array[int]], ...]] = {
+            token: tuple((f, self.postings[f][token]) for f in FIELDS if token in self.postings[f])
+            for token in vocab_set
+        }
+        self._relations: dict[tuple[str, bool], dict[str, int]] = {}
         # One string holding the whole vocabulary lets `str.find` do substring
         # scans at C speed; `starts` maps a hit position back to its token.
         self.blob = "\n".join(self.vocab)
@@ -366,22 +373,38 @@ class Index:
                         rel[c] = 2
         return rel
 
-    def best(self, rel: Mapping[str, int], f: int) -> dict[int, int]:
-        """Entry -> the strongest relation of any token of its field `f` (entries with none left out)."""
-        postings = self.postings[f]
-        by_strength: dict[int, list[Iterable[int]]] = {}
-        group_field = f in _GROUP_FIELDS
+    def best(self, rel: Mapping[str, int], fields: range = FIELDS) -> dict[int, dict[int, int]]:
+        """Field -> entry -> the strongest relation of any token of that field of the entry (fields and
+        entries with none left out)."""
+        by_field: dict[int, dict[int, list[Iterable[int]]]] = {}
+        holders = self.holders
+        ranges = self.group_ranges
         for c, r in rel.items():
-            ids = postings.get(c)
-            if ids:
-                if group_field:
-                    by_strength.setdefault(r, []).extend(self.group_ranges[g] for g in ids)
-                else:
-                    by_strength.setdefault(r, []).append(ids)
-        # Weakest first, so a stronger relation overwrites; the loops run in C.
-        found: dict[int, int] = {}
-        for r in sorted(by_strength):
-            found.update(dict.fromkeys(itertools.chain.from_iterable(by_strength[r]), r))
+            for f, ids in holders[c]:
+                if f in fields:
+                    by_strength = by_field.setdefault(f, {})
+                    if f in _GROUP_FIELDS:
+                        by_strength.setdefault(r, []).extend(ranges[g] for g in ids)
+                    else:
+                        by_strength.setdefault(r, []).append(ids)
+        out: dict[int, dict[int, int]] = {}
+        for f in sorted(by_field):
+            by_strength = by_field[f]
+            # Weakest first, so a stronger relation overwrites; the loops run in C.
+            found: dict[int, int] = {}
+            for r in sorted(by_strength):
+                found.update(dict.fromkeys(itertools.chain.from_iterable(by_strength[r]), r))
+            out[f] = found
+        return out
+
+    def related(self, token: str, codemode: bool) -> dict[str, int]:
+        """`relations`, memoized per query word (the index never changes; the result must not be changed)."""
+        key = (token, codemode)
+        found = self._relations.get(key)
+        if found is None:
+            if len(self._relations) >= _RELATIONS_KEPT:
+                self._relations.clear()
+            found = self._relations[key] = self.relations(token, codemode)
         return found
 
     def named(self, q: str) -> set[int]:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 from codemode.connectors.spec import ConnectorDescription
-from codemode.discovery.index import F_CONNECTOR, F_DESCRIPTION, F_METHOD, F_PATH, FIELDS, PRIMARY, Index
+from codemode.discovery.index import F_CONNECTOR, F_DESCRIPTION, F_METHOD, F_PATH, PRIMARY, Index
 from codemode.discovery.index import connector_index as _connector_index
 from codemode.discovery.index import snippet_index as _snippet_index
 from codemode.discovery.results import MAX_SEARCH_RESULTS, SearchOutput, SearchResult
@@ -153,13 +153,11 @@ def _score_baseline(index: Index, q: str, qt: list[str], limit: int) -> tuple[_H
     matched: Counter[int] = Counter()
     for t in unique:
         times = qt.count(t)  # duplicated query tokens score every time they appear
-        rel = index.relations(t, False)
+        rel = index.related(t, False)
         hit: set[int] = set()
-        for f in PRIMARY:
-            found = index.best(rel, f)
-            if found:
-                _add(token_score, found, _BASELINE_WEIGHTS[f] * times)
-                hit.update(found.keys())
+        for f, found in index.best(rel, PRIMARY).items():
+            _add(token_score, found, _BASELINE_WEIGHTS[f] * times)
+            hit.update(found.keys())
         matched.update(hit)
     n = len(qt)
     minimum = 1.0 if n <= 2 else 0.6
@@ -205,7 +203,7 @@ def _score_codemode(
     related: dict[str, int] = {}  # vocabulary token -> strongest relation to a (non-hint) query word
     for t in [*qt, *soft]:
         is_soft = t in soft
-        rel = index.relations(t, True)
+        rel = index.related(t, True)
         if not is_soft:
             for c, r in rel.items():
                 if related.get(c, 0) < r:
@@ -215,14 +213,12 @@ def _score_codemode(
         if is_soft:
             tw *= _SOFT_WEIGHT
         hit: set[int] = set()
-        for f in FIELDS:
-            found = index.best(rel, f)
-            if found:
-                _add(token_score, found, _CODEMODE_WEIGHTS[f] * tw)
-                if not is_soft:
-                    hit.update(found.keys())
-                    if f in PRIMARY:
-                        primary.update(found.keys())
+        for f, found in index.best(rel).items():
+            _add(token_score, found, _CODEMODE_WEIGHTS[f] * tw)
+            if not is_soft:
+                hit.update(found.keys())
+                if f in PRIMARY:
+                    primary.update(found.keys())
         matched.update(hit)
         if not is_soft:
             named.update(itertools.chain.from_iterable(method_postings.get(c, ()) for c, r in rel.items() if r >= 2))
