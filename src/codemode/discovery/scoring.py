@@ -200,6 +200,9 @@ def _score_codemode(
     # query word): it bounds the share of the name the query explains (precision), which needs at least one.
     named: Counter[int] = Counter()
     method_postings = index.postings[F_METHOD]
+    # The low-weight fields (parameters, instructions) hold most postings, but only count for the entries
+    # that are hits: their scores are added once the hits are known.
+    deferred: list[tuple[dict[int, int], float]] = []
     related: dict[str, int] = {}  # vocabulary token -> strongest relation to a (non-hint) query word
     for t in [*qt, *soft]:
         is_soft = t in soft
@@ -214,11 +217,14 @@ def _score_codemode(
             tw *= _SOFT_WEIGHT
         hit: set[int] = set()
         for f, found in index.best(rel).items():
-            _add(token_score, found, _CODEMODE_WEIGHTS[f] * tw)
+            if f in PRIMARY:
+                _add(token_score, found, _CODEMODE_WEIGHTS[f] * tw)
+                if not is_soft:
+                    primary.update(found.keys())
+            else:
+                deferred.append((found, _CODEMODE_WEIGHTS[f] * tw))
             if not is_soft:
                 hit.update(found.keys())
-                if f in PRIMARY:
-                    primary.update(found.keys())
         matched.update(hit)
         if not is_soft:
             named.update(itertools.chain.from_iterable(method_postings.get(c, ()) for c, r in rel.items() if r >= 2))
@@ -240,6 +246,10 @@ def _score_codemode(
     if need > 1:
         counts = map(matched.__getitem__, candidates)
         candidates = list(itertools.compress(candidates, map(operator.ge, counts, itertools.repeat(need))))
+    hits = set(candidates)
+    for found, weight in deferred:
+        keys = hits.intersection(found.keys())
+        _add(token_score, dict(zip(keys, map(found.__getitem__, keys), strict=True)), weight)
     bounds = map(
         operator.add,
         map(token_score.__getitem__, candidates),
