@@ -392,6 +392,48 @@ def test_index_is_memoized_per_connector_identity() -> None:
     assert _connector_index(rebuilt) is not index
 
 
+def test_normalize_and_tokenize_equal_the_reference_on_random_text() -> None:
+    rng = random.Random(7)
+    alphabet = "aZ9_./:-  \t\nxYbQ0éİKΣß()"
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
+        assert normalize(text) == _ref_normalize(text), repr(text)
+        assert tokenize(text) == _ref_tokens(text), repr(text)
+
+
+def _real_catalog() -> list[ConnectorDescription]:
+    return [ConnectorDescription(name, None, openapi_tools(name)) for name in ("github", "stripe", "slack")]
+
+
+@pytest.mark.parametrize("scoring", get_args(Scoring))
+def test_the_best_few_equal_the_head_of_every_match(scoring: Scoring) -> None:
+    """Only the entries that can reach the results are scored in full: the first `limit` of a search are
+    the first `limit` of the same search scored in full, and `total` does not depend on `limit`."""
+    connectors = _real_catalog()
+    queries = [
+        "open a new issue in a repo",
+        "my unread notifications",
+        "list customers",
+        "repos",
+        "github",
+        "send a message to a channel",
+        "refund a charge",
+        "issues issues",
+        "a",
+        "get the latest release of a repository",
+        "stripe.GetCharges",
+        "GetCustomersCustomer",
+    ]
+    for query in queries:
+        every = search(query, connectors, [TRIAGE], limit=100_000, scoring=scoring)
+        scores = [r.score for r in every.results]
+        assert scores == sorted(scores, reverse=True) and every.total == len(every.results), query
+        for limit in (0, 1, 5, 50):
+            head = search(query, connectors, [TRIAGE], limit=limit, scoring=scoring)
+            assert head.results == every.results[:limit], (query, limit)
+            assert head.total == every.total and head.truncated == (every.total > limit), (query, limit)
+
+
 def test_search_sees_new_snippets_immediately() -> None:
     connectors, snippets = _catalog()
     assert search("deploy", connectors, snippets).total == 0

@@ -205,6 +205,32 @@ async def test_a_later_run_retries_the_setup(
     assert switch.increments() == 1
 
 
+async def test_the_search_index_is_built_once_per_connector_set(
+    make_runtime: RuntimeFactory, switch: Switch, closing: list[Runtime], language: str
+) -> None:
+    runtime = make_runtime(switch.connector(), Notes())
+    closing.append(runtime)
+    search = program(
+        language, 'return await codemode.search("increment")', 'return await codemode.search("increment");'
+    )
+    first = await runtime.execute(search)
+    assert first.status == "completed" and first.result["results"] == [], first.error
+    down = await runtime.setup()
+    index = down.search_index
+    assert index is not None
+    again = await runtime.execute(search)  # the counter is still down: the same connector set, the same index
+    assert again.status == "completed", again.error
+    assert (await runtime.setup()).search_index is index
+    switch.up()
+    up = await runtime.execute(search)  # the counter is back: a new set, a new index that holds its tools
+    assert up.status == "completed", up.error
+    assert up.result["results"][0]["path"] == "counter.increment"
+    renewed = (await runtime.setup()).search_index
+    assert renewed is not None and renewed is not index
+    assert (await runtime.search("increment")).results[0].path == "counter.increment"
+    assert (await runtime.setup()).search_index is renewed
+
+
 async def test_a_hanging_server_delays_only_the_first_setup(
     make_runtime: RuntimeFactory, switch: Switch, closing: list[Runtime], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,7 +13,8 @@ import jsonschema
 from codemode import codec
 from codemode.discovery import Description, SearchOutput
 from codemode.discovery import describe as describe_target
-from codemode.discovery import search as search_catalog
+from codemode.discovery.index import connector_index
+from codemode.discovery.scoring import search_index
 from codemode.records import Execution, Snippet
 from codemode.runtime.setup import Setup
 from codemode.schema.base import DeclarationRenderer
@@ -58,8 +59,12 @@ def new_snippet(
 
 
 def search_in(setup: Setup, query: str, snippets: Sequence[Snippet]) -> SearchOutput:
-    """`Runtime.search` over one setup and the runtime's snippets."""
-    found = search_catalog(query, list(setup.descriptions.values()), snippets)
+    """`Runtime.search` over one setup and the runtime's snippets: the setup's index is built once (a
+    changed connector set is a new setup, with an index of its own)."""
+    index = setup.search_index
+    if index is None:
+        index = setup.search_index = connector_index(list(setup.descriptions.values()))
+    found = search_index(query, index, snippets)
     if not setup.unavailable:
         return found
     return dataclasses.replace(found, unavailable={n: setup.unavailable_message(n) for n in setup.unavailable})

@@ -20,6 +20,7 @@ from codemode import codec
 from codemode.connectors.base import Connector
 from codemode.connectors.namespaces import validate_namespace_name
 from codemode.connectors.spec import ConnectorDescription, ToolSpec
+from codemode.discovery.index import Index
 from codemode.errors import ConnectorUnavailableError
 from codemode.sandbox.base import Namespace
 
@@ -40,6 +41,8 @@ class Setup:
     # Connectors whose service could not be reached when this setup was made: left out of `connectors`,
     # retried by the next `Runtime.setup()`.
     unavailable: dict[str, ConnectorUnavailableError] = field(default_factory=dict)
+    # The search index of `descriptions`, built by the first search and kept as long as this setup.
+    search_index: Index | None = None
 
     def configured(self, name: str) -> bool:
         """The runtime has this connector, reachable or not."""
@@ -151,6 +154,11 @@ async def describe_all(candidates: Sequence[Connector], previous: Setup | None) 
         else:
             descriptions[result.name] = result
             connectors[result.name] = connector
+    # The same descriptions (a retry that found the same connectors down) keep the search index.
+    before = [*previous.descriptions.items()] if previous is not None else []
+    same = len(before) == len(descriptions) and all(
+        name == n and d is desc for (name, d), (n, desc) in zip(before, descriptions.items(), strict=True)
+    )
     return Setup(
         connectors=connectors,
         descriptions=descriptions,
@@ -158,6 +166,7 @@ async def describe_all(candidates: Sequence[Connector], previous: Setup | None) 
         validators=previous.validators if previous is not None else {},
         result_adapters=previous.result_adapters if previous is not None else {},
         unavailable=unavailable,
+        search_index=previous.search_index if previous is not None and same else None,
     )
 
 
