@@ -22,14 +22,13 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from revisions import CHILD_TIMEOUT, ROOT, export_src, fingerprint, git
+from revisions import ROOT, export_src, fingerprint, git, json_child
 
 
 async def measure(concurrency: list[int], runs: int, calls: int, tmp: Path) -> dict[str, tuple[float, float]]:
@@ -78,10 +77,7 @@ def run_child(tree: Path, concurrency: list[int], runs: int, calls: int) -> dict
     env["PYTHONPATH"] = os.pathsep.join([str(tree / "src"), *filter(None, [env.get("PYTHONPATH")])])
     command = [sys.executable, str(Path(__file__).resolve()), "--child", "--runs", str(runs), "--calls", str(calls)]
     command += ["--concurrency", *map(str, concurrency)]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"measurement against {tree / 'src'} failed:\n{proc.stderr}{proc.stdout}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json_child(command, env)
     expected = (tree / "src" / "codemode").resolve()
     if Path(result["file"]).resolve().parent != expected:
         raise RuntimeError(f"the child imported {result['file']}, not the package under {expected}")

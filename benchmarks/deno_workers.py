@@ -23,17 +23,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
-import io
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from revisions import export_tree, json_child
 
 ROOT = Path(__file__).resolve().parent.parent
 LEVELS = (1, 10, 50, 200)
@@ -199,26 +198,9 @@ async def child(fixed: int, calls: int) -> dict[str, Any]:
 # -- parent: both sides, alternating ------------------------------------------------------------------------
 
 
-def export(rev: str, into: Path) -> Path:
-    data = subprocess.run(["git", "archive", rev, "src"], cwd=ROOT, check=True, capture_output=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-        archive.extractall(into, filter="data")
-    return into / "src"
-
-
 def run_side(src: Path, fixed: int, calls: int) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(src)}
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", "--fixed", str(fixed), "--calls", str(calls)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"the child for {src} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return json_child([sys.executable, __file__, "--child", "--fixed", str(fixed), "--calls", str(calls)], env, 1800)
 
 
 def main() -> None:
@@ -234,7 +216,7 @@ def main() -> None:
         return
 
     with tempfile.TemporaryDirectory() as tmp:
-        sides = {"base": export(args.base, Path(tmp)), "new": ROOT / "src"}
+        sides = {"base": export_tree(args.base, Path(tmp)), "new": ROOT / "src"}
         results: dict[str, list[dict[str, Any]]] = {"base": [], "new": []}
         for round_ in range(args.rounds):
             for side in ("base", "new") if round_ % 2 == 0 else ("new", "base"):

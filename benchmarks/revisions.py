@@ -39,6 +39,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LANGUAGES = {
@@ -108,6 +109,23 @@ def export_src(rev: str, dest: Path) -> None:
             archive.extractall(dest)
 
 
+def export_tree(rev: str, into: Path) -> Path:
+    """`export_src`, returning the exported `src/`."""
+    export_src(rev, into)
+    return into / "src"
+
+
+def json_child(command: list[str], env: dict[str, str], timeout: float = CHILD_TIMEOUT) -> dict[str, Any]:
+    """Run a measuring child; its result is the JSON object on its last line of output."""
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"the measurement {' '.join(command[1:3])} failed:\n{done.stderr[-4000:]}{done.stdout[-1000:]}"
+        )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def fingerprint(src: Path) -> str:
     """A digest of every file under `src` (names and contents): tells whether the tree changed during the run."""
     digest = hashlib.sha256()
@@ -124,10 +142,7 @@ def run_child(tree: Path, calls: int, repeat: int, languages: list[str]) -> dict
     env["PYTHONPATH"] = os.pathsep.join([str(tree / "src"), *filter(None, [env.get("PYTHONPATH")])])
     command = [sys.executable, str(Path(__file__).resolve()), "--child", "--calls", str(calls)]
     command += ["--repeat", str(repeat), "--lang", *languages]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"measurement against {tree / 'src'} failed:\n{proc.stderr}{proc.stdout}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json_child(command, env)
     expected = (tree / "src" / "codemode").resolve()
     if Path(result["file"]).resolve().parent != expected:
         raise RuntimeError(f"the child imported {result['file']}, not the package under {expected}")

@@ -24,17 +24,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from revisions import export_tree, json_child
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (100, 10_000)
@@ -130,26 +129,9 @@ def new_schema_dsn(dsn: str) -> str:
 # -- parent: rounds of children, alternating sides --
 
 
-def export(rev: str, into: Path) -> Path:
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into / "src"
-
-
 def run_child(src: Path, targets: dict[str, str], repeat: int) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(ROOT / "tests")])}
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(targets), "--repeat", str(repeat)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"measurement failed:\n{done.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return json_child([sys.executable, __file__, "--child", json.dumps(targets), "--repeat", str(repeat)], env, 1800)
 
 
 def main() -> None:
@@ -171,7 +153,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sides = {"new": ROOT / "src"}
         if args.base:
-            sides[f"base {args.base}"] = export(args.base, Path(tmp))
+            sides[f"base {args.base}"] = export_tree(args.base, Path(tmp))
         samples: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
         try:
             targets = {}
