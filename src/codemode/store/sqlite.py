@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from codemode import crashpoints
 from codemode.errors import StoreError
@@ -108,12 +108,7 @@ class SqliteStore(SqlStore):
             try:
                 return fn(conn)
             except sqlite3.OperationalError as exc:
-                if not wait and _is_busy(exc):
-                    raise _Busy() from exc
-                failure = _storage_failure(self.path, exc)
-                if failure is not None:
-                    raise failure from exc
-                raise
+                self._reraise(exc, wait)
         try:
             conn.execute(mode)
         except sqlite3.OperationalError as exc:
@@ -125,16 +120,21 @@ class SqliteStore(SqlStore):
             conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
             _rollback(conn)
-            if not wait and _is_busy(exc):
-                raise _Busy() from exc
-            failure = _storage_failure(self.path, exc)
-            if failure is not None:
-                raise failure from exc
-            raise
+            self._reraise(exc, wait)
         except BaseException:
             _rollback(conn)
             raise
         return result
+
+    def _reraise(self, exc: sqlite3.OperationalError, wait: bool) -> NoReturn:
+        """A failed statement as the caller should see it: `_Busy` (retry on the store's thread), the
+        storage failure it is (disk full, I/O error), or itself."""
+        if not wait and _is_busy(exc):
+            raise _Busy() from exc
+        failure = _storage_failure(self.path, exc)
+        if failure is not None:
+            raise failure from exc
+        raise exc
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
