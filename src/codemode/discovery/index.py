@@ -255,7 +255,6 @@ class Index:
         for field in lists:
             vocab_set.update(field)
         self.vocab = sorted(vocab_set)
-        self.known = frozenset(vocab_set)
         # Token -> the fields holding it, with their postings: one lookup per related token.
         self.holders: dict[str, tuple[tuple[int, array[int]], ...]] = {
             token: tuple((f, self.postings[f][token]) for f in FIELDS if token in self.postings[f])
@@ -334,7 +333,7 @@ class Index:
         """
         rel: dict[str, int] = {}
         inner = 1 if not codemode else SUBSTRING_STRENGTH
-        known = self.known
+        known = self.holders  # keyed by the whole vocabulary
         if not codemode or len(token) >= 3:
             for c in self.substring_hits(token):
                 r = 4 if c == token else 2 if c.startswith(token) else inner

@@ -166,9 +166,9 @@ def _score_baseline(index: Index, q: str, qt: list[str], limit: int) -> tuple[_H
     upper: dict[int, float] = {}  # the score less the first-token bonus
     for e, count in matched.items():
         coverage = count / n
-        # The query phrase inside a field implies every query token matched there,
-        # so entries missing a token have no phrase bonus.
-        ph = phrase.get(e, 0.0) if count == len(unique) else 0.0
+        # The query phrase inside a field implies every query token matched there: only entries
+        # matching them all were given a phrase bonus.
+        ph = phrase.get(e, 0.0)
         if coverage < minimum and not ph:
             continue
         upper[e] = token_score[e] + ph + (_coverage_bonus(count, n) + (_EXACT_NAME_BONUS if e in exact else 0))
@@ -179,8 +179,7 @@ def _score_baseline(index: Index, q: str, qt: list[str], limit: int) -> tuple[_H
         bonus = _coverage_bonus(matched[e], n) + (_EXACT_NAME_BONUS if e in exact else 0)
         if qt0 in index.extras[e].first_tokens:
             bonus += _FIRST_TOKEN_BONUS
-        ph = phrase.get(e, 0.0) if matched[e] == len(unique) else 0.0
-        return token_score[e] + ph + bonus
+        return token_score[e] + phrase.get(e, 0.0) + bonus
 
     return _best(upper, limit, full, _FIRST_TOKEN_BONUS), len(upper)
 
@@ -270,14 +269,14 @@ def _score_codemode(
     def full(e: int) -> float:
         extras = index.extras[e]
         count = matched[e]
-        bonus = _coverage_bonus(count, n)
+        bonus = coverage_bonus[count]
         if qt0 in extras.first_tokens or first_canon in extras.first_canons:
             bonus += _FIRST_TOKEN_BONUS
         if e in exact:
             bonus += _EXACT_NAME_BONUS
         terms = extras.method_terms
         precision = sum(1 for c in terms if related.get(c, 0) >= 2) / len(terms) if terms else 0.0
-        score = token_score[e] + (get_phrase(e, 0.0) if count == n else 0.0) + bonus
+        score = token_score[e] + get_phrase(e, 0.0) + bonus  # only entries matching every word have one
         # Query words that sit side by side in the description, as written: "external account" rather than
         # "external" somewhere and "account" elsewhere.
         if query_pairs:

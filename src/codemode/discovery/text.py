@@ -28,7 +28,7 @@ def tokens_of(normalized: str) -> list[str]:
 
 def tokenize(text: str) -> list[str]:
     """`normalize`, then split on anything that is not `[a-z0-9]`."""
-    return _TOKEN.findall(normalize(text))
+    return tokens_of(normalize(text))
 
 
 # Words that carry no intent in a tool query; they only dilute coverage (and in
