@@ -20,15 +20,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from revisions import ROOT, export_src, fingerprint, git, json_child
+from revisions import ROOT, describe_base, export_src, fingerprint, tree_child
 
 
 async def measure(concurrency: list[int], runs: int, calls: int, tmp: Path) -> dict[str, tuple[float, float]]:
@@ -72,25 +72,13 @@ def child(concurrency: list[int], runs: int, calls: int) -> None:
     print(json.dumps({"file": codemode.__file__, "rates": rates}))
 
 
-def run_child(tree: Path, concurrency: list[int], runs: int, calls: int) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(tree / "src"), *filter(None, [env.get("PYTHONPATH")])])
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", "--runs", str(runs), "--calls", str(calls)]
-    command += ["--concurrency", *map(str, concurrency)]
-    result = json_child(command, env)
-    expected = (tree / "src" / "codemode").resolve()
-    if Path(result["file"]).resolve().parent != expected:
-        raise RuntimeError(f"the child imported {result['file']}, not the package under {expected}")
-    return result
+def run_child(tree: Path, concurrency: list[int], runs: int, calls: int) -> dict[str, Any]:
+    args = ["--runs", str(runs), "--calls", str(calls), "--concurrency", *map(str, concurrency)]
+    return tree_child(__file__, tree, args)
 
 
 def main(base: str, concurrency: list[int], runs: int, calls: int, rounds: int) -> int:
-    sha = git("rev-parse", "--verify", f"{base}^{{commit}}").decode().strip()
-    subject = git("log", "-1", "--format=%s", sha).decode().strip()
-    head = git("rev-parse", "--short=10", "HEAD").decode().strip()
-    dirty = git("status", "--porcelain", "--", "src").decode().splitlines()
-    print(f"base:         {sha[:10]} {subject[:90]}")
-    print(f"working tree: {ROOT / 'src'} (HEAD {head}, {len(dirty)} changed path(s) under src/)")
+    sha = describe_base(base)
     before = fingerprint(ROOT / "src")
     rates: dict[tuple[str, str], list[float]] = {}
     cpus: dict[tuple[str, str], list[float]] = {}

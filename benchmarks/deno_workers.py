@@ -32,9 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from revisions import export_tree, json_child
+from revisions import ROOT, export_tree, json_child
 
-ROOT = Path(__file__).resolve().parent.parent
 LEVELS = (1, 10, 50, 200)
 
 

@@ -137,25 +137,35 @@ def fingerprint(src: Path) -> str:
     return digest.hexdigest()
 
 
-def run_child(tree: Path, calls: int, repeat: int, languages: list[str]) -> dict:
+def tree_child(script: str, tree: Path, args: list[str]) -> dict[str, Any]:
+    """Run `script --child *args` with `tree`'s `src/` first on the path; refuse a child that imported another
+    `codemode` (its result must carry `file`, its `codemode.__file__`)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(tree / "src"), *filter(None, [env.get("PYTHONPATH")])])
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", "--calls", str(calls)]
-    command += ["--repeat", str(repeat), "--lang", *languages]
-    result = json_child(command, env)
+    result = json_child([sys.executable, str(Path(script).resolve()), "--child", *args], env)
     expected = (tree / "src" / "codemode").resolve()
     if Path(result["file"]).resolve().parent != expected:
         raise RuntimeError(f"the child imported {result['file']}, not the package under {expected}")
     return result
 
 
-def main(base: str, calls: int, rounds: int, repeat: int, languages: list[str], threshold: float) -> int:
+def describe_base(base: str) -> str:
+    """Print which two trees are compared; the base's full commit id."""
     sha = git("rev-parse", "--verify", f"{base}^{{commit}}").decode().strip()
     subject = git("log", "-1", "--format=%s", sha).decode().strip()
     dirty = git("status", "--porcelain", "--", "src").decode().splitlines()
     print(f"base:         {sha[:10]} {subject[:90]}")
     head = git("rev-parse", "--short=10", "HEAD").decode().strip()
     print(f"working tree: {ROOT / 'src'} (HEAD {head}, {len(dirty)} changed path(s) under src/)")
+    return sha
+
+
+def run_child(tree: Path, calls: int, repeat: int, languages: list[str]) -> dict[str, Any]:
+    return tree_child(__file__, tree, ["--calls", str(calls), "--repeat", str(repeat), "--lang", *languages])
+
+
+def main(base: str, calls: int, rounds: int, repeat: int, languages: list[str], threshold: float) -> int:
+    sha = describe_base(base)
 
     before = fingerprint(ROOT / "src")
     with tempfile.TemporaryDirectory(prefix="codemode-base-") as tmp:

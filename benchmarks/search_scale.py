@@ -29,23 +29,21 @@ import gzip
 import importlib.util
 import json
 import statistics
-import subprocess
 import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from search_quality import GITHUB_HAND, STRIPE_HAND  # this directory is on sys.path when run as a script
+from revisions import ROOT, git  # this directory is on sys.path when run as a script
+from search_quality import GITHUB_HAND, STRIPE_HAND
 
 import codemode.discovery as new_discovery
 import codemode.discovery.index as new_index
 from codemode.connectors.openapi import HttpOpenApiConnector
 from codemode.connectors.spec import ConnectorDescription
 
-ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "tests" / "specs"
 NAMES = ("github", "stripe", "slack")
 DEFAULT_BASE = "1178cea"  # the last revision with the single-module discovery
@@ -53,9 +51,7 @@ DEFAULT_BASE = "1178cea"  # the last revision with the single-module discovery
 
 def load_base(rev: str) -> ModuleType:
     """The base revision's discovery module, imported under a name of its own."""
-    source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{rev}:src/codemode/discovery.py"], check=True, capture_output=True
-    ).stdout
+    source = git("show", f"{rev}:src/codemode/discovery.py")
     spec = importlib.util.spec_from_loader("base_discovery", loader=None)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)

@@ -33,9 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from revisions import export_tree, json_child
+from revisions import ROOT, export_tree, json_child
 
-ROOT = Path(__file__).resolve().parent.parent
 SIZES = (100, 10_000)
 PAUSED = 20
 KEEP = 20_000
