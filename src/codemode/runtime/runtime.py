@@ -434,9 +434,11 @@ class Runtime:
     async def pending(self, execution_id: str | None = None) -> list[PendingAction]:
         """Actions awaiting a human: of one run (`ExecutionNotFoundError` when there is no such run), or of
         every paused run (newest first)."""
-        if execution_id is not None and await self.store.get_execution(self.name, execution_id) is None:
+        pending = await self.store.list_pending(self.name, execution_id)
+        # Only a run with nothing pending needs its whole record read, to tell "none" from "no such run".
+        if not pending and execution_id is not None and await self.store.get_execution(self.name, execution_id) is None:
             raise ExecutionNotFoundError(execution_id, self.name, "list the pending actions of")
-        return await self.store.list_pending(self.name, execution_id)
+        return pending
 
     @_counted
     async def rollback(
