@@ -114,7 +114,6 @@ async def resume_from(
     runtime: Runtime,
     host: Pass,
     executor: Checkpointing,
-    normalized: str,
     namespaces: Sequence[Namespace],
     bound: str,
 ) -> ExecuteResult | None:
@@ -143,7 +142,7 @@ async def run_program(
         host.checkpoints = True
         if resume:
             bound = binding(checkpoints, normalized, namespaces, setup)
-            result = await resume_from(runtime, host, checkpoints, normalized, namespaces, bound)
+            result = await resume_from(runtime, host, checkpoints, namespaces, bound)
             if result is None:  # no checkpoint that restores: replay, with a pass that has seen nothing
                 host = new_host()
                 host.checkpoints = True

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["MAX_CONSOLE_CHARS", "Console"]
+__all__ = ["MAX_CONSOLE_CHARS", "Console", "dropped_line"]
 
-MAX_CONSOLE_CHARS = 1_000_000
+MAX_CONSOLE_CHARS = 1_000_000  # deno_worker.js caps its console at the same MAX_LOG_CHARS
+
+
+def dropped_line(chars: int | None = None) -> str:
+    """The line that ends output cut at the cap, saying how much was dropped when that is known."""
+    more = "" if chars is None else f" ({chars:,} more characters)"
+    return f"[codemode: console output beyond {MAX_CONSOLE_CHARS:,} characters was dropped{more}]"
 
 
 class Console:
@@ -30,11 +36,14 @@ class Console:
             prefix = "[error] " if stream == "stderr" else ""
             out.extend(prefix + line for line in chunk.split("\n"))
         if self.dropped:
-            out.append(
-                f"[codemode: console output beyond {MAX_CONSOLE_CHARS:,} characters was dropped "
-                f"({self.dropped:,} more characters)]"
-            )
+            out.append(dropped_line(self.dropped))
         return out
+
+    def restore(self, parts: list[tuple[str, str]], dropped: int) -> None:
+        """Continue the output a checkpoint kept (its size follows from its parts)."""
+        self.parts = list(parts)
+        self.size = sum(len(text) for _, text in parts)
+        self.dropped = dropped
 
 
 def _join_streams(parts: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from codemode import codec
 from codemode.records import MAX_RESULT_BYTES, MAX_VALUE_DEPTH, MAX_VALUE_NODES
 from codemode.sandbox.base import ExecuteResult, Host, Namespace, StopExecution, ToolError
+from codemode.sandbox.console import dropped_line
 from codemode.sandbox.deno_pool import DenoProcess, ProcessPool, RunListener
 from codemode.sandbox.places import CURRENT, MAX_NESTING, NESTED_TOO_DEEP, Places, holder_for
 from codemode.text import valid_text
@@ -369,15 +370,15 @@ class _Run:
     def _log(self, message: dict[str, Any]) -> None:
         """A console line (text: a lone surrogate becomes U+FFFD); `dropped` marks where the runner's cap hit."""
         if message.get("dropped"):
-            self.logs.append(_LOGS_DROPPED + "]")
+            self.logs.append(dropped_line())
         else:
             self.logs.append(valid_text(str(message["s"])))
 
     def _done(self, message: dict[str, Any]) -> ExecuteResult:
         """How the program ended: its result, decoded, or a clear error about a value the host cannot read."""
         dropped = message.get("dropped")
-        if isinstance(dropped, int) and self.logs and self.logs[-1] == _LOGS_DROPPED + "]":
-            self.logs[-1] = f"{_LOGS_DROPPED} ({dropped:,} more characters)]"
+        if isinstance(dropped, int) and self.logs and self.logs[-1] == dropped_line():
+            self.logs[-1] = dropped_line(dropped)
         if message.get("memory"):
             return ExecuteResult(error=self._memory_error(), logs=self.logs)
         if message.get("ok"):
@@ -482,9 +483,6 @@ class _Run:
             )
         tail = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
         return ExecuteResult(error=f"The sandbox process exited unexpectedly ({tail}).", logs=self.logs)
-
-
-_LOGS_DROPPED = "[codemode: console output beyond 1,000,000 characters was dropped"
 
 
 def _refusal(what: str, refused: dict[str, Any]) -> str:

@@ -258,7 +258,7 @@ class DenoProcess:
         for listener in runs.values():
             listener.deliver(("lost", detail))
             listener.ended()
-        self.pool.gone(self, len(runs))
+        self.pool.gone(self)
 
     def _drain_stderr(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -348,7 +348,7 @@ class ProcessPool:
         if drained:
             process.kill()
 
-    def gone(self, process: DenoProcess, carried: int) -> None:
+    def gone(self, process: DenoProcess) -> None:
         with self._lock:
             if process in self._processes:
                 self._processes.remove(process)

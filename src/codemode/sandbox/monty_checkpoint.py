@@ -129,7 +129,5 @@ def restore(run: _Run, session: monty.MontySession, checkpoint: Checkpoint) -> m
     if sorted(snap.pending_call_ids) != sorted(call.call_id for call in checkpoint.calls):
         return None
     run.objects = objects
-    run.console.parts = list(checkpoint.console)
-    run.console.size = sum(len(text) for _, text in checkpoint.console)
-    run.console.dropped = checkpoint.console_dropped
+    run.console.restore(list(checkpoint.console), checkpoint.console_dropped)
     return snap
