@@ -102,7 +102,7 @@ class DenoExecutor:
         self.warm_workers = warm_workers
         self.recycle_after = recycle_after
         self.deno = find_deno(deno_path)
-        self._places: Places[None] = Places(max_runs)
+        self._places: Places = Places(max_runs)
         # The pool holds no reference to the executor, so an executor dropped without aclose() is collected.
         self._spawner = _Spawner(self.deno, memory_limit, warm_workers)
         self._pool = ProcessPool(

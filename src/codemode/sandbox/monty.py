@@ -90,7 +90,7 @@ class MontyExecutor:
         self._lock = threading.Lock()
         # Runs take a place before a worker: snippets run by programs cannot deadlock the cap (see
         # `places`); the pool itself may go beyond it by the nesting bound, so it never blocks them.
-        self._places: Places[None] = Places(max_workers)
+        self._places: Places = Places(max_workers)
 
     def normalize(self, code: str) -> str:
         return normalize_python(code)

@@ -14,7 +14,6 @@ import asyncio
 import contextvars
 import dataclasses
 import threading
-from typing import Generic, TypeVar
 
 __all__ = ["MAX_NESTING", "NESTED_TOO_DEEP", "Holder", "Places", "holder_for"]
 
@@ -23,8 +22,6 @@ NESTED_TOO_DEEP = (
     f"codemode.run nests too deeply: a snippet may run other snippets at most {MAX_NESTING} levels down. A "
     "snippet that runs itself never ends; call the connectors directly instead."
 )
-
-T = TypeVar("T")
 
 
 @dataclasses.dataclass(eq=False)
@@ -50,39 +47,37 @@ def holder_for(owner: object) -> Holder:
 
 
 @dataclasses.dataclass(eq=False)
-class _Waiter(Generic[T]):
+class _Waiter:
     holder: Holder
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[None]
     order: int
     granted: bool = False
-    item: T | None = None  # an idle process handed over, else: start one
 
 
-class Places(Generic[T]):
-    """The cap, the runs holding a place, the runs waiting for one, and idle items to hand over.
+class Places:
+    """The cap, the runs holding a place, and the runs waiting for one.
 
     Guarded by a lock and waking waiters on their own loops, so one executor can serve every loop."""
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self._lock = threading.Lock()
-        self._alive = 0  # places taken: by runs, by idle items, by processes still dying
-        self._idle: list[T] = []
+        self._alive = 0  # places taken: by runs, by processes still dying
         self._busy: set[Holder] = set()  # runs holding (or starting) a place
-        self._waiters: list[_Waiter[T]] = []
+        self._waiters: list[_Waiter] = []
         self._order = 0
 
-    async def lease(self, holder: Holder) -> T | None:
-        """An idle item, or None: start one, its place under the cap is reserved."""
+    async def lease(self, holder: Holder) -> None:
+        """Wait for a place under the cap; it is reserved for `holder` until `unlease`."""
         loop = asyncio.get_running_loop()
         with self._lock:
             self._order += 1
-            waiter: _Waiter[T] = _Waiter(holder, loop, loop.create_future(), self._order)
+            waiter = _Waiter(holder, loop, loop.create_future(), self._order)
             self._waiters.append(waiter)
             self._grant()
             if waiter.granted:  # a place was free: no need to wait a loop iteration for the wake-up
-                return waiter.item
+                return
         try:
             await waiter.future
         except BaseException:
@@ -91,13 +86,9 @@ class Places(Generic[T]):
                     self._waiters.remove(waiter)
                 else:
                     self._busy.discard(holder)
-                    if waiter.item is not None:
-                        self._idle.append(waiter.item)
-                    else:
-                        self._alive -= 1
+                    self._alive -= 1
                 self._grant()
             raise
-        return waiter.item
 
     def unlease(self, holder: Holder, *, final: bool = False, free: bool = False) -> None:
         """The run no longer holds its place; `free`: the place is free now (else it frees when its
@@ -128,19 +119,17 @@ class Places(Generic[T]):
             self._alive -= 1
             self._grant()
 
-    def _stuck(self, waiter: _Waiter[T]) -> bool:
+    def _stuck(self, waiter: _Waiter) -> bool:
         """A snippet waits while every run holding a place waits on a snippet: none will free one."""
         if waiter.holder.parent is None or not self._busy or self._alive > len(self._busy):
             return False  # a top-level run, or a killed process is about to free a place
         return all(h.nested for h in self._busy)
 
     def _grant(self) -> None:
-        """Hand idle items or free places to waiters: deepest snippet first, then first come."""
+        """Hand free places to waiters: deepest snippet first, then first come."""
         while self._waiters:
             best = max(self._waiters, key=lambda w: (w.holder.depth, -w.order))
-            if self._idle:
-                best.item = self._idle.pop()
-            elif self._alive < self.cap or self._stuck(best):
+            if self._alive < self.cap or self._stuck(best):
                 self._alive += 1
             else:
                 return
@@ -148,11 +137,7 @@ class Places(Generic[T]):
             try:
                 best.loop.call_soon_threadsafe(_wake, best.future)
             except RuntimeError:  # its loop has closed: nobody waits there any more
-                if best.item is not None:
-                    self._idle.append(best.item)
-                    best.item = None
-                else:
-                    self._alive -= 1
+                self._alive -= 1
                 continue
             best.granted = True
             self._busy.add(best.holder)
