@@ -8,6 +8,9 @@ program again, a resume from a checkpoint only those the program was waiting on 
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
+import pickle
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -97,6 +100,25 @@ async def test_a_resume_goes_on_from_the_checkpoint(
     assert items.counts == {"list_items": READS + 1, "create_item": 1}
     assert done.logs == ["start", "before", "after 1"]
     assert checkpoints(store_kind, db_path, paused.execution_id) == 0  # a decided run no longer needs it
+
+
+async def test_the_outcome_of_a_resume_carries_the_whole_trail_as_a_plain_list(runtime: Runtime) -> None:
+    """An approve reads only the run's open entries to decide and to go on; the outcome's `calls` are
+    still every entry of the run, decoded when first read, and behave as the list they are."""
+    paused = await runtime.execute(GATED, key="trail")
+    done = await runtime.approve(paused.execution_id, paused.pending[0].seq)
+    assert done.status == "completed", done.error
+    stored = await runtime.execution(paused.execution_id)
+    assert stored is not None
+    assert [c.seq for c in done.calls] == list(range(READS + 2)) == [e.seq for e in stored.log]
+    assert done.calls == stored.log and type(done.calls) is list
+    assert done.calls[READS].method == "create_item" and done.calls[READS].result == {"id": 1, "title": "x"}
+    assert done.calls[READS].decision is not None and done.calls[READS].decision.kind == "approve"
+    for copy_of in (lambda o: pickle.loads(pickle.dumps(o)), copy.deepcopy, dataclasses.replace):
+        again = await runtime.execute(GATED, key="trail")  # the run's outcome as it stands, read anew
+        copied = copy_of(again)
+        assert type(copied.calls) is list and trail(copied) == trail(done) and copied == again
+    assert Outcome(status="completed", execution_id="x").calls == []
 
 
 async def test_checkpoint_and_replay_give_the_same_outcome(

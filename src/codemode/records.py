@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 from codemode.truncate import DEFAULT_MAX_TOKENS
 
@@ -24,6 +25,8 @@ __all__ = [
     "PendingAction",
     "RollbackReport",
     "Snippet",
+    "as_stored",
+    "decoded_later",
 ]
 
 MAX_DURABLE_VALUE_BYTES = 1_000_000
@@ -99,6 +102,62 @@ class LogEntry:
     rollback: Decision | None = None  # the rollback that reverted it (or tried to)
 
 
+_Item = TypeVar("_Item")
+
+
+class _DecodedLater(Generic[_Item]):
+    """What a store read, decoded into records only when the list is first read."""
+
+    def __init__(self, decode: Callable[[], list[_Item]]) -> None:
+        self.decoded = decode
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a pickled or deep-copied record holds the decoded list
+        return (list, (self.decoded(),))
+
+
+def decoded_later(decode: Callable[[], list[_Item]]) -> list[_Item]:
+    """A value for a record's list field (`Execution.log`, `Outcome.calls`) that calls `decode` on the
+    field's first read: a run's audit trail can hold thousands of entries, and an approve or a listing
+    that never reads them should not pay for decoding them. `decode` must only decode (what the
+    store read), never read the store: the record keeps what was true when it was read."""
+    return cast("list[_Item]", _DecodedLater(decode))
+
+
+def as_stored(record: Execution) -> list[LogEntry]:
+    """`record.log` as it is held, still undecoded when it was read lazily: handing it to another
+    record's field (`Outcome(calls=...)`) decodes nothing."""
+    return cast("list[LogEntry]", record.__dict__["log"])
+
+
+class _ListField:
+    """A dataclass's list field that may be given as `decoded_later(...)` and is decoded, once, when first
+    read. Reads, equality, `repr`, `dataclasses.replace`, pickling and copying all see a plain list.
+    Installed on the class after the dataclass is made (`install`), so the field itself stays an
+    ordinary one for `dataclasses` and type checkers."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @classmethod
+    def install(cls, owner: type, name: str) -> None:
+        setattr(owner, name, cls(name))
+
+    @overload
+    def __get__(self, record: None, owner: type | None = None) -> _ListField: ...
+    @overload
+    def __get__(self, record: object, owner: type | None = None) -> list[Any]: ...
+    def __get__(self, record: object | None, owner: type | None = None) -> _ListField | list[Any]:
+        if record is None:
+            return self
+        value = record.__dict__[self.name]
+        if type(value) is _DecodedLater:
+            value = record.__dict__[self.name] = value.decoded()
+        return cast("list[Any]", value)
+
+    def __set__(self, record: object, value: list[Any]) -> None:
+        record.__dict__[self.name] = value
+
+
 @dataclass(frozen=True)
 class Execution:
     """A run as stored: the audit trail."""
@@ -106,7 +165,7 @@ class Execution:
     id: str
     code: str
     status: ExecutionStatus
-    log: list[LogEntry]
+    log: list[LogEntry]  # may be decoded on first read (see `decoded_later`)
     result: Any
     error: str | None
     logs: list[str]
@@ -115,6 +174,9 @@ class Execution:
     updated_at: datetime
     key: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+
+
+_ListField.install(Execution, "log")
 
 
 @dataclass(frozen=True)
@@ -139,7 +201,7 @@ class Outcome:
     error: str | None = None
     pending: list[PendingAction] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
-    calls: list[LogEntry] = field(default_factory=list)
+    calls: list[LogEntry] = field(default_factory=list)  # may be decoded on first read (`decoded_later`)
 
     def to_model_output(self, *, max_chars: int | None = None, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, Any]:
         """The JSON-ready dict for the model: no call log, plain JSON values, everything bounded.
@@ -179,6 +241,9 @@ class Outcome:
         if self.logs:
             out["logs"] = _bounded_logs([valid_text(str(line)) for line in self.logs])
         return out
+
+
+_ListField.install(Outcome, "calls")
 
 
 def _bounded_logs(logs: list[str], limit: int = MAX_MODEL_LOG_CHARS) -> list[str]:

@@ -361,6 +361,44 @@ async def test_approval_resumes_under_a_new_attempt_and_executes_once(store: Sto
     assert entry.decision is not None and (entry.decision.kind, entry.decision.by) == ("approve", "ana")
 
 
+async def test_the_open_read_and_a_settlement_claim_hold_only_open_entries_and_get_log_holds_all(
+    store: Store,
+) -> None:
+    """A decision checks the run's open entries only (pending or executing), so an approve after
+    thousands of calls reads a few; a pass that replays reads every entry with `get_log`."""
+    execution_id, attempt = await begin(store)
+    for seq in range(3):
+        assert (await store.decide(RT, execution_id, attempt, call(seq, "read", n=seq))).kind == "execute"
+        assert await store.record_result(RT, execution_id, attempt, seq, dumps({"n": seq}))
+    assert (await store.decide(RT, execution_id, attempt, call(4, gated=True, title="b"))).kind == "pause"
+    assert (await store.decide(RT, execution_id, attempt, call(3, gated=True, title="a"))).kind == "pause"
+    assert await store.pause(RT, execution_id, attempt)
+    whole = await store.get_execution(RT, execution_id)
+    opened = await store.get_open_execution(RT, execution_id)
+    assert whole is not None and opened is not None
+    assert [e.seq for e in whole.log] == [0, 1, 2, 3, 4]
+    assert [(e.seq, e.state) for e in opened.log] == [(3, "pending"), (4, "pending")]
+    assert (opened.status, opened.code, opened.connectors) == (whole.status, whole.code, whole.connectors)
+    assert [e for e in whole.log if e.seq >= 3] == opened.log
+    assert await store.get_log(RT, execution_id) == whole.log
+    assert await store.get_open_execution(RT, "no-such-run") is None
+    assert await store.get_log(RT, "no-such-run") == []
+    assert (await store.settle(RT, execution_id, 4, decision())).kind == "waiting"
+    settled = await store.settle(RT, execution_id, 3, decision())
+    assert settled.kind == "resumed" and settled.claim is not None
+    assert [e.seq for e in settled.claim.execution.log if e.state not in ("pending", "executing")] == []
+    assert {3, 4} <= {e.seq for e in settled.claim.execution.log}
+    log = await store.get_log(RT, execution_id)
+    assert [(e.seq, e.state, e.decision is not None) for e in log] == [
+        (0, "applied", False),
+        (1, "applied", False),
+        (2, "applied", False),
+        (3, "pending", True),
+        (4, "pending", True),
+    ]
+    assert [e.result for e in log[:3]] == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
 async def test_an_edited_approval_executes_with_the_edited_arguments(store: Store) -> None:
     execution_id, _ = await paused_with(store, 1)
     settled = await store.settle(RT, execution_id, 1, decision(args={"title": "edited"}))

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from codemode import codec
+from codemode.records import LogEntry
 from codemode.runtime.passes import Pass
 from codemode.runtime.setup import Setup
 from codemode.sandbox.base import Checkpoint, Checkpointing, ExecuteResult, Executor, InFlight, Namespace
@@ -128,24 +129,32 @@ async def resume_from(
 
 
 async def run_program(
-    runtime: Runtime, new_host: Callable[[], Pass], normalized: str, resume: bool
+    runtime: Runtime,
+    new_host: Callable[[Sequence[LogEntry]], Pass],
+    recorded: Sequence[LogEntry],
+    replay_log: Callable[[], Awaitable[Sequence[LogEntry]]] | None,
+    normalized: str,
+    resume: bool,
 ) -> tuple[Pass, ExecuteResult, StoredCheckpoint | None]:
     """One pass's program run to its end: with `resume`, from the run's checkpoint when one matches and
-    restores, else (and always without `resume`) from the start. Returns the pass, how the program
-    ended and, at a pause a resume can go on from, the checkpoint to store with it."""
-    host = new_host()
+    restores, else (and always without `resume`) from the start. `recorded` is the log the pass takes
+    the run over with; when it holds only the open entries, `replay_log` reads the whole log, which a
+    replay needs and going on from a checkpoint does not. Returns the pass, how the program ended and,
+    at a pause a resume can go on from, the checkpoint to store with it."""
+    host = new_host(recorded)
     setup, executor = host.setup, runtime.executor
     namespaces = setup.namespaces_for(normalized)
     checkpoints = checkpointing(executor)
-    result, bound = None, ""
+    result, bound, fresh = None, "", False
     if checkpoints is not None:
         host.checkpoints = True
         if resume:
             bound = binding(checkpoints, normalized, namespaces, setup)
             result = await resume_from(runtime, host, checkpoints, namespaces, bound)
-            if result is None:  # no checkpoint that restores: replay, with a pass that has seen nothing
-                host = new_host()
-                host.checkpoints = True
+            fresh = result is None  # no checkpoint that restores: replay, with a pass that has seen nothing
+    if result is None and (fresh or replay_log is not None):
+        host = new_host(recorded if replay_log is None else await replay_log())
+        host.checkpoints = checkpoints is not None
     if result is None:
         result = await executor.execute(normalized, namespaces, host)
     host.ended = True

@@ -6,7 +6,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from codemode import codec
-from codemode.records import MAX_DURABLE_VALUE_BYTES, MAX_RESULT_BYTES, Execution, Outcome
+from codemode.records import MAX_DURABLE_VALUE_BYTES, MAX_RESULT_BYTES, Execution, Outcome, as_stored
 from codemode.runtime.passes import Pass
 from codemode.runtime.setup import Setup
 from codemode.sandbox.base import ExecuteResult
@@ -69,7 +69,7 @@ async def conclude(
             else:
                 written = await store.complete(name, eid, attempt, stored, bounded_logs(result.logs))
     execution = await store.get_execution(name, eid)
-    calls = execution.log if execution else []
+    calls = as_stored(execution) if execution else []  # decoded if the caller reads it
     if host.lost or not written:
         status = execution.status if execution else "deleted"
         return Outcome(
@@ -186,12 +186,16 @@ async def current_outcome(runtime: Runtime, execution: Execution) -> Outcome:
     eid = execution.id
     if execution.status == "paused":
         pending = await runtime.store.list_pending(runtime.name, eid)
-        return Outcome(status="paused", execution_id=eid, pending=pending, logs=execution.logs, calls=execution.log)
+        return Outcome(
+            status="paused", execution_id=eid, pending=pending, logs=execution.logs, calls=as_stored(execution)
+        )
     if execution.status == "completed":
         result = await runtime.transform(execution.result)
-        return Outcome(status="completed", execution_id=eid, result=result, logs=execution.logs, calls=execution.log)
+        return Outcome(
+            status="completed", execution_id=eid, result=result, logs=execution.logs, calls=as_stored(execution)
+        )
     if execution.status in ("running", "rolling_back"):
         error = f'Execution "{eid}" is {execution.status} elsewhere; ask for its outcome again later.'
     else:
         error = execution.error or f"Execution ended with status {execution.status}."
-    return Outcome(status="error", execution_id=eid, error=error, logs=execution.logs, calls=execution.log)
+    return Outcome(status="error", execution_id=eid, error=error, logs=execution.logs, calls=as_stored(execution))

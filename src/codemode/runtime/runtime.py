@@ -31,6 +31,7 @@ from codemode.records import (
     PendingAction,
     RollbackReport,
     Snippet,
+    as_stored,
 )
 from codemode.runtime import checkpoint
 from codemode.runtime.catalog import check_snippet_name, describe_in, new_snippet, renderer_for, search_in
@@ -280,10 +281,10 @@ class Runtime:
         check_seq(seq)
         resumable = await self._resumable(execution_id, "reject") if resume else None
         if isinstance(resumable, Outcome):
-            if await self.store.get_execution(self.name, execution_id) is None:
+            if await self.store.get_open_execution(self.name, execution_id) is None:
                 return False
             raise RuntimeError(resumable.error)
-        execution = resumable[1] if resumable else await self.store.get_execution(self.name, execution_id)
+        execution = resumable[1] if resumable else await self.store.get_open_execution(self.name, execution_id)
         if execution is None:
             return False  # a click on a run that is gone (never existed, deleted, pruned) decided nothing
         entry = next((e for e in execution.log if e.seq == seq), None)
@@ -313,15 +314,15 @@ class Runtime:
                 execution_id=execution_id,
                 pending=settlement.pending,
                 logs=execution.logs if execution else [],
-                calls=execution.log if execution else [],
+                calls=as_stored(execution) if execution else [],
             )
         if settlement.kind == "ended" or settlement.claim is None:
             execution = await self.store.get_execution(self.name, execution_id)
             assert execution is not None
             return await self._current_outcome(execution)
-        claim = settlement.claim
+        claim = settlement.claim  # its log holds the open entries: enough to go on from a checkpoint
         return await self._run_pass(
-            execution_id, claim.execution.code, setup, claim.attempt, claim.execution.log, resume=True
+            execution_id, claim.execution.code, setup, claim.attempt, claim.execution.log, resume=True, partial=True
         )
 
     @_counted
@@ -364,7 +365,7 @@ class Runtime:
         """The setup and the run as stored, or an error outcome (nothing changed) when the run does not
         exist, needs connectors this runtime lacks, or would run an action (`running`, an approved or a
         crash-interrupted one) on a connector that is unavailable now: the run waits for it."""
-        existing = await self.store.get_execution(self.name, execution_id)
+        existing = await self.store.get_open_execution(self.name, execution_id)
         if existing is None:
             return refused(execution_id, not_found_message(execution_id, self.name, action))
         setup = await self.setup()
@@ -386,8 +387,10 @@ class Runtime:
         recorded: Sequence[LogEntry] = (),
         *,
         resume: bool = False,
+        partial: bool = False,
     ) -> Outcome:
-        """One pass; with `resume`, from the run's checkpoint when it has one that matches, else by replay."""
+        """One pass; with `resume`, from the run's checkpoint when it has one that matches, else by replay.
+        `partial`: `recorded` holds only the open entries, and a replay reads the whole log first."""
         ended = False
         beat = self._heartbeats.start(execution_id, attempt)
 
@@ -400,8 +403,13 @@ class Runtime:
 
         try:
             normalized = self.executor.normalize(code)
+
+            def new_host(log: Sequence[LogEntry]) -> Pass:
+                return Pass(self, setup, execution_id, attempt, log, beat.is_lost)
+
+            replay_log = (lambda: self.store.get_log(self.name, execution_id)) if partial else None
             host, result, stored = await checkpoint.run_program(
-                self, lambda: Pass(self, setup, execution_id, attempt, recorded, beat.is_lost), normalized, resume
+                self, new_host, recorded, replay_log, normalized, resume
             )
             outcome = await conclude(self, host, result, normalized, code, stored)
             if host.lost or host.store_error:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal, Protocol
 
-from codemode.records import Decision, Execution, PendingAction, Snippet
+from codemode.records import Decision, Execution, LogEntry, PendingAction, Snippet
 from codemode.replay import Call, Verdict
 
 __all__ = ["Begun", "Claim", "Settlement", "Store", "StoredCheckpoint"]
@@ -164,7 +164,8 @@ class Store(Protocol):
         An approval keeps the entry pending with its decision; a rejection with `error_json` makes it
         an `error` entry the program will catch; one with `end_error` ends the run `rejected` with that
         message. When nothing is left undecided the run moves to `running` under a new attempt,
-        returned in the claim."""
+        returned in the claim; its `log` needs to hold only the open entries (a pass that replays
+        reads the rest with `get_log`)."""
         ...
 
     async def expire(self, runtime: str, max_age: timedelta, *, running: bool = True) -> list[str]:
@@ -190,6 +191,16 @@ class Store(Protocol):
         ...
 
     async def get_execution(self, runtime: str, execution_id: str) -> Execution | None: ...
+
+    async def get_open_execution(self, runtime: str, execution_id: str) -> Execution | None:
+        """The run as `get_execution` gives it, with only its open entries (pending or executing) in
+        `log`: what a decision on the run checks, without reading its whole history."""
+        ...
+
+    async def get_log(self, runtime: str, execution_id: str) -> list[LogEntry]:
+        """Every entry of the run (none when it is gone), with its values exactly as recorded (a value
+        that cannot be decoded raises): what a pass that replays the program serves from."""
+        ...
 
     async def list_executions(
         self,

@@ -135,6 +135,8 @@ class PostgresStore(SqlStore):
     def _metadata_match(self) -> str:
         return "(cm_executions.metadata::jsonb ->> ?) = ?"
 
+    _trail_of = "json_agg(json_build_array({}))::text"
+
     def _now(self) -> int:
         return now_ms() + self._clock_offset
 

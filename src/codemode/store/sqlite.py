@@ -65,6 +65,8 @@ class SqliteStore(SqlStore):
     def _metadata_match(self) -> str:
         return "EXISTS (SELECT 1 FROM json_each(cm_executions.metadata) WHERE key = ? AND value = ?)"
 
+    _trail_of = "json_group_array(json_array({}))"
+
     async def _run(self, op: Op[T], name: str = "", *, write: bool = True, single: bool = False) -> T:
         """One transaction; `name` is the operation's crash point (see `codemode.crashpoints`).
 
