@@ -11,10 +11,10 @@ fresh temporary directory, one runtime per mode; the order of the modes alternat
 machine is noisy.
 
 Table: per size and mode, the median approve time over the rounds (ms) and replay/checkpoint; beside them, the
-median time of one read of the run's audit trail (`runtime.execution(id)`, every log entry decoded) at that
-size: an approve still reads the whole trail three times (the run checked before the decision, the run handed
-to the resuming pass, the outcome's `calls`), whatever the mode. Last row: the ratio of the medians at the
-largest size to those at the smallest (O(1) in the number of recorded calls means a ratio near 1).
+median time of one whole read of the run's audit trail (`runtime.execution(id)` with every log entry decoded)
+at that size, for scale: an approve reads only the run's open entries to decide and to go on from a checkpoint,
+and its outcome's `calls` are decoded only when read. Last row: the ratio of the medians at the largest size
+to those at the smallest (O(1) in the number of recorded calls means a ratio near 1).
 """
 
 from __future__ import annotations
