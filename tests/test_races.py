@@ -620,6 +620,8 @@ CRASHES = [
     Crash("before:record_result", "approve", "running", {0: "applied", 1: "executing"}, [R, P], repeated=1),
     Crash("after:record_result", "approve", "running", {0: "applied", 1: "applied"}, [R, P]),
     Crash("after:settle", "approve", "running", {0: "applied", 1: "pending"}, [R]),
+    # The checkpoint was taken (and so removed) and nothing re-issued yet: recovery replays.
+    Crash("after:take_checkpoint", "approve", "running", {0: "applied", 1: "pending"}, [R]),
     Crash("after:pause", "execute", "paused", {0: "applied", 1: "pending"}, [R]),
     Crash("after:effect", "execute", "running", {0: "executing"}, [R], repeated=0),
     Crash("after:decide@2", "execute", "running", {0: "applied", 1: "pending"}, [R]),
