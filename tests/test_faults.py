@@ -5,11 +5,13 @@ files, real Monty and Deno sandboxes, and real subprocesses for missing optional
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -229,6 +231,30 @@ async def test_the_search_index_is_built_once_per_connector_set(
     assert renewed is not None and renewed is not index
     assert (await runtime.search("increment")).results[0].path == "counter.increment"
     assert (await runtime.setup()).search_index is renewed
+
+
+async def test_concurrent_first_searches_share_one_index_built_off_the_event_loop(
+    make_runtime: RuntimeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large catalog's index takes a good part of a second to build: it is built once, on a worker
+    thread, while the event loop goes on serving other runs."""
+    from codemode.runtime import catalog
+
+    builds: list[int] = []
+    real = catalog.connector_index
+
+    def counted(descriptions: Any) -> Any:
+        builds.append(threading.get_ident())
+        return real(descriptions)
+
+    monkeypatch.setattr(catalog, "connector_index", counted)
+    runtime = make_runtime(Notes())
+    found = await asyncio.gather(*(runtime.search("note") for _ in range(8)))
+    assert len(builds) == 1 and builds[0] != threading.get_ident()
+    assert all(f.to_dict() == found[0].to_dict() for f in found) and found[0].results
+    assert (await runtime.setup()).search_index is not None
+    await runtime.search("add")
+    assert len(builds) == 1
 
 
 async def test_a_hanging_server_delays_only_the_first_setup(

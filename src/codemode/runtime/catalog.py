@@ -3,6 +3,7 @@ and describe answered over the connectors a program runs with (an unavailable on
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -13,7 +14,7 @@ import jsonschema
 from codemode import codec
 from codemode.discovery import Description, SearchOutput
 from codemode.discovery import describe as describe_target
-from codemode.discovery.index import connector_index
+from codemode.discovery.index import Index, connector_index
 from codemode.discovery.scoring import search_index
 from codemode.records import Execution, Snippet
 from codemode.runtime.setup import Setup
@@ -58,16 +59,25 @@ def new_snippet(
     return snippet, schema_json
 
 
-def search_in(setup: Setup, query: str, snippets: Sequence[Snippet]) -> SearchOutput:
+async def search_in(setup: Setup, query: str, snippets: Sequence[Snippet]) -> SearchOutput:
     """`Runtime.search` over one setup and the runtime's snippets: the setup's index is built once (a
     changed connector set is a new setup, with an index of its own)."""
     index = setup.search_index
     if index is None:
-        index = setup.search_index = connector_index(list(setup.descriptions.values()))
+        index = await asyncio.to_thread(_index_of, setup)
     found = search_index(query, index, snippets)
     if not setup.unavailable:
         return found
     return dataclasses.replace(found, unavailable={n: setup.unavailable_message(n) for n in setup.unavailable})
+
+
+def _index_of(setup: Setup) -> Index:
+    """The setup's index, built on a worker thread: at thousands of tools a build takes about half a
+    second, which on the event loop would stall every other run. Concurrent first searches share it."""
+    with setup.index_lock:
+        if setup.search_index is None:
+            setup.search_index = connector_index(list(setup.descriptions.values()))
+        return setup.search_index
 
 
 def describe_in(setup: Setup, target: str, snippets: Sequence[Snippet], renderer: DeclarationRenderer) -> Description:

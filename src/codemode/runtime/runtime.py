@@ -566,7 +566,7 @@ class Runtime:
 
     async def _search_in(self, setup: Setup, query: str) -> SearchOutput:
         """`search` over one setup (a pass searches the connectors it runs with)."""
-        return search_in(setup, query, await self.snippets())
+        return await search_in(setup, query, await self.snippets())
 
     async def describe(self, target: str) -> Description:
         """Declarations for a connector, `connector.method` or snippet, as `codemode.describe` gives them."""

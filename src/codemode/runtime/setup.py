@@ -8,6 +8,7 @@ import asyncio
 import difflib
 import logging
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -41,8 +42,10 @@ class Setup:
     # Connectors whose service could not be reached when this setup was made: left out of `connectors`,
     # retried by the next `Runtime.setup()`.
     unavailable: dict[str, ConnectorUnavailableError] = field(default_factory=dict)
-    # The search index of `descriptions`, built by the first search and kept as long as this setup.
+    # The search index of `descriptions`, built by the first search and kept as long as this setup;
+    # the lock makes concurrent first searches share one build (see `catalog.search_in`).
     search_index: Index | None = None
+    index_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def configured(self, name: str) -> bool:
         """The runtime has this connector, reachable or not."""
