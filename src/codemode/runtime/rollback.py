@@ -2,23 +2,60 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from codemode import crashpoints
 from codemode.connectors.spec import ToolContext, idempotency_key
+from codemode.errors import ExecutionNotFoundError, RollbackError
 from codemode.records import STEP_CONNECTOR, Decision, RollbackReport
+from codemode.runtime.decisions import now
+from codemode.runtime.resumption import status_of
 from codemode.runtime.setup import Setup
 from codemode.store.base import Claim
 
 if TYPE_CHECKING:
     from codemode.runtime.runtime import Runtime
 
-__all__ = ["revert_all"]
+__all__ = ["revert_all", "roll_back"]
 
 TAKEN_OVER = (
     'Execution "{}" was taken over during its rollback (by a rollback that found it stale, or it was deleted); '
     "this rollback stopped. Look at the run's log before rolling back again."
 )
+
+
+async def roll_back(
+    runtime: Runtime, execution_id: str, by: str | None, stale_after: timedelta, retry_interrupted: bool
+) -> RollbackReport:
+    """`Runtime.rollback` (its `stale_after` checked): claim the run, revert, end it `rolled_back`."""
+    store, name = runtime.store, runtime.name
+    execution = await store.get_open_execution(name, execution_id)
+    if execution is None:
+        raise ExecutionNotFoundError(execution_id, name, "roll back")
+    if execution.status == "running":
+        raise RuntimeError(f'Execution "{execution_id}" is running; roll it back after its pass ends.')
+    setup = await runtime.setup()
+    claim = await store.claim_rollback(name, execution_id, stale_after)
+    if claim is None:
+        raise RuntimeError(
+            f'Execution "{execution_id}" cannot be rolled back now (status: {await status_of(runtime, execution_id)}): '
+            "another rollback or pass owns it. Try again once it has ended."
+        )
+    beat = runtime._heartbeats.start(execution_id, claim.attempt)
+    try:
+        report = await revert_all(runtime, claim, setup, Decision("rollback", by, None, now()), retry_interrupted)
+    finally:
+        runtime._heartbeats.stop(beat)
+    await runtime._hooks("dispose_execution", execution_id, "rolled_back")
+    if report.failed:
+        failures = [f"step {seq}: {why}" for seq, why in sorted(report.failed.items())]
+        raise RollbackError(
+            f"Rollback reverted {len(report.reverted)} action(s) but {len(report.failed)} failed: "
+            + "; ".join(failures),
+            report,
+        )
+    return report
 
 
 async def revert_all(

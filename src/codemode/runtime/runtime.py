@@ -19,40 +19,34 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from codemode import codec
 from codemode.connectors.base import Connector
 from codemode.discovery import Description, SearchOutput
-from codemode.errors import ExecutionNotFoundError, RollbackError, not_found_message
+from codemode.errors import ExecutionNotFoundError
 from codemode.records import (
     DEFAULT_MAX_EXECUTIONS,
     DEFAULT_PAUSED_TTL,
     MAX_DURABLE_VALUE_BYTES,
-    Decision,
     Execution,
     LogEntry,
     Outcome,
     PendingAction,
     RollbackReport,
     Snippet,
-    as_stored,
 )
-from codemode.runtime import checkpoint
+from codemode.runtime import checkpoint, resumption
 from codemode.runtime.catalog import check_snippet_name, describe_in, new_snippet, renderer_for, search_in
 from codemode.runtime.conclusion import conclude, current_outcome
 from codemode.runtime.decisions import (
-    cannot_resume,
-    check_edited_args,
     check_key_and_metadata,
     check_seq,
-    now,
     refused,
-    stale,
 )
 from codemode.runtime.heartbeat import Heartbeats
 from codemode.runtime.hooks import fan_out, notify_pause, transformed
 from codemode.runtime.passes import Pass
-from codemode.runtime.rollback import revert_all
+from codemode.runtime.rollback import roll_back
 from codemode.runtime.setup import Setup, Setups, check_connector_names
 from codemode.sandbox.base import Executor
 from codemode.schema.base import DeclarationRenderer
-from codemode.store.base import Settlement, Store
+from codemode.store.base import Store
 from codemode.text import storable_text
 
 if TYPE_CHECKING:
@@ -245,23 +239,12 @@ class Runtime:
         """Approve exactly the pending action `seq` that a human saw; with `args`, run it with edited
         arguments instead (validated; the program's own stay the replay key).
 
-        When it was the last undecided action, the run resumes by replay and runs it once. A `seq`
-        that is not pending (decided already, another action pending now, run not paused) changes
-        nothing: the outcome is an error naming it and what is pending now."""
+        When it was the last undecided action, the run resumes (from its checkpoint when it has one
+        that matches, else by replay) and runs it once. A `seq` that is not pending (decided already,
+        another action pending now, run not paused) changes nothing: the outcome is an error naming it
+        and what is pending now."""
         check_seq(seq)
-        resumable = await self._resumable(execution_id, "approve", {seq})
-        if isinstance(resumable, Outcome):
-            return resumable
-        setup, execution = resumable
-        edited: dict[str, Any] | None = None
-        if args is not None:
-            refusal = await check_edited_args(self, execution, seq, args, setup)
-            if refusal is not None:
-                return refusal
-            edited = dict(args)
-        decision = Decision("approve", by, reason, now(), edited)
-        settlement = await self.store.settle(self.name, execution_id, seq, decision)
-        return await self._after_settlement(execution_id, seq, settlement, setup)
+        return await resumption.approve(self, execution_id, seq, by, reason, args)
 
     @_counted
     async def reject(
@@ -279,51 +262,7 @@ class Runtime:
         `PermissionError` inside it, catchable, and the same on every replay; once nothing is left
         undecided the run resumes here (see `execution(execution_id)` for where it got to)."""
         check_seq(seq)
-        resumable = await self._resumable(execution_id, "reject") if resume else None
-        if isinstance(resumable, Outcome):
-            if await self.store.get_open_execution(self.name, execution_id) is None:
-                return False
-            raise RuntimeError(resumable.error)
-        execution = resumable[1] if resumable else await self.store.get_open_execution(self.name, execution_id)
-        if execution is None:
-            return False  # a click on a run that is gone (never existed, deleted, pruned) decided nothing
-        entry = next((e for e in execution.log if e.seq == seq), None)
-        what = f"{entry.connector}.{entry.method}" if entry else f"step {seq}"
-        message = f"Action {what} rejected by {by or 'user'}" + (f": {reason}" if reason else "")
-        decision = Decision("reject", by, reason, now())
-        if resumable is None:
-            settlement = await self.store.settle(self.name, execution_id, seq, decision, end_error=message)
-            if settlement.kind == "ended":
-                await self._hooks("dispose_execution", execution_id, "rejected")
-            return settlement.kind == "ended"
-        setup = resumable[0]
-        error = codec.dumps({"error": message, "kind": "PermissionError"})
-        settlement = await self.store.settle(self.name, execution_id, seq, decision, error_json=error)
-        await self._after_settlement(execution_id, seq, settlement, setup)
-        return settlement.kind != "stale"
-
-    async def _after_settlement(self, execution_id: str, seq: int, settlement: Settlement, setup: Setup) -> Outcome:
-        if settlement.kind == "stale" and settlement.status == "deleted":
-            return refused(execution_id, not_found_message(execution_id, self.name, "approve"))
-        if settlement.kind == "stale":
-            return stale(execution_id, seq, settlement)
-        if settlement.kind == "waiting":
-            execution = await self.store.get_execution(self.name, execution_id)
-            return Outcome(
-                status="paused",
-                execution_id=execution_id,
-                pending=settlement.pending,
-                logs=execution.logs if execution else [],
-                calls=as_stored(execution) if execution else [],
-            )
-        if settlement.kind == "ended" or settlement.claim is None:
-            execution = await self.store.get_execution(self.name, execution_id)
-            assert execution is not None
-            return await self._current_outcome(execution)
-        claim = settlement.claim  # its log holds the open entries: enough to go on from a checkpoint
-        return await self._run_pass(
-            execution_id, claim.execution.code, setup, claim.attempt, claim.execution.log, resume=True, partial=True
-        )
+        return await resumption.reject(self, execution_id, seq, by, reason, resume)
 
     @_counted
     async def recover(self, execution_id: str, *, stale_after: timedelta = timedelta(minutes=1)) -> Outcome:
@@ -333,20 +272,7 @@ class Runtime:
         idempotency key, so a connector call is never lost. Exactly one caller wins the takeover, and
         the pass it took the run from (if still alive) writes nothing more."""
         self._check_stale_after(stale_after)
-        resumable = await self._resumable(execution_id, "recover")
-        if isinstance(resumable, Outcome):
-            return resumable
-        setup = resumable[0]
-        claim = await self.store.claim_stale(self.name, execution_id, stale_after)
-        if claim is None:
-            return refused(
-                execution_id,
-                f'Execution "{execution_id}" cannot be recovered (status: {await self._status(execution_id)}); only '
-                f"a run left running with no heartbeat for {stale_after} can be.",
-            )
-        # Replayed: a checkpoint matches the log only as the pause left it, not as a crash did.
-        await self.store.take_checkpoint(self.name, execution_id, claim.attempt)
-        return await self._run_pass(execution_id, claim.execution.code, setup, claim.attempt, claim.execution.log)
+        return await resumption.recover(self, execution_id, stale_after)
 
     def _pass_bound(self) -> float:
         """How long a pass can run: the sandbox's time limit plus time for its calls to record."""
@@ -358,25 +284,6 @@ class Runtime:
                 f"stale_after must be at least 1 second and longer than the heartbeat interval "
                 f"({self.heartbeat_interval:g} s), or a live pass could be taken over."
             )
-
-    async def _resumable(
-        self, execution_id: str, action: str, running: frozenset[int] | set[int] = frozenset()
-    ) -> tuple[Setup, Execution] | Outcome:
-        """The setup and the run as stored, or an error outcome (nothing changed) when the run does not
-        exist, needs connectors this runtime lacks, or would run an action (`running`, an approved or a
-        crash-interrupted one) on a connector that is unavailable now: the run waits for it."""
-        existing = await self.store.get_open_execution(self.name, execution_id)
-        if existing is None:
-            return refused(execution_id, not_found_message(execution_id, self.name, action))
-        setup = await self.setup()
-        refusal = cannot_resume(execution_id, existing, setup, action, running)
-        if refusal is not None:
-            return refusal
-        return setup, existing
-
-    async def _status(self, execution_id: str) -> str:
-        current = await self.store.get_execution(self.name, execution_id)
-        return current.status if current else "deleted"
 
     async def _run_pass(
         self,
@@ -443,8 +350,12 @@ class Runtime:
         """Actions awaiting a human: of one run (`ExecutionNotFoundError` when there is no such run), or of
         every paused run (newest first)."""
         pending = await self.store.list_pending(self.name, execution_id)
-        # Only a run with nothing pending needs its whole record read, to tell "none" from "no such run".
-        if not pending and execution_id is not None and await self.store.get_execution(self.name, execution_id) is None:
+        # Only a run with nothing pending needs reading, to tell "none" from "no such run".
+        if (
+            not pending
+            and execution_id is not None
+            and not await self.store.get_open_execution(self.name, execution_id)
+        ):
             raise ExecutionNotFoundError(execution_id, self.name, "list the pending actions of")
         return pending
 
@@ -468,32 +379,7 @@ class Runtime:
         until a human who checked the effect passes `retry_interrupted=True` (it then runs again,
         with the same idempotency key)."""
         self._check_stale_after(stale_after)
-        execution = await self.store.get_execution(self.name, execution_id)
-        if execution is None:
-            raise ExecutionNotFoundError(execution_id, self.name, "roll back")
-        if execution.status == "running":
-            raise RuntimeError(f'Execution "{execution_id}" is running; roll it back after its pass ends.')
-        setup = await self.setup()
-        claim = await self.store.claim_rollback(self.name, execution_id, stale_after)
-        if claim is None:
-            raise RuntimeError(
-                f'Execution "{execution_id}" cannot be rolled back now (status: {await self._status(execution_id)}): '
-                "another rollback or pass owns it. Try again once it has ended."
-            )
-        beat = self._heartbeats.start(execution_id, claim.attempt)
-        try:
-            report = await revert_all(self, claim, setup, Decision("rollback", by, None, now()), retry_interrupted)
-        finally:
-            self._heartbeats.stop(beat)
-        await self._hooks("dispose_execution", execution_id, "rolled_back")
-        if report.failed:
-            failures = [f"step {seq}: {why}" for seq, why in sorted(report.failed.items())]
-            raise RollbackError(
-                f"Rollback reverted {len(report.reverted)} action(s) but {len(report.failed)} failed: "
-                + "; ".join(failures),
-                report,
-            )
-        return report
+        return await roll_back(self, execution_id, by, stale_after, retry_interrupted)
 
     async def expire_paused(self, max_age: timedelta = DEFAULT_PAUSED_TTL) -> list[str]:
         """Expire runs paused (or stuck running) longer than `max_age`; returns their ids.
