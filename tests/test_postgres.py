@@ -371,8 +371,8 @@ async def test_a_break_while_committing_is_resolved_by_asking_the_server(
     try:
         await store.open()
         begun = await store.begin("rt", "return 1", [], 10)
-        proxy.armed = 1  # a read
-        execution = await asyncio.wait_for(store.get_execution("rt", begun.execution_id), 30)
+        proxy.armed = 1  # a read of two statements (one alone is autocommitted: it sends no COMMIT)
+        execution = await asyncio.wait_for(store.get_open_execution("rt", begun.execution_id), 30)
         assert proxy.dropped == 1 and execution is not None and execution.status == "running"
         proxy.armed = 1  # a write the server never got to commit: retried
         assert await asyncio.wait_for(store.heartbeat("rt", begun.execution_id, 1), 30)

@@ -179,21 +179,27 @@ class SqlStore:
         `single`: the op's first statement is its only write and is a compare-and-set on its own, so a
         backend may run it as one autocommitted statement (what follows it only reads, to explain a miss).
         Such an op must answer the same when run again after it committed, since a connection lost
-        before the reply is retried."""
+        before the reply is retried. A read (`write=False`) is `single` when it is one statement, which
+        sees one snapshot on its own."""
         raise NotImplementedError
 
     def _metadata_match(self) -> str:
         """A condition on `cm_executions` true when its metadata has key `?` with value `?`."""
         raise NotImplementedError
 
+    # Whether a pass's end (but a pause, which also sets the checkpoint) is the UPDATE alone: true
+    # where `_notify` writes nothing and no reply is lost (an UPDATE sent again would find the run ended).
+    _ends_in_one_statement = False
+
     # The dialect's aggregate of `cm_log` rows (`{}`: the columns) into one JSON text, an array of arrays.
     _trail_of: str
 
-    def _trail_query(self) -> str:
-        """One statement giving a run's entries (`?`: runtime, run) as one JSON text of `_ENTRY_COLUMNS`
-        rows, in any order: a long trail reads as one value instead of a row per entry (at 5,000 entries
-        in about a third of the time)."""
-        return f"SELECT {self._trail_of.format(_ENTRY_COLUMNS)} FROM cm_log WHERE runtime = ? AND execution_id = ?"
+    def _run_with_trail(self) -> str:
+        """One statement giving a run (`?`: runtime, run, runtime, run) and, last, its entries as one JSON
+        text of `_ENTRY_COLUMNS` rows in any order: a long trail reads as one value instead of a row per
+        entry (at 5,000 entries in about a third of the time), and run and trail in one snapshot."""
+        trail = f"SELECT {self._trail_of.format(_ENTRY_COLUMNS)} FROM cm_log WHERE runtime = ? AND execution_id = ?"
+        return f"SELECT {_EXECUTION_COLUMNS}, ({trail}) FROM cm_executions WHERE runtime = ? AND id = ?"
 
     def _now(self) -> int:
         """Milliseconds since the epoch by the database's clock, so hosts whose clocks disagree still
@@ -255,9 +261,9 @@ class SqlStore:
                 ).fetchone()
                 if pruned is not None:
                     return Begun(pruned[0], 0, pruned=True)
-            await tx.execute(
+            await tx.execute(  # the id is new: a conflict is this insert sent again after a lost reply
                 "INSERT INTO cm_executions (runtime, id, code, status, connectors, created_at, updated_at, attempt, "
-                "key, metadata) VALUES (?, ?, ?, 'running', ?, ?, ?, 1, ?, ?)",
+                "key, metadata) VALUES (?, ?, ?, 'running', ?, ?, ?, 1, ?, ?) ON CONFLICT (runtime, id) DO NOTHING",
                 (
                     runtime,
                     execution_id,
@@ -273,7 +279,8 @@ class SqlStore:
                 await self._prune(tx, runtime, max_executions, execution_id)
             return Begun(execution_id, 1)
 
-        begun = await self._run(op, "begin")
+        pruned_here = prune and not self._prune_apart
+        begun = await self._run(op, "begin", single=key is None and not pruned_here)  # else: reads before it
         if prune and self._prune_apart and begun.attempt == 1:
             await self._prune_after_begin(runtime, max_executions, execution_id)
         return begun
@@ -520,7 +527,7 @@ class SqlStore:
                 await self._notify(tx, runtime, execution_id, status)
             return cur.rowcount == 1
 
-        return await self._run(op, name)
+        return await self._run(op, name, single=self._ends_in_one_statement and status != "paused")
 
     # -- approvals ------------------------------------------------------------
 
@@ -723,7 +730,9 @@ class SqlStore:
     # -- reading and retention --------------------------------------------------
 
     async def get_execution(self, runtime: str, execution_id: str) -> Execution | None:
-        return await self._run(lambda tx: self._load_execution(tx, runtime, execution_id), "get_execution", write=False)
+        return await self._run(
+            lambda tx: self._load_execution(tx, runtime, execution_id), "get_execution", write=False, single=True
+        )
 
     async def get_open_execution(self, runtime: str, execution_id: str) -> Execution | None:
         return await self._run(
@@ -743,8 +752,15 @@ class SqlStore:
         """The run as stored, with all its entries or only the `open` ones (pending or executing).
 
         Unless `strict`, a value that cannot be decoded reads as a `codec.Undecodable` string on that
-        record instead of failing the read, and the whole log is read as one value (`_trail_query`),
-        decoded when the record's `log` is first read."""
+        record instead of failing the read, and the whole run is one statement (`_run_with_trail`), its
+        log decoded when the record's `log` is first read."""
+        if not strict and entries == "all":
+            found = (
+                await tx.execute(self._run_with_trail(), (runtime, execution_id, runtime, execution_id))
+            ).fetchone()
+            if found is None:
+                return None
+            return _execution(found[:-1], decoded_later(functools.partial(_trail, found[-1])))
         row = (
             await tx.execute(
                 f"SELECT {_EXECUTION_COLUMNS} FROM cm_executions WHERE runtime = ? AND id = ?",
@@ -753,9 +769,6 @@ class SqlStore:
         ).fetchone()
         if row is None:
             return None
-        if not strict and entries == "all":
-            trail = (await tx.execute(self._trail_query(), (runtime, execution_id))).fetchone()
-            return _execution(row, decoded_later(functools.partial(_trail, trail[0] if trail else None)))
         # The open entries are few: sorted here, since SQLite would sort them in a temporary B-tree.
         only_open = " AND state IN ('pending', 'executing')" if entries == "open" else " ORDER BY seq"
         rows = (

@@ -66,6 +66,7 @@ class SqliteStore(SqlStore):
         return "EXISTS (SELECT 1 FROM json_each(cm_executions.metadata) WHERE key = ? AND value = ?)"
 
     _trail_of = "json_group_array(json_array({}))"
+    _ends_in_one_statement = True
 
     async def _run(self, op: Op[T], name: str = "", *, write: bool = True, single: bool = False) -> T:
         """One transaction; `name` is the operation's crash point (see `codemode.crashpoints`).
