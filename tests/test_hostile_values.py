@@ -252,6 +252,35 @@ async def test_one_undecodable_stored_value_does_not_hide_the_history(
     assert execution is not None and isinstance(execution.result, codec.Undecodable)
 
 
+async def test_a_blob_written_into_the_log_reads_as_undecodable_and_hides_nothing(
+    runtime: Runtime, db_path: Path, store_kind: str, language: str
+) -> None:
+    """SQLite keeps whatever type a writer gives a column; a BLOB in the log (which SQLite's JSON
+    functions refuse) still lets the run, and every other entry of it, be read."""
+    if store_kind != "sqlite":
+        return  # PostgreSQL's typed columns refuse the write itself
+    outcome = await runtime.execute(
+        program(
+            language,
+            "await items.list_items()\nawait items.add_note(text='x')\nreturn 1",
+            "await items.list_items(); await items.add_note({ text: 'x' }); return 1;",
+        )
+    )
+    assert outcome.status == "completed", outcome.error
+    execute_sql(
+        store_kind,
+        db_path,
+        "UPDATE cm_log SET result = X'ff' WHERE execution_id = ? AND seq = 0",
+        (outcome.execution_id,),
+    )
+    execution = await runtime.execution(outcome.execution_id)
+    assert execution is not None and execution.status == "completed" and execution.result == 1
+    first, second = execution.log
+    assert isinstance(first.result, codec.Undecodable) and "could not be decoded" in first.result
+    assert (second.method, second.args, second.state) == ("add_note", {"text": "x"}, "applied")
+    assert second.result == outcome.calls[1].result
+
+
 # -- 4. lone surrogates --------------------------------------------------------------------------------
 
 

@@ -191,6 +191,10 @@ class SqlStore:
     # where `_notify` writes nothing and no reply is lost (an UPDATE sent again would find the run ended).
     _ends_in_one_statement = False
 
+    # What the trail's aggregate raises for a stored value it cannot hold (SQLite: a BLOB in a text
+    # column, written by something else), so that such a run is read row by row instead.
+    _trail_refusals: tuple[type[Exception], ...] = ()
+
     # The dialect's aggregate of `cm_log` rows (`{}`: the columns) into one JSON text, an array of arrays.
     _trail_of: str
 
@@ -755,12 +759,16 @@ class SqlStore:
         record instead of failing the read, and the whole run is one statement (`_run_with_trail`), its
         log decoded when the record's `log` is first read."""
         if not strict and entries == "all":
-            found = (
-                await tx.execute(self._run_with_trail(), (runtime, execution_id, runtime, execution_id))
-            ).fetchone()
+            try:
+                found = (
+                    await tx.execute(self._run_with_trail(), (runtime, execution_id, runtime, execution_id))
+                ).fetchone()
+            except self._trail_refusals:
+                found = ()  # a value the JSON functions refuse: read row by row, which marks it undecodable
             if found is None:
                 return None
-            return _execution(found[:-1], decoded_later(functools.partial(_trail, found[-1])))
+            if found:
+                return _execution(found[:-1], decoded_later(functools.partial(_trail, found[-1])))
         row = (
             await tx.execute(
                 f"SELECT {_EXECUTION_COLUMNS} FROM cm_executions WHERE runtime = ? AND id = ?",

@@ -67,6 +67,7 @@ class SqliteStore(SqlStore):
 
     _trail_of = "json_group_array(json_array({}))"
     _ends_in_one_statement = True
+    _trail_refusals = (sqlite3.OperationalError,)
 
     async def _run(self, op: Op[T], name: str = "", *, write: bool = True, single: bool = False) -> T:
         """One transaction; `name` is the operation's crash point (see `codemode.crashpoints`).
