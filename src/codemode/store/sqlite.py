@@ -81,6 +81,28 @@ class SqliteStore(SqlStore):
         crashpoints.reached(f"after:{name}")
         return result
 
+    def _single_now(self, sql: str, params: Sequence[Any], name: str = "") -> int | None:
+        """The per-call write as one autocommitted statement right here (what `_run` does for a `single`
+        op when the connection is free and no other process writes, without its layers of calls)."""
+        if not self._opened or not self._conn_lock.acquire(blocking=False):
+            return None
+        try:
+            conn = self._connection()
+            if self._waits is not False:
+                conn.execute("PRAGMA busy_timeout=0")
+                self._waits = False
+            crashpoints.reached(f"before:{name}")
+            try:
+                count = conn.execute(sql, params).rowcount
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc):
+                    return None  # another process is writing: nothing was written, the op waits for it
+                self._reraise(exc, False)
+        finally:
+            self._conn_lock.release()
+        crashpoints.reached(f"after:{name}")
+        return count
+
     async def _commit(self, fn: Callable[[sqlite3.Connection], T], mode: str) -> T:
         assert self._pool is not None
         if self._conn_lock.acquire(blocking=False):
