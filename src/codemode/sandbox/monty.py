@@ -23,7 +23,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Literal, cast
 
 import pydantic_monty as monty
@@ -185,8 +185,10 @@ class _Run:
         self.context = contextvars.copy_context()  # host calls run as if started by `execute` (its CURRENT)
         self.namespaces = namespaces
         self.tasks: dict[int, asyncio.Task[Any]] = {}  # loop side: host calls in flight
-        self.settled: queue.SimpleQueue[tuple[int, asyncio.Task[Any] | None]] = queue.SimpleQueue()
-        self.results: dict[int, asyncio.Task[Any]] = {}  # thread side: settled, not yet given to the program
+        # Each settled call's answer (None: the host stopped the program), or `_STOP`.
+        self.settled: queue.SimpleQueue[tuple[int, monty.ExternalSettledResult | None]] = queue.SimpleQueue()
+        # Thread side: answers not yet given to the program.
+        self.results: dict[int, monty.ExternalSettledResult | None] = {}
         self.sleeps: dict[int, float] = {}  # thread side: `asyncio.sleep` futures, by when they are due
         self.lock = threading.Lock()
         self.pid: int | None = None
@@ -251,13 +253,33 @@ class _Run:
             host_call = self.checkpoints.reissue(reissued, namespace, method, args)
         else:
             host_call = self.host.call(namespace, method, args)
-        task = monty_checkpoint.start_call(self, call_id, host_call, (namespace, method, args))
+        task = monty_checkpoint.start_call(self, call_id, self._answered(call_id, host_call), (namespace, method, args))
         self.tasks[call_id] = task
-        task.add_done_callback(lambda _: self._finished(call_id, task))
 
-    def _finished(self, call_id: int, task: asyncio.Task[Any]) -> None:
+    async def _answered(self, call_id: int, host_call: Coroutine[Any, Any, Any]) -> None:
+        """The host call, its answer handed to the thread the moment it is known (not by a done callback,
+        which would cost the loop another round per call)."""
+        answer: monty.ExternalSettledResult | None
+        try:
+            result = await host_call
+        except StopExecution:
+            answer = None
+        except ToolError as exc:
+            answer = {"exc_type": cast(monty.ExcType, exc.kind), "message": valid_text(exc.message)}
+        except BaseException as exc:
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            message = "the call was cancelled" if cancelled else f"{type(exc).__name__}: {exc}"
+            self._answer_with(call_id, {"exc_type": "RuntimeError", "message": message})
+            if cancelled or not isinstance(exc, Exception):
+                raise
+            return
+        else:
+            answer = {"return_value": valid_texts(result)}  # Monty strings cannot hold lone surrogates
+        self._answer_with(call_id, answer)
+
+    def _answer_with(self, call_id: int, answer: monty.ExternalSettledResult | None) -> None:
         self.tasks.pop(call_id, None)
-        self.settled.put((call_id, task))
+        self.settled.put((call_id, answer))
 
     def _stop(self, timed_out: bool) -> None:
         """The run is over (from either side): the worker is killed (the pool replaces it), the thread woken."""
@@ -432,9 +454,8 @@ class _Run:
             now = time.monotonic()
             ready: dict[int, monty.ExternalSettledResult] = {}
             for call_id in pending:
-                task = self.results.pop(call_id, None)
-                if task is not None:
-                    settled = _settled(task)
+                if call_id in self.results:
+                    settled = self.results.pop(call_id)
                     if settled is None:
                         checkpoint = monty_checkpoint.take(self, snap)
                         raise _Ended(ExecuteResult(logs=self.console.lines(), stopped=True, checkpoint=checkpoint))
@@ -454,15 +475,15 @@ class _Run:
         while True:
             try:
                 remaining = min(until, self.deadline) - time.monotonic()
-                call_id, task = self.settled.get(timeout=remaining) if block else self.settled.get_nowait()
+                call_id, answer = self.settled.get(timeout=remaining) if block else self.settled.get_nowait()
             except queue.Empty:
                 if block and time.monotonic() >= self.deadline:
                     self._stop(True)
                     raise _Ended(self._timeout_result()) from None
                 return
-            if call_id == _STOP or task is None:
+            if call_id == _STOP:
                 raise _Ended(self._timeout_result() if self.timed_out else ExecuteResult(stopped=True))
-            self.results[call_id] = task
+            self.results[call_id] = answer
             block = False  # then take whatever else has settled, without waiting
 
 
@@ -490,20 +511,6 @@ def _resolve(done: asyncio.Future[ExecuteResult], result: ExecuteResult | BaseEx
         done.set_exception(result)
     else:
         done.set_result(result)
-
-
-def _settled(task: asyncio.Task[Any]) -> monty.ExternalSettledResult | None:
-    """A finished host call as Monty's answer; None when the host stopped the program."""
-    if task.cancelled():
-        return {"exc_type": "RuntimeError", "message": "the call was cancelled"}
-    exc = task.exception()
-    if exc is None:
-        return {"return_value": valid_texts(task.result())}  # Monty strings cannot hold lone surrogates
-    if isinstance(exc, StopExecution):
-        return None
-    if isinstance(exc, ToolError):
-        return {"exc_type": cast(monty.ExcType, exc.kind), "message": valid_text(exc.message)}
-    return {"exc_type": "RuntimeError", "message": f"{type(exc).__name__}: {exc}"}
 
 
 _DRIVERS = Drivers()  # shared by every executor and loop
