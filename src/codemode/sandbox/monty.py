@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import os
 import queue
 import signal
@@ -202,12 +203,12 @@ class _Run:
 
     def _namespaces(self, namespaces: Sequence[Namespace]) -> None:
         """The sandbox objects the program calls: one `ClassInstance` per namespace, plus the platform's."""
-        self.platform = monty.ClassInstance(type("codemode_host", (), {})(), allowed_methods=PLATFORM_METHODS)
+        self.platform = monty.ClassInstance(_host_class("codemode_host")(), allowed_methods=PLATFORM_METHODS)
         self.objects: dict[Any, str] = {self.platform.id: "codemode"}
         self.inputs: dict[str, Any] = {}
         self.namespace_values: dict[int, str] = {id(self.platform.value): "codemode"}
         for ns in namespaces:
-            instance = monty.ClassInstance(type(ns.name, (), {})(), allowed_methods=sorted(ns.methods))
+            instance = monty.ClassInstance(_host_class(ns.name)(), allowed_methods=sorted(ns.methods))
             self.objects[instance.id] = ns.name
             self.inputs[ns.name] = instance
             self.namespace_values[id(instance.value)] = ns.name
@@ -337,7 +338,7 @@ class _Run:
 
     def started(self, session: monty.MontySession, code: str, input: Any) -> monty.SyncSnapshot:
         """The prelude, then the program, started."""
-        session.feed_run(PRELUDE, external_lookup={"__codemode_host__": lambda: self.platform})
+        session.feed_run(PRELUDE, inputs={"codemode": self.platform})
         return session.feed_start(code, inputs=self._globals(input), print_callback=self.console.write)
 
     def _restored(self, session: monty.MontySession, checkpoint: Checkpoint) -> monty.SyncSnapshot:
@@ -410,15 +411,15 @@ class _Run:
             args = call_args(namespace, snap.function_name, snap.args, snap.kwargs)
         except TypeError as exc:
             return snap.resume({"exc_type": "TypeError", "message": str(exc)})
-        step_value = namespace == "codemode" and snap.function_name == "step_record"
-        what = "The value of codemode.step" if step_value else f"Arguments to {namespace}.{snap.function_name}"
-        try:  # what cannot cross at all is refused here, catchable, before anything is validated or logged
-            if not _plain(args):
+        if not _plain(args):  # what cannot cross at all is refused here, catchable, before it is validated or logged
+            step_value = namespace == "codemode" and snap.function_name == "step_record"
+            what = "The value of codemode.step" if step_value else f"Arguments to {namespace}.{snap.function_name}"
+            try:
                 args = self._host_value(args)
                 codec.check(what, args)
-        except (TypeError, ValueError, RecursionError) as exc:
-            message = str(exc) if isinstance(exc, codec.DurableValueError) else codec.refusal(what, exc)
-            return snap.resume({"exc_type": "TypeError", "message": message})
+            except (TypeError, ValueError, RecursionError) as exc:
+                message = str(exc) if isinstance(exc, codec.DurableValueError) else codec.refusal(what, exc)
+                return snap.resume({"exc_type": "TypeError", "message": message})
         self._start(snap.call_id, namespace, snap.function_name, args)
         return snap.resume({"future": ...})  # at once: the loop runs the call meanwhile
 
@@ -467,24 +468,35 @@ class _Run:
                 for call_id in ready:
                     self.calls.pop(call_id, None)
                 return ready
-            self._receive(min((self.sleeps[c] for c in pending if c in self.sleeps), default=self.deadline))
+            sleeps = self.sleeps
+            self._receive(min((sleeps[c] for c in pending if c in sleeps), default=None) if sleeps else None)
 
-    def _receive(self, until: float) -> None:
+    def _receive(self, until: float | None = None) -> None:
         """Waits until `until` (at most the deadline) for settled calls; keeps every one that arrives."""
-        block = True
+        settled = self.settled
+        try:
+            remaining = (self.deadline if until is None else min(until, self.deadline)) - time.monotonic()
+            item = settled.get(timeout=remaining)
+        except queue.Empty:
+            if time.monotonic() >= self.deadline:
+                self._stop(True)
+                raise _Ended(self._timeout_result()) from None
+            return
         while True:
-            try:
-                remaining = min(until, self.deadline) - time.monotonic()
-                call_id, answer = self.settled.get(timeout=remaining) if block else self.settled.get_nowait()
-            except queue.Empty:
-                if block and time.monotonic() >= self.deadline:
-                    self._stop(True)
-                    raise _Ended(self._timeout_result()) from None
-                return
+            call_id, answer = item
             if call_id == _STOP:
                 raise _Ended(self._timeout_result() if self.timed_out else ExecuteResult(stopped=True))
             self.results[call_id] = answer
-            block = False  # then take whatever else has settled, without waiting
+            if settled.empty():  # then take whatever else has settled, without waiting
+                return
+            item = settled.get_nowait()
+
+
+@functools.lru_cache(maxsize=1024)
+def _host_class(name: str) -> type:
+    """The empty class of a namespace's host object (the sandbox shows its name), made once per name rather
+    than once per run."""
+    return type(name, (), {})
 
 
 def _plain(args: dict[str, Any]) -> bool:
