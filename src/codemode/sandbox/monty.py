@@ -275,7 +275,8 @@ class _Run:
                 raise
             return
         else:
-            answer = {"return_value": valid_texts(result)}  # Monty strings cannot hold lone surrogates
+            # Monty strings cannot hold lone surrogates (None, what most tools return, holds no string).
+            answer = {"return_value": None if result is None else valid_texts(result)}
         self._answer_with(call_id, answer)
 
     def _answer_with(self, call_id: int, answer: monty.ExternalSettledResult | None) -> None:
