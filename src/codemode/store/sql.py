@@ -216,11 +216,11 @@ class SqlStore:
         """A condition on `cm_executions` true when its metadata has key `?` with value `?`."""
         raise NotImplementedError
 
-    def _single_now(self, sql: str, params: Sequence[Any], name: str = "") -> int | None:
+    async def _single(self, sql: str, params: Sequence[Any], name: str = "") -> int | None:
         """The row count of one write statement that is a transaction of its own (a `single` op's first
-        write), run at once on the caller's thread, between the crash points of `name`, when the backend can
-        do so without waiting; None, with nothing written or reached, when it cannot (the caller then runs
-        the op). None by default: the per-call path of a store whose statements suspend is its ops."""
+        write), run between the crash points of `name` by a backend with a quicker way to run it than an
+        op; None, with nothing written or reached, when it has none (the caller then runs the op). None by
+        default: a store whose statements suspend runs the per-call writes as its ops."""
         return None
 
     def _now(self) -> int:
@@ -355,7 +355,7 @@ class SqlStore:
             # The hot path, a call never made before: the fenced insert alone is the whole decision. A miss
             # (the seq is taken, or the run is not this attempt's) wrote nothing; the full decision follows.
             crashpoints.reached("before:decide")
-            inserted: int | bool | None = self._single_now(
+            inserted: int | bool | None = await self._single(
                 _INSERT_NEW, _insert_params(runtime, execution_id, attempt, call)
             )
             if inserted is None:
@@ -447,7 +447,7 @@ class SqlStore:
         self, runtime: str, execution_id: str, attempt: int, seq: int, text: str | None, state: LogState, name: str
     ) -> bool:
         params = (text, state, runtime, execution_id, seq, runtime, execution_id, attempt)
-        recorded = self._single_now(_RECORD, params, name)
+        recorded = await self._single(_RECORD, params, name)
         if recorded == 1:
             return True
 
