@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import codemode
+from codemode.replay import Call
 from history import exercise, insert_history
 
 
@@ -38,6 +39,37 @@ async def test_busy_database_is_waited_for_off_the_event_loop(tmp_path: Path) ->
     assert (await store.get_execution("default", execution_id)) is not None
     # The fast path is used again once the lock is free.
     assert len(await store.list_executions("default")) == 1
+    other.close()
+    await store.close()
+
+
+async def test_a_call_logged_while_another_process_writes_waits_for_it(tmp_path: Path) -> None:
+    """The per-call writes run straight on the caller's thread when the database is free; while another
+    process holds the write lock they wait for it off the event loop, and are written exactly once."""
+    path = tmp_path / "busy.db"
+    store = codemode.SqliteStore(path)
+    await store.open()
+    begun = await store.begin("default", "1", [], 50)
+    eid, attempt = begun.execution_id, begun.attempt
+    other = sqlite3.connect(path, isolation_level=None)  # stands in for another process
+    for seq in (0, 1):
+        other.execute("BEGIN IMMEDIATE")
+        decide = asyncio.ensure_future(store.decide("default", eid, attempt, Call(seq, "items", "add", "{}")))
+        await asyncio.sleep(0.2)
+        assert not decide.done()  # the lock is held: nothing logged yet, and the loop runs on
+        other.execute("COMMIT")
+        assert (await asyncio.wait_for(decide, 10)).kind == "execute"
+        other.execute("BEGIN IMMEDIATE")
+        record = asyncio.ensure_future(store.record_result("default", eid, attempt, seq, str(seq)))
+        await asyncio.sleep(0.2)
+        assert not record.done()
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(record, 10)
+        # The lock free again: the next write takes the direct path, fenced as ever.
+        assert not await store.record_result("default", eid, attempt + 1, seq, "9")
+    execution = await store.get_execution("default", eid)
+    assert execution is not None
+    assert [(e.seq, e.state, e.result) for e in execution.log] == [(0, "applied", 0), (1, "applied", 1)]
     other.close()
     await store.close()
 

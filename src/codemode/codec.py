@@ -342,16 +342,51 @@ def dumps(value: Any, *, sort_keys: bool = False, max_bytes: int = MAX_RESULT_BY
     values (see `encode`)."""
     if value is None:
         return "null"  # what most tools return, on the per-call path
+    if type(value) is dict and max_bytes >= _FLAT_BOUND and _flat_dict(value):
+        return json_text(value, sort_keys=sort_keys)  # the common call's arguments: their own encoding
     return json_text(encode(value, max_bytes=max_bytes), sort_keys=sort_keys)
+
+
+# A dict `_flat_dict` accepts is its own encoding, and within this many bytes as the encoder counts them
+# (64 items, keys of 200 characters, strings of 4,096), so no budget of at least this much refuses it.
+_FLAT_ITEMS, _FLAT_KEY, _FLAT_TEXT = 64, 200, 4096
+_FLAT_BOUND = 300_000
+
+
+def _flat_dict(value: dict[Any, Any]) -> bool:
+    """A few short plain scalars under short string keys (none of them the tag): nothing to tag or convert."""
+    if len(value) > _FLAT_ITEMS:
+        return False
+    for key, item in value.items():
+        if type(key) is not str or len(key) > _FLAT_KEY or key == TAG:
+            return False
+        kind = type(item)
+        if kind is str:
+            if len(item) > _FLAT_TEXT:
+                return False
+        elif kind is int:
+            if not -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT:
+                return False
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif item is not None and kind is not bool:
+            return False
+    return True
 
 
 def json_text(data: Any, *, sort_keys: bool = False) -> str:
     """Compact JSON of plain JSON data, always valid UTF-8 (lone surrogates as `\\uXXXX` escapes)."""
-    text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=sort_keys)
+    text = (_SORTED if sort_keys else _COMPACT).encode(data)
     if not text.isascii() and _SURROGATE.search(text):
         # Only string literals can hold a lone surrogate: its escape is the same JSON string, in valid UTF-8.
         text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     return text
+
+
+# `json.dumps` with these options would build its encoder on every call.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_SORTED = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True)
 
 
 def loads(text: str | None) -> Any:

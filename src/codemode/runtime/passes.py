@@ -148,7 +148,8 @@ class Pass(Resumable):
                 "AttributeError",
             )
         self._validate(namespace, method, spec, args)
-        self._refuse_inside_step(f"{namespace}.{method}")
+        if self._open_steps:
+            self._refuse_inside_step(f"{namespace}.{method}")
         seq = self._next_seq()  # taken synchronously: program order, even under asyncio.gather
         call = _call(seq, namespace, method, args, spec.requires_approval, spec.replay == "reexecute")
         verdict = await self._decide(call)

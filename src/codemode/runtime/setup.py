@@ -23,6 +23,7 @@ from codemode.connectors.namespaces import validate_namespace_name
 from codemode.connectors.spec import ConnectorDescription, ToolSpec
 from codemode.discovery.index import Index
 from codemode.errors import ConnectorUnavailableError
+from codemode.runtime.arguments import QuickCheck, quick_check
 from codemode.sandbox.base import Namespace
 
 __all__ = ["Setup", "Setups", "check_connector_names", "describe_all"]
@@ -38,6 +39,8 @@ class Setup:
     descriptions: dict[str, ConnectorDescription]
     namespaces: list[Namespace]
     validators: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # Per tool, beside its validator: a quick test accepting the common valid arguments (see `arguments`).
+    quick_checks: dict[tuple[str, str], QuickCheck | None] = field(default_factory=dict)
     result_adapters: dict[tuple[str, str], TypeAdapter[Any] | None] = field(default_factory=dict)
     # Connectors whose service could not be reached when this setup was made: left out of `connectors`,
     # retried by the next `Runtime.setup()`.
@@ -78,6 +81,7 @@ class Setup:
                 schema = dict(spec.input_schema)
                 cls = jsonschema.validators.validator_for(schema)
                 cls.check_schema(schema)
+                self.quick_checks[key] = quick_check(schema)
                 self.validators[key] = cls(schema)
             except Exception as exc:  # a connector bug must not make the tool uncallable
                 log.warning(
@@ -108,6 +112,9 @@ class Setup:
         validator = self.validator(namespace, method, spec)
         if validator is None:
             return None
+        quick = self.quick_checks.get((namespace, method))
+        if quick is not None and quick(args):
+            return None  # surely valid: the full validator would find nothing
         try:
             errors = list(validator.iter_errors(codec.schema_view(args)))
         except (TypeError, ValueError) as exc:
@@ -167,6 +174,7 @@ async def describe_all(candidates: Sequence[Connector], previous: Setup | None) 
         descriptions=descriptions,
         namespaces=[Namespace(d.name, frozenset(d.tools)) for d in descriptions.values()],
         validators=previous.validators if previous is not None else {},
+        quick_checks=previous.quick_checks if previous is not None else {},
         result_adapters=previous.result_adapters if previous is not None else {},
         unavailable=unavailable,
         search_index=previous.search_index if previous is not None and same else None,

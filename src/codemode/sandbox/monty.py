@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import os
 import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Literal, cast
 
 import pydantic_monty as monty
@@ -185,8 +186,10 @@ class _Run:
         self.context = contextvars.copy_context()  # host calls run as if started by `execute` (its CURRENT)
         self.namespaces = namespaces
         self.tasks: dict[int, asyncio.Task[Any]] = {}  # loop side: host calls in flight
-        self.settled: queue.SimpleQueue[tuple[int, asyncio.Task[Any] | None]] = queue.SimpleQueue()
-        self.results: dict[int, asyncio.Task[Any]] = {}  # thread side: settled, not yet given to the program
+        # Each settled call's answer (None: the host stopped the program), or `_STOP`.
+        self.settled: queue.SimpleQueue[tuple[int, monty.ExternalSettledResult | None]] = queue.SimpleQueue()
+        # Thread side: answers not yet given to the program.
+        self.results: dict[int, monty.ExternalSettledResult | None] = {}
         self.sleeps: dict[int, float] = {}  # thread side: `asyncio.sleep` futures, by when they are due
         self.lock = threading.Lock()
         self.pid: int | None = None
@@ -200,12 +203,12 @@ class _Run:
 
     def _namespaces(self, namespaces: Sequence[Namespace]) -> None:
         """The sandbox objects the program calls: one `ClassInstance` per namespace, plus the platform's."""
-        self.platform = monty.ClassInstance(type("codemode_host", (), {})(), allowed_methods=PLATFORM_METHODS)
+        self.platform = monty.ClassInstance(_host_class("codemode_host")(), allowed_methods=PLATFORM_METHODS)
         self.objects: dict[Any, str] = {self.platform.id: "codemode"}
         self.inputs: dict[str, Any] = {}
         self.namespace_values: dict[int, str] = {id(self.platform.value): "codemode"}
         for ns in namespaces:
-            instance = monty.ClassInstance(type(ns.name, (), {})(), allowed_methods=sorted(ns.methods))
+            instance = monty.ClassInstance(_host_class(ns.name)(), allowed_methods=sorted(ns.methods))
             self.objects[instance.id] = ns.name
             self.inputs[ns.name] = instance
             self.namespace_values[id(instance.value)] = ns.name
@@ -251,13 +254,34 @@ class _Run:
             host_call = self.checkpoints.reissue(reissued, namespace, method, args)
         else:
             host_call = self.host.call(namespace, method, args)
-        task = monty_checkpoint.start_call(self, call_id, host_call, (namespace, method, args))
+        task = monty_checkpoint.start_call(self, call_id, self._answered(call_id, host_call), (namespace, method, args))
         self.tasks[call_id] = task
-        task.add_done_callback(lambda _: self._finished(call_id, task))
 
-    def _finished(self, call_id: int, task: asyncio.Task[Any]) -> None:
+    async def _answered(self, call_id: int, host_call: Coroutine[Any, Any, Any]) -> None:
+        """The host call, its answer handed to the thread the moment it is known (not by a done callback,
+        which would cost the loop another round per call)."""
+        answer: monty.ExternalSettledResult | None
+        try:
+            result = await host_call
+        except StopExecution:
+            answer = None
+        except ToolError as exc:
+            answer = {"exc_type": cast(monty.ExcType, exc.kind), "message": valid_text(exc.message)}
+        except BaseException as exc:
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            message = "the call was cancelled" if cancelled else f"{type(exc).__name__}: {exc}"
+            self._answer_with(call_id, {"exc_type": "RuntimeError", "message": message})
+            if cancelled or not isinstance(exc, Exception):
+                raise
+            return
+        else:
+            # Monty strings cannot hold lone surrogates (None, what most tools return, holds no string).
+            answer = {"return_value": None if result is None else valid_texts(result)}
+        self._answer_with(call_id, answer)
+
+    def _answer_with(self, call_id: int, answer: monty.ExternalSettledResult | None) -> None:
         self.tasks.pop(call_id, None)
-        self.settled.put((call_id, task))
+        self.settled.put((call_id, answer))
 
     def _stop(self, timed_out: bool) -> None:
         """The run is over (from either side): the worker is killed (the pool replaces it), the thread woken."""
@@ -315,7 +339,7 @@ class _Run:
 
     def started(self, session: monty.MontySession, code: str, input: Any) -> monty.SyncSnapshot:
         """The prelude, then the program, started."""
-        session.feed_run(PRELUDE, external_lookup={"__codemode_host__": lambda: self.platform})
+        session.feed_run(PRELUDE, inputs={"codemode": self.platform})
         return session.feed_start(code, inputs=self._globals(input), print_callback=self.console.write)
 
     def _restored(self, session: monty.MontySession, checkpoint: Checkpoint) -> monty.SyncSnapshot:
@@ -388,15 +412,15 @@ class _Run:
             args = call_args(namespace, snap.function_name, snap.args, snap.kwargs)
         except TypeError as exc:
             return snap.resume({"exc_type": "TypeError", "message": str(exc)})
-        step_value = namespace == "codemode" and snap.function_name == "step_record"
-        what = "The value of codemode.step" if step_value else f"Arguments to {namespace}.{snap.function_name}"
-        try:  # what cannot cross at all is refused here, catchable, before anything is validated or logged
-            if not _plain(args):
+        if not _plain(args):  # what cannot cross at all is refused here, catchable, before it is validated or logged
+            step_value = namespace == "codemode" and snap.function_name == "step_record"
+            what = "The value of codemode.step" if step_value else f"Arguments to {namespace}.{snap.function_name}"
+            try:
                 args = self._host_value(args)
                 codec.check(what, args)
-        except (TypeError, ValueError, RecursionError) as exc:
-            message = str(exc) if isinstance(exc, codec.DurableValueError) else codec.refusal(what, exc)
-            return snap.resume({"exc_type": "TypeError", "message": message})
+            except (TypeError, ValueError, RecursionError) as exc:
+                message = str(exc) if isinstance(exc, codec.DurableValueError) else codec.refusal(what, exc)
+                return snap.resume({"exc_type": "TypeError", "message": message})
         self._start(snap.call_id, namespace, snap.function_name, args)
         return snap.resume({"future": ...})  # at once: the loop runs the call meanwhile
 
@@ -432,9 +456,8 @@ class _Run:
             now = time.monotonic()
             ready: dict[int, monty.ExternalSettledResult] = {}
             for call_id in pending:
-                task = self.results.pop(call_id, None)
-                if task is not None:
-                    settled = _settled(task)
+                if call_id in self.results:
+                    settled = self.results.pop(call_id)
                     if settled is None:
                         checkpoint = monty_checkpoint.take(self, snap)
                         raise _Ended(ExecuteResult(logs=self.console.lines(), stopped=True, checkpoint=checkpoint))
@@ -446,24 +469,35 @@ class _Run:
                 for call_id in ready:
                     self.calls.pop(call_id, None)
                 return ready
-            self._receive(min((self.sleeps[c] for c in pending if c in self.sleeps), default=self.deadline))
+            sleeps = self.sleeps
+            self._receive(min((sleeps[c] for c in pending if c in sleeps), default=None) if sleeps else None)
 
-    def _receive(self, until: float) -> None:
+    def _receive(self, until: float | None = None) -> None:
         """Waits until `until` (at most the deadline) for settled calls; keeps every one that arrives."""
-        block = True
+        settled = self.settled
+        try:
+            remaining = (self.deadline if until is None else min(until, self.deadline)) - time.monotonic()
+            item = settled.get(timeout=remaining)
+        except queue.Empty:
+            if time.monotonic() >= self.deadline:
+                self._stop(True)
+                raise _Ended(self._timeout_result()) from None
+            return
         while True:
-            try:
-                remaining = min(until, self.deadline) - time.monotonic()
-                call_id, task = self.settled.get(timeout=remaining) if block else self.settled.get_nowait()
-            except queue.Empty:
-                if block and time.monotonic() >= self.deadline:
-                    self._stop(True)
-                    raise _Ended(self._timeout_result()) from None
-                return
-            if call_id == _STOP or task is None:
+            call_id, answer = item
+            if call_id == _STOP:
                 raise _Ended(self._timeout_result() if self.timed_out else ExecuteResult(stopped=True))
-            self.results[call_id] = task
-            block = False  # then take whatever else has settled, without waiting
+            self.results[call_id] = answer
+            if settled.empty():  # then take whatever else has settled, without waiting
+                return
+            item = settled.get_nowait()
+
+
+@functools.lru_cache(maxsize=1024)
+def _host_class(name: str) -> type:
+    """The empty class of a namespace's host object (the sandbox shows its name), made once per name rather
+    than once per run."""
+    return type(name, (), {})
 
 
 def _plain(args: dict[str, Any]) -> bool:
@@ -490,20 +524,6 @@ def _resolve(done: asyncio.Future[ExecuteResult], result: ExecuteResult | BaseEx
         done.set_exception(result)
     else:
         done.set_result(result)
-
-
-def _settled(task: asyncio.Task[Any]) -> monty.ExternalSettledResult | None:
-    """A finished host call as Monty's answer; None when the host stopped the program."""
-    if task.cancelled():
-        return {"exc_type": "RuntimeError", "message": "the call was cancelled"}
-    exc = task.exception()
-    if exc is None:
-        return {"return_value": valid_texts(task.result())}  # Monty strings cannot hold lone surrogates
-    if isinstance(exc, StopExecution):
-        return None
-    if isinstance(exc, ToolError):
-        return {"exc_type": cast(monty.ExcType, exc.kind), "message": valid_text(exc.message)}
-    return {"exc_type": "RuntimeError", "message": f"{type(exc).__name__}: {exc}"}
 
 
 _DRIVERS = Drivers()  # shared by every executor and loop

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 import time
 import uuid
 from collections.abc import Coroutine
@@ -50,12 +51,12 @@ def start_call(
     if run.checkpoints is None:
         return loop.create_task(coroutine)
     cell = CallSeq()
-
-    def started() -> asyncio.Task[Any]:
-        CALL_SEQ.set(cell)  # in a copy of this context, which the task copies in turn
-        return loop.create_task(coroutine)
-
-    task = contextvars.copy_context().run(started)
+    context = contextvars.copy_context()
+    context.run(CALL_SEQ.set, cell)
+    if sys.version_info >= (3, 11):
+        task = loop.create_task(coroutine, context=context)  # the task runs in this very copy
+    else:
+        task = context.run(loop.create_task, coroutine)  # the task copies the copy
     run.calls[call_id] = (*call, cell, task)
     return task
 

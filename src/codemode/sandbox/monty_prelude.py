@@ -4,10 +4,11 @@ from __future__ import annotations
 
 __all__ = ["PRELUDE"]
 
-# Fed before the program in the same session. The host object reaches the
-# factory through a one-time call, so the program's only new global is `codemode`.
+# Fed before the program in the same session, with the host object bound as `codemode`: the factory
+# keeps it as its default argument and the name is then rebound to what it makes, so the program's only
+# new global is `codemode` (an input costs the feed no round trip, as a lookup and a call would).
 PRELUDE = """
-def codemode(host):
+def codemode(host=codemode):
     class Codemode:
         depth = 0
 
@@ -44,5 +45,5 @@ def codemode(host):
     return Codemode()
 
 
-codemode = codemode(__codemode_host__())
+codemode = codemode()
 """

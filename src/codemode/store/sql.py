@@ -112,6 +112,39 @@ HISTORY_INDEXES = f"""
         WHERE status IN {_TERMINAL};
 """
 
+# The per-call writes, each one statement fenced by the attempt token: a call logged for the first time
+# (`pending` when gated, else `executing`; nothing when the seq is taken or the run is not this attempt's),
+# and its result or error recorded (only over its `executing` entry).
+_INSERT_NEW = (
+    "INSERT INTO cm_log (runtime, execution_id, seq, connector, method, args, result, requires_approval, "
+    "ephemeral, state) SELECT ?, ?, ?, ?, ?, ?, NULL, ?, ?, ? WHERE EXISTS (SELECT 1 FROM cm_executions "
+    "WHERE runtime = ? AND id = ? AND attempt = ? AND status = 'running') ON CONFLICT DO NOTHING"
+)
+_RECORD = (
+    "UPDATE cm_log SET result = ?, state = ? WHERE runtime = ? AND execution_id = ? AND seq = ? "
+    "AND state = 'executing' AND EXISTS (SELECT 1 FROM cm_executions WHERE runtime = ? AND id = ? "
+    "AND attempt = ? AND status = 'running')"
+)
+
+
+def _insert_params(runtime: str, execution_id: str, attempt: int, call: Call) -> tuple[Any, ...]:
+    gated = call.requires_approval
+    return (
+        runtime,
+        execution_id,
+        call.seq,
+        call.connector,
+        call.method,
+        call.args_json,
+        int(gated),
+        int(call.ephemeral),
+        "pending" if gated else "executing",
+        runtime,
+        execution_id,
+        attempt,
+    )
+
+
 # `begin` checks the retention on each new run while `max_executions` is under this, and on one new run in
 # `max_executions // PRUNE_EVERY` above it (and on the first of each store): the check walks up to
 # `max_executions` ended runs, so a long history costs every execute a few index steps on average, and holds
@@ -204,6 +237,13 @@ class SqlStore:
         entry (at 5,000 entries in about a third of the time), and run and trail in one snapshot."""
         trail = f"SELECT {self._trail_of.format(_ENTRY_COLUMNS)} FROM cm_log WHERE runtime = ? AND execution_id = ?"
         return f"SELECT {_EXECUTION_COLUMNS}, ({trail}) FROM cm_executions WHERE runtime = ? AND id = ?"
+
+    async def _single(self, sql: str, params: Sequence[Any], name: str = "") -> int | None:
+        """The row count of one write statement that is a transaction of its own (a `single` op's first
+        write), run between the crash points of `name` by a backend with a quicker way to run it than an
+        op; None, with nothing written or reached, when it has none (the caller then runs the op). None by
+        default: a store whose statements suspend runs the per-call writes as its ops."""
+        return None
 
     def _now(self) -> int:
         """Milliseconds since the epoch by the database's clock, so hosts whose clocks disagree still
@@ -339,7 +379,14 @@ class SqlStore:
             # The hot path, a call never made before: the fenced insert alone is the whole decision. A miss
             # (the seq is taken, or the run is not this attempt's) wrote nothing; the full decision follows.
             crashpoints.reached("before:decide")
-            if await self._run(lambda tx: self._insert_new(tx, runtime, execution_id, attempt, call), single=True):
+            inserted: int | bool | None = await self._single(
+                _INSERT_NEW, _insert_params(runtime, execution_id, attempt, call)
+            )
+            if inserted is None:
+                inserted = await self._run(
+                    lambda tx: self._insert_new(tx, runtime, execution_id, attempt, call), single=True
+                )
+            if inserted:
                 verdict = Verdict("pause" if call.requires_approval else "execute", seq)
             else:
                 verdict = await self._run(self._decide_op(runtime, execution_id, attempt, call))
@@ -386,25 +433,7 @@ class SqlStore:
     async def _insert_new(tx: Tx, runtime: str, execution_id: str, attempt: int, call: Call) -> bool:
         """Log a call made for the first time (`pending` when gated, else `executing`), fenced: nothing is
         written unless `attempt` owns the running run and the seq is still free."""
-        cur = await tx.execute(
-            "INSERT INTO cm_log (runtime, execution_id, seq, connector, method, args, result, requires_approval, "
-            "ephemeral, state) SELECT ?, ?, ?, ?, ?, ?, NULL, ?, ?, ? WHERE EXISTS (SELECT 1 FROM cm_executions "
-            "WHERE runtime = ? AND id = ? AND attempt = ? AND status = 'running') ON CONFLICT DO NOTHING",
-            (
-                runtime,
-                execution_id,
-                call.seq,
-                call.connector,
-                call.method,
-                call.args_json,
-                int(call.requires_approval),
-                int(call.ephemeral),
-                "pending" if call.requires_approval else "executing",
-                runtime,
-                execution_id,
-                attempt,
-            ),
-        )
+        cur = await tx.execute(_INSERT_NEW, _insert_params(runtime, execution_id, attempt, call))
         return cur.rowcount == 1
 
     async def _fail_at(self, tx: Tx, runtime: str, execution_id: str, seq: int, message: str) -> None:
@@ -441,14 +470,14 @@ class SqlStore:
     async def _record(
         self, runtime: str, execution_id: str, attempt: int, seq: int, text: str | None, state: LogState, name: str
     ) -> bool:
+        params = (text, state, runtime, execution_id, seq, runtime, execution_id, attempt)
+        recorded = await self._single(_RECORD, params, name)
+        if recorded == 1:
+            return True
+
         async def op(tx: Tx) -> bool:
             # The fence inside the write itself: one statement on the hot path.
-            cur = await tx.execute(
-                "UPDATE cm_log SET result = ?, state = ? WHERE runtime = ? AND execution_id = ? AND seq = ? "
-                "AND state = 'executing' AND EXISTS (SELECT 1 FROM cm_executions WHERE runtime = ? AND id = ? "
-                "AND attempt = ? AND status = 'running')",
-                (text, state, runtime, execution_id, seq, runtime, execution_id, attempt),
-            )
+            cur = await tx.execute(_RECORD, params)
             if cur.rowcount == 1:
                 return True
             if not await self._owned(tx, runtime, execution_id, attempt):
@@ -463,7 +492,9 @@ class SqlStore:
                 return True  # this very record, committed by a try whose reply was lost: the same answer
             raise LookupError(f"No executing log entry at step {seq} of {execution_id}")
 
-        return await self._run(op, name, single=True)
+        if recorded is None:
+            return await self._run(op, name, single=True)
+        return await self._run(op, single=True)  # explain the miss (this operation's crash points are passed)
 
     async def fail_at(self, runtime: str, execution_id: str, attempt: int, seq: int, message: str) -> bool:
         async def op(tx: Tx) -> bool:

@@ -85,6 +85,37 @@ class SqliteStore(SqlStore):
         crashpoints.reached(f"after:{name}")
         return result
 
+    async def _single(self, sql: str, params: Sequence[Any], name: str = "") -> int | None:
+        """The per-call write as one autocommitted statement, run right here when the connection is free
+        (what `_run` does for a `single` op, without its layers of calls); when another process holds the
+        write lock, the statement (which wrote nothing) waits for it on the store's thread."""
+        if not self._opened or not self._conn_lock.acquire(blocking=False):
+            return None
+        try:
+            pool = self._pool
+            if pool is None:  # being closed: `_run` says so
+                return None
+            conn = self._connection()
+            if self._waits is not False:
+                conn.execute("PRAGMA busy_timeout=0")
+                self._waits = False
+            crashpoints.reached(f"before:{name}")
+            try:
+                count: int | None = conn.execute(sql, params).rowcount
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    self._reraise(exc, False)
+                count = None
+        finally:
+            self._conn_lock.release()
+        if count is None:
+            loop = asyncio.get_running_loop()
+            count = await loop.run_in_executor(
+                pool, self._waiting_transaction, lambda c: c.execute(sql, params).rowcount, "autocommit"
+            )
+        crashpoints.reached(f"after:{name}")
+        return count
+
     async def _commit(self, fn: Callable[[sqlite3.Connection], T], mode: str) -> T:
         assert self._pool is not None
         if self._conn_lock.acquire(blocking=False):
