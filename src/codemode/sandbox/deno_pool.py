@@ -30,6 +30,8 @@ __all__ = ["DenoProcess", "ProcessPool", "RunListener"]
 MAX_LINE = 64 * 2**20 + 4096  # a message of MAX_MESSAGE_BYTES plus the framing
 START_TIMEOUT = 30.0
 WATCH_INTERVAL = 0.05
+TEARDOWN_GRACE = 2.0  # seconds the memory watch still counts a run that ended: its Worker's memory goes
+# back to the OS as the Worker's thread tears it down, after the run has ended
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -144,6 +146,8 @@ class DenoProcess:
         self.dead = False
         self.over_memory = False  # killed by the pool's watch for holding more than its runs may
         self.base_rss = 0  # bytes resident once started, spare Workers included
+        self.counted = 0  # the runs the memory watch allows for: the most active within TEARDOWN_GRACE
+        self.settled_at = 0.0  # when the last run to end is past TEARDOWN_GRACE (time.monotonic)
         self.stderr = b""
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -308,8 +312,11 @@ class ProcessPool:
             for process in processes:
                 if not process.base_rss or process.dead:
                     continue
-                budget = process.base_rss + max(process.active, 1) * self.memory_per_run
-                if _rss(process.pid) > budget:
+                with self._lock:
+                    if time.monotonic() >= process.settled_at:
+                        process.counted = process.active
+                    runs = max(process.counted, process.active, 1)
+                if _rss(process.pid) > process.base_rss + runs * self.memory_per_run:
                     process.over_memory = True
                     process.kill()
 
@@ -326,6 +333,7 @@ class ProcessPool:
                 else:
                     process = min(live, key=lambda p: p.active)
                 process.active += 1
+                process.counted = max(process.counted, process.active)
                 process.runs_started += 1
                 if process.runs_started >= self.recycle_after:
                     process.retiring = True  # takes no new run; killed once its last run ends
@@ -344,6 +352,7 @@ class ProcessPool:
     def run_ended(self, process: DenoProcess) -> None:
         with self._lock:
             process.active = max(process.active - 1, 0)
+            process.settled_at = time.monotonic() + TEARDOWN_GRACE
             drained = process.retiring and process.active == 0
         if drained:
             process.kill()
