@@ -1,18 +1,19 @@
 """Deno: a fresh Worker per run in long-lived processes, beside a process per run and beside other configurations.
 
-    .venv/bin/python benchmarks/deno_workers.py [--base 1178cea] [--rounds 2] [--fixed 40] [--calls 1000]
-    .venv/bin/python benchmarks/deno_workers.py --candidates [--rounds 1]
+    .venv/bin/python benchmarks/deno_workers.py [--base 1178cea] [--before d867b15] [--rounds 2] [--fixed 40]
+    .venv/bin/python benchmarks/deno_workers.py --candidates [--rounds 1] [--fixed 40] [--calls 1000]
 
 Sides, each measured once per round in a fresh `python` process, in alternating order (the table shows the median
 over the rounds):
   - `process per run`: the base revision (its `src/` exported with `git archive` into a temporary directory, removed
     at the end), which started one `deno` process per run;
-  - `old config`: this working tree with the previous default configuration of its Deno processes (the V8 flags
-    before `--no-memory-pool-share-memory-on-teardown`);
+  - `before`: the revision before, the same way: a Worker per run, V8's memory pool kept on Worker teardown, and a
+    thread reading every process's output;
   - `ours`: this working tree as it is.
-With `--candidates`, the sides are `old config`, `ours` and each candidate configuration of `CANDIDATES` (V8 flags
-added to ours, an environment variable, or other executor settings), and no base revision. The child reports
-`codemode.__file__`. Monty is measured in the same children, for the fixed-cost ratio.
+With `--candidates`, the sides are all this working tree: `old config` (ours with the V8 flags of before), `ours`,
+and each candidate configuration of `CANDIDATES` (V8 flags added to ours, an environment variable of the Deno
+processes, or other executor settings). The child reports `codemode.__file__`. Monty is measured in the same
+children, for the fixed-cost ratio.
 
 What a child measures, with `DenoExecutor` (and `MontyExecutor` for the fixed cost):
   - fixed cost: `execute` of `return 1` through the bare executor (a host that answers at once) and through a
@@ -299,6 +300,7 @@ def run_side(src: Path, fixed: int, calls: int, config: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default="1178cea", help="the revision with a Deno process per run")
+    parser.add_argument("--before", default="d867b15", help="the revision with the previous configuration")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--fixed", type=int, default=40, help="fixed-cost samples per configuration")
     parser.add_argument("--calls", type=int, default=1000)
@@ -310,15 +312,18 @@ def main() -> None:
         print(json.dumps(asyncio.run(child(args.fixed, args.calls, args.config))))
         return
 
-    names = ["old config", "ours", *CANDIDATES] if args.candidates else ["process per run", "old config", "ours"]
+    names = ["old config", "ours", *CANDIDATES] if args.candidates else ["process per run", "before", "ours"]
+    reference = "old config" if args.candidates else "before"
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
-        base = None if args.candidates else export_tree(args.base, Path(tmp))
+        trees = {name: ROOT / "src" for name in names}
+        if not args.candidates:
+            trees["process per run"] = export_tree(args.base, Path(tmp) / "base")
+            trees["before"] = export_tree(args.before, Path(tmp) / "before")
         for round_ in range(args.rounds):
             for name in names if round_ % 2 == 0 else names[::-1]:
-                src, config = (base, "") if name == "process per run" else (ROOT / "src", name)
-                assert src is not None
-                results[name].append(run_side(src, args.fixed, args.calls, config))
+                config = name if args.candidates else ""
+                results[name].append(run_side(trees[name], args.fixed, args.calls, config))
                 print(f"round {round_ + 1}: {name} done ({results[name][-1]['file']})", file=sys.stderr)
     floor = empty_workers_rss()
 
@@ -331,13 +336,16 @@ def main() -> None:
             values.append(float(value))
         return statistics.median(values)
 
-    what = "candidate configurations beside ours" if args.candidates else f"a process per run ({args.base}) beside"
-    print(f"\nDeno, {what} the old and our configuration of this tree: median of {args.rounds} rounds\n")
-    print("| measure | " + " | ".join(names) + " | ours / old config |")
+    if args.candidates:
+        what = "candidate configurations beside the old one and ours, all on this tree"
+    else:
+        what = f"a process per run ({args.base}) and the revision before ({args.before}) beside this tree"
+    print(f"\nDeno, {what}: median of {args.rounds} rounds\n")
+    print("| measure | " + " | ".join(names) + f" | ours / {reference} |")
     print("|---|" + "---:|" * (len(names) + 1))
 
     def row(name: str, values: list[float], fmt: str, ratio: bool = True) -> None:
-        old, ours = values[names.index("old config")], values[names.index("ours")]
+        old, ours = values[names.index(reference)], values[names.index("ours")]
         cells = " | ".join(format(value, fmt) for value in values)
         print(f"| {name} | {cells} | {ours / old:.2f} |" if ratio and old else f"| {name} | {cells} | |")
 
@@ -358,7 +366,7 @@ def main() -> None:
             (med(side, "rss") - med(side, "idle_rss")) / 200 * mib if "idle_rss" in results[side][0] else 0.0
             for side in names
         ]
-        row("one live Worker: (RSS at 200 - RSS idle) / 200 (MiB)", worker, ".2f")
+        row("one live run: (RSS at 200 - RSS idle) / 200 (MiB)", worker, ".2f")
         measure("2 s after the 200 runs ended: sum of RSS (MiB)", "after_rss", fmt=",.0f", scale=mib)
     if "cpu_ms" in results["ours"][0]:
         measure("CPU-bound program (ms)", "cpu_ms", fmt=".1f")

@@ -1,7 +1,7 @@
 """`DenoExecutor`: JavaScript and TypeScript programs, each in a fresh Worker of a long-lived Deno process.
 
 A few `deno` processes run with no `--allow-*` permission, no remote or npm modules, and code
-generation from strings disabled (`eval`, `new Function`); see `deno_pool.py`. Each program runs in a
+generation from strings disabled (`eval`, `new Function`); see `deno_process.py`. Each program runs in a
 module Worker of its own (a fresh V8 isolate that inherits the process's empty permissions), started
 ahead of demand and terminated when the run ends, so nothing a program leaves behind (globals,
 prototypes, timers, pending promises, modules) reaches the next one. Time is enforced by terminating
@@ -32,7 +32,8 @@ from codemode import codec
 from codemode.records import MAX_RESULT_BYTES, MAX_VALUE_DEPTH, MAX_VALUE_NODES
 from codemode.sandbox.base import ExecuteResult, Host, Namespace, StopExecution, ToolError
 from codemode.sandbox.console import dropped_line
-from codemode.sandbox.deno_pool import DenoProcess, ProcessPool, RunListener
+from codemode.sandbox.deno_pool import ProcessPool
+from codemode.sandbox.deno_process import DenoProcess, RunListener
 from codemode.sandbox.places import CURRENT, MAX_NESTING, NESTED_TOO_DEEP, Places, holder_for
 from codemode.text import valid_text
 
@@ -302,6 +303,7 @@ class _Run:
             self.lost_before_start = True
             return ExecuteResult(error="The sandbox process exited unexpectedly (before the program started).")
         queue = self.listener.queue
+        driving = self.process.drive(loop)  # this loop reads the process's output while the run is driven
         # One timer for the run (not one per message), in a context of its own: a cancelled timer stays
         # scheduled until its time, and the run's context would keep its place (and the executor) alive.
         timer = loop.call_at(deadline, queue.put_nowait, ("timeout", None), context=contextvars.Context())
@@ -331,6 +333,8 @@ class _Run:
                     return result
         finally:
             timer.cancel()
+            if driving:
+                self.process.undrive(loop)
             self._end()
             await self._settle(deadline)
 
