@@ -293,7 +293,7 @@ def empty_workers_rss() -> int:
 
 def run_side(src: Path, fixed: int, calls: int, config: str) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(src)}
-    command = [sys.executable, __file__, "--child", "--fixed", str(fixed), "--calls", str(calls), "--config", config]
+    command = [sys.executable, __file__, "--child", "--fixed", str(fixed), "--calls", str(calls), f"--config={config}"]
     return json_child(command, env, 1800)
 
 
