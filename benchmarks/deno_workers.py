@@ -22,7 +22,7 @@ What a child measures, with `DenoExecutor` (and `MontyExecutor` for the fixed co
     (K = 1, 10, 50, 200), the executor's cap set to K;
   - memory: 200 programs each awaiting a host call that answers only once all 200 are waiting; the sum of the
     RSS of every Deno process of the child at that moment (and the sum of PSS, which counts shared pages once),
-    the same sum just before (the processes idle, spare Workers started), whence the cost of one live Worker, and
+    the same sum just before (the processes idle, spare Workers started), whence the cost of one live run, and
     the sum 2 s after the 200 runs ended;
   - CPU: a CPU-bound program (sorting and summing 200,000 numbers, a JSON round trip of 50,000 objects);
   - per call: 1,000 sequential no-op calls, through the bare executor (the floor) and through the `Runtime` on
