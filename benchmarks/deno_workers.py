@@ -1,11 +1,19 @@
-"""Deno: a fresh Worker per run in long-lived processes (this tree) beside a process per run (a base revision).
+"""Deno: a fresh Worker per run in long-lived processes, beside a process per run and beside other configurations.
 
-    .venv/bin/python benchmarks/deno_workers.py --base 1178cea [--rounds 2] [--fixed 40] [--calls 1000]
+    .venv/bin/python benchmarks/deno_workers.py [--base 1178cea] [--before d867b15] [--rounds 2] [--fixed 40]
+    .venv/bin/python benchmarks/deno_workers.py --candidates [--rounds 1] [--fixed 40] [--calls 1000]
 
-One side is the base revision (its `src/` exported with `git archive` into a temporary directory, removed at the
-end); the other is this working tree's `src/`. Each round measures each side once, in a fresh `python` process
-with `PYTHONPATH=<tree>/src` (the child reports `codemode.__file__`), in alternating order; the table shows the
-median over the rounds. Monty is measured in the same children, for the fixed-cost ratio.
+Sides, each measured once per round in a fresh `python` process, in alternating order (the table shows the median
+over the rounds):
+  - `process per run`: the base revision (its `src/` exported with `git archive` into a temporary directory, removed
+    at the end), which started one `deno` process per run;
+  - `before`: the revision before, the same way: a Worker per run, V8's memory pool kept on Worker teardown, and a
+    thread reading every process's output;
+  - `ours`: this working tree as it is.
+With `--candidates`, the sides are all this working tree: `old config` (ours with the V8 flags of before), `ours`,
+and each candidate configuration of `CANDIDATES` (V8 flags added to ours, an environment variable of the Deno
+processes, or other executor settings). The child reports `codemode.__file__`. Monty is measured in the same
+children, for the fixed-cost ratio.
 
 What a child measures, with `DenoExecutor` (and `MontyExecutor` for the fixed cost):
   - fixed cost: `execute` of `return 1` through the bare executor (a host that answers at once) and through a
@@ -13,9 +21,14 @@ What a child measures, with `DenoExecutor` (and `MontyExecutor` for the fixed co
   - throughput: runs per second of `return 1` through the bare executor with K programs in flight at once
     (K = 1, 10, 50, 200), the executor's cap set to K;
   - memory: 200 programs each awaiting a host call that answers only once all 200 are waiting; the sum of the
-    RSS of every Deno process of the child at that moment (and the sum of PSS, which counts shared pages once);
+    RSS of every Deno process of the child at that moment (and the sum of PSS, which counts shared pages once),
+    the same sum just before (the processes idle, spare Workers started), whence the cost of one live run, and
+    the sum 2 s after the 200 runs ended;
+  - CPU: a CPU-bound program (sorting and summing 200,000 numbers, a JSON round trip of 50,000 objects);
   - per call: 1,000 sequential no-op calls, through the bare executor (the floor) and through the `Runtime` on
     SQLite on disk.
+The parent also measures the floor of the memory: one `deno` process of the same flags holding 200 Workers that run
+nothing (no runner, no program).
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ import inspect
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +49,22 @@ from typing import Any
 from revisions import ROOT, export_tree, json_child
 
 LEVELS = (1, 10, 50, 200)
+TEARDOWN = "--no-memory-pool-share-memory-on-teardown"
+# name -> (V8 flags added to ours, environment of the Deno processes, DenoExecutor settings)
+CANDIDATES: dict[str, tuple[tuple[str, ...], dict[str, str], dict[str, int]]] = {
+    "--jitless": (("--jitless",), {}, {}),
+    "--lite-mode": (("--lite-mode",), {}, {}),
+    "--optimize-for-size": (("--optimize-for-size",), {}, {}),
+    "--max-lazy": (("--max-lazy",), {}, {}),
+    "--single-generation": (("--single-generation",), {}, {}),
+    "--minor-ms": (("--minor-ms",), {}, {}),
+    "semi-space 1 MiB": (("--min-semi-space-size=1", "--max-semi-space-size=1"), {}, {}),
+    "--single-threaded-gc": (("--single-threaded-gc",), {}, {}),
+    "MALLOC_ARENA_MAX=2": ((), {"MALLOC_ARENA_MAX": "2"}, {}),
+    "1 warm Worker": ((), {}, {"warm_workers": 1}),
+    "1 process": ((), {}, {"max_processes": 1}),
+    "4 processes": ((), {}, {"max_processes": 4}),
+}
 
 
 # -- child: one side's measurements -------------------------------------------------------------------------
@@ -74,7 +104,24 @@ def _deno_memory() -> tuple[int, int, int]:
     return count, rss, pss
 
 
-async def child(fixed: int, calls: int) -> dict[str, Any]:
+def configure(config: str) -> dict[str, int]:
+    """Apply a configuration of this tree (before any executor starts); the DenoExecutor settings it takes."""
+    if config in ("", "ours"):
+        return {}
+    from codemode.sandbox import deno
+
+    if config == "old config":
+        deno.V8_FLAGS = tuple(flag for flag in deno.V8_FLAGS if flag != TEARDOWN)
+        return {}
+    flags, env, settings = CANDIDATES[config]
+    deno.V8_FLAGS = (*deno.V8_FLAGS, *flags)
+    spawner_env = deno._Spawner.env
+    deno._Spawner.env = lambda self: {**spawner_env(self), **env}  # type: ignore[method-assign]
+    return settings
+
+
+async def child(fixed: int, calls: int, config: str) -> dict[str, Any]:
+    settings = configure(config)
     import codemode
     from codemode.sandbox.base import Namespace
 
@@ -93,9 +140,9 @@ async def child(fixed: int, calls: int) -> dict[str, Any]:
 
     def deno(cap: int | None = None) -> codemode.DenoExecutor:
         if cap is None:
-            return codemode.DenoExecutor(timeout=120)
+            return codemode.DenoExecutor(timeout=120, **settings)
         if new:
-            return codemode.DenoExecutor(timeout=120, max_runs=cap)  # type: ignore[call-arg]
+            return codemode.DenoExecutor(timeout=120, max_runs=cap, **settings)  # type: ignore[call-arg]
         return codemode.DenoExecutor(timeout=120, max_processes=cap)
 
     out: dict[str, Any] = {"file": codemode.__file__, "mode": "worker per run" if new else "process per run"}
@@ -147,6 +194,12 @@ async def child(fixed: int, calls: int) -> dict[str, Any]:
             assert outcome.status == "completed", outcome.error
             per_call.setdefault("durable", []).append((time.perf_counter() - start) / calls)
         out["per_call_us"] = {key: statistics.median(v) * 1e6 for key, v in per_call.items()}
+        cpu = []
+        for _ in range(5):
+            start = time.perf_counter()
+            await bare(ex, CPU)
+            cpu.append(time.perf_counter() - start)
+        out["cpu_ms"] = statistics.median(cpu) * 1e3
         for runtime in runtimes.values():
             await runtime.aclose()
 
@@ -182,6 +235,8 @@ async def child(fixed: int, calls: int) -> dict[str, Any]:
             await release.wait()
 
     await bare(executor, "return 1;")
+    await asyncio.sleep(0.5)
+    out["idle_rss"] = _deno_memory()[1]
     runs = asyncio.gather(*(bare(executor, "await bench.noop();\nreturn 1;", SlowHost()) for _ in range(200)))
     start = time.perf_counter()
     await asyncio.wait_for(all_in.wait(), 300)
@@ -190,37 +245,87 @@ async def child(fixed: int, calls: int) -> dict[str, Any]:
     out["processes"], out["rss"], out["pss"] = _deno_memory()
     release.set()
     assert await runs == [1] * 200
+    await asyncio.sleep(2.0)
+    out["after_rss"] = _deno_memory()[1]
     await executor.aclose()
     return out
+
+
+CPU = """let a = [];
+for (let i = 0; i < 200000; i++) a.push((i * 7919) % 10007);
+a.sort((x, y) => x - y);
+let s = 0;
+for (const v of a) s += v;
+const o = JSON.parse(JSON.stringify(a.slice(0, 50000).map((v) => ({ v, k: "x" + v }))));
+return s + o.length;"""
+
+EMPTY_WORKERS = """
+const url = URL.createObjectURL(new Blob(["onmessage = () => postMessage(1);"], { type: "text/javascript" }));
+const workers = [];
+let ready = 0;
+for (let i = 0; i < 200; i++) {
+  const worker = new Worker(url, { type: "module" });
+  worker.onmessage = () => {
+    if (++ready === 200) setTimeout(() => { console.log(Deno.memoryUsage().rss); Deno.exit(0); }, 500);
+  };
+  worker.postMessage(0);
+  workers.push(worker);
+}
+"""
+
+
+def empty_workers_rss() -> int:
+    """RSS of one `deno` process (this tree's flags) holding 200 Workers that run nothing: the memory floor."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from codemode.sandbox.deno import V8_FLAGS, find_deno
+
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "empty_workers.js"
+        script.write_text(EMPTY_WORKERS)
+        flags = ",".join(("--max-old-space-size=256", *V8_FLAGS))
+        command = [find_deno(), "run", "--quiet", "--no-prompt", f"--v8-flags={flags}", str(script)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
+    return int(done.stdout.split()[-1])
 
 
 # -- parent: both sides, alternating ------------------------------------------------------------------------
 
 
-def run_side(src: Path, fixed: int, calls: int) -> dict[str, Any]:
+def run_side(src: Path, fixed: int, calls: int, config: str) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(src)}
-    return json_child([sys.executable, __file__, "--child", "--fixed", str(fixed), "--calls", str(calls)], env, 1800)
+    command = [sys.executable, __file__, "--child", "--fixed", str(fixed), "--calls", str(calls), f"--config={config}"]
+    return json_child(command, env, 1800)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default="1178cea", help="the revision with a Deno process per run")
+    parser.add_argument("--before", default="d867b15", help="the revision with the previous configuration")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--fixed", type=int, default=40, help="fixed-cost samples per configuration")
     parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--candidates", action="store_true", help="every candidate configuration, no base revision")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--config", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(asyncio.run(child(args.fixed, args.calls))))
+        print(json.dumps(asyncio.run(child(args.fixed, args.calls, args.config))))
         return
 
+    names = ["old config", "ours", *CANDIDATES] if args.candidates else ["process per run", "before", "ours"]
+    reference = "old config" if args.candidates else "before"
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
-        sides = {"base": export_tree(args.base, Path(tmp)), "new": ROOT / "src"}
-        results: dict[str, list[dict[str, Any]]] = {"base": [], "new": []}
+        trees = {name: ROOT / "src" for name in names}
+        if not args.candidates:
+            trees["process per run"] = export_tree(args.base, Path(tmp) / "base")
+            trees["before"] = export_tree(args.before, Path(tmp) / "before")
         for round_ in range(args.rounds):
-            for side in ("base", "new") if round_ % 2 == 0 else ("new", "base"):
-                results[side].append(run_side(sides[side], args.fixed, args.calls))
-                print(f"round {round_ + 1}: {side} done ({results[side][-1]['file']})", file=sys.stderr)
+            for name in names if round_ % 2 == 0 else names[::-1]:
+                config = name if args.candidates else ""
+                results[name].append(run_side(trees[name], args.fixed, args.calls, config))
+                print(f"round {round_ + 1}: {name} done ({results[name][-1]['file']})", file=sys.stderr)
+    floor = empty_workers_rss()
 
     def med(side: str, *path: str) -> float:
         values = []
@@ -231,44 +336,57 @@ def main() -> None:
             values.append(float(value))
         return statistics.median(values)
 
-    label = {side: results[side][0]["mode"] for side in results}
-    print(f"\nDeno, {label['base']} ({args.base}) beside {label['new']} (this tree): median of {args.rounds} rounds\n")
-    print(f"| measure | {label['base']} | {label['new']} | new / old |")
-    print("|---|---:|---:|---:|")
+    if args.candidates:
+        what = "candidate configurations beside the old one and ours, all on this tree"
+    else:
+        what = f"a process per run ({args.base}) and the revision before ({args.before}) beside this tree"
+    print(f"\nDeno, {what}: median of {args.rounds} rounds\n")
+    print("| measure | " + " | ".join(names) + f" | ours / {reference} |")
+    print("|---|" + "---:|" * (len(names) + 1))
 
-    def row(name: str, unit: str, *path: str, digits: int = 1) -> None:
-        old, new = med("base", *path), med("new", *path)
-        print(f"| {name} ({unit}) | {old:,.{digits}f} | {new:,.{digits}f} | {new / old:.2f} |")
+    def row(name: str, values: list[float], fmt: str, ratio: bool = True) -> None:
+        old, ours = values[names.index(reference)], values[names.index("ours")]
+        cells = " | ".join(format(value, fmt) for value in values)
+        print(f"| {name} | {cells} | {ours / old:.2f} |" if ratio and old else f"| {name} | {cells} | |")
 
-    row("fixed cost, executor", "ms", "fixed_ms", "deno executor", digits=2)
-    row("fixed cost, Runtime on SQLite", "ms", "fixed_ms", "deno runtime", digits=2)
+    def measure(name: str, *path: str, fmt: str = ",.1f", scale: float = 1.0) -> None:
+        row(name, [med(side, *path) * scale for side in names], fmt)
+
+    mib = 1 / 2**20
+    measure("fixed cost, executor (ms)", "fixed_ms", "deno executor", fmt=".2f")
+    measure("fixed cost, Runtime on SQLite (ms)", "fixed_ms", "deno runtime", fmt=".2f")
     for level in LEVELS:
-        row(f"throughput, {level} in flight", "runs/s", "runs_per_s", str(level))
-    row("200 live runs: time until all wait", "s", "live_200_s", digits=2)
-    row("200 live runs: Deno processes", "count", "processes", digits=0)
-    print(
-        f"| 200 live runs: sum of RSS (MiB) | {med('base', 'rss') / 2**20:,.0f} | {med('new', 'rss') / 2**20:,.0f} "
-        f"| {med('new', 'rss') / med('base', 'rss'):.2f} |"
-    )
-    print(
-        f"| 200 live runs: sum of PSS (MiB) | {med('base', 'pss') / 2**20:,.0f} | {med('new', 'pss') / 2**20:,.0f} "
-        f"| {med('new', 'pss') / med('base', 'pss'):.2f} |"
-    )
-    row("per call, bare executor (floor)", "µs", "per_call_us", "floor", digits=0)
-    row("per call, Runtime on SQLite", "µs", "per_call_us", "durable", digits=0)
+        measure(f"throughput, {level} in flight (runs/s)", "runs_per_s", str(level))
+    measure("200 live runs: seconds until all wait", "live_200_s", fmt=".2f")
+    measure("200 live runs: Deno processes", "processes", fmt=".0f")
+    measure("200 live runs: sum of RSS (MiB)", "rss", fmt=",.0f", scale=mib)
+    measure("200 live runs: sum of PSS (MiB)", "pss", fmt=",.0f", scale=mib)
+    if "idle_rss" in results["ours"][0]:
+        worker = [
+            (med(side, "rss") - med(side, "idle_rss")) / 200 * mib if "idle_rss" in results[side][0] else 0.0
+            for side in names
+        ]
+        row("one live run: (RSS at 200 - RSS idle) / 200 (MiB)", worker, ".2f")
+        measure("2 s after the 200 runs ended: sum of RSS (MiB)", "after_rss", fmt=",.0f", scale=mib)
+    if "cpu_ms" in results["ours"][0]:
+        measure("CPU-bound program (ms)", "cpu_ms", fmt=".1f")
+    measure("per call, bare executor (µs)", "per_call_us", "floor", fmt=",.0f")
+    measure("per call, Runtime on SQLite (µs)", "per_call_us", "durable", fmt=",.0f")
+    print(f"\nThe floor, same run: one `deno` process with 200 Workers that run nothing: {floor * mib:,.0f} MiB.")
 
-    print("\nRatios of this tree (targets: fixed cost <= 1.5x Monty's, durable call <= 3x the floor):\n")
+    print("\nRatios of ours (targets: fixed cost <= 1.5x Monty's, durable call <= 3x the floor):\n")
     print("| ratio | value |")
     print("|---|---:|")
     for how in ("executor", "runtime"):
-        deno_ms, monty_ms = med("new", "fixed_ms", f"deno {how}"), med("new", "fixed_ms", f"monty {how}")
+        deno_ms, monty_ms = med("ours", "fixed_ms", f"deno {how}"), med("ours", "fixed_ms", f"monty {how}")
         print(
             f"| fixed cost through the {how}: Deno {deno_ms:.2f} ms / Monty {monty_ms:.2f} ms | "
             f"{deno_ms / monty_ms:.2f} |"
         )
-    floor, durable = med("new", "per_call_us", "floor"), med("new", "per_call_us", "durable")
-    print(f"| per call: Runtime on SQLite {durable:.0f} µs / bare executor {floor:.0f} µs | {durable / floor:.2f} |")
-    print(f"| sum of RSS at 200 live runs / 1 GiB | {med('new', 'rss') / 2**30:.2f} |")
+    floor_us, durable = med("ours", "per_call_us", "floor"), med("ours", "per_call_us", "durable")
+    ratio = durable / floor_us
+    print(f"| per call: Runtime on SQLite {durable:.0f} µs / bare executor {floor_us:.0f} µs | {ratio:.2f} |")
+    print(f"| sum of RSS at 200 live runs / 1 GiB | {med('ours', 'rss') / 2**30:.2f} |")
 
 
 if __name__ == "__main__":

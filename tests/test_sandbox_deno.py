@@ -809,6 +809,87 @@ async def test_a_run_over_the_memory_limit_stops_its_process_and_the_others_ther
         await executor.aclose()
 
 
+async def test_ended_workers_give_their_memory_back_and_their_process_lives_on() -> None:
+    """A terminated Worker's memory goes back to the operating system, not into a pool the process keeps:
+    after a burst of runs the process holds only what its live runs do, so the memory watch (which allows
+    each live run its limit) does not take a busy process, or the next run in it, for one over its limit."""
+    from codemode.sandbox.base import Namespace
+    from codemode.sandbox.deno_process import rss
+
+    burst = 30  # ~6 MiB each: well past what one run of a 16 MiB limit may hold beside the process's base
+    executor = codemode.DenoExecutor(timeout=60, memory_limit=16 * 2**20, max_runs=burst, max_processes=1)
+    release = asyncio.Event()
+    waiting = 0
+
+    class Parked:
+        async def call(self, namespace: str, method: str, args: dict[str, Any]) -> Any:
+            nonlocal waiting
+            waiting += 1
+            await release.wait()
+            return waiting
+
+    namespaces = [Namespace("bench", frozenset({"wait"}))]
+    program = executor.normalize("return await bench.wait();")
+    try:
+        runs = asyncio.gather(*(executor.execute(program, namespaces, Parked()) for _ in range(burst)))
+        while waiting < burst:
+            await asyncio.sleep(0.05)
+        [process] = executor._pool.processes()
+        peak = rss(process.pid)
+        release.set()
+        assert all(result.error is None for result in await runs)
+        await asyncio.sleep(1.0)  # the memory watch looks every 50 ms
+        assert _pids(executor) == [process.pid] and not process.over_memory
+        assert rss(process.pid) < peak - (burst // 2) * 5 * 2**20  # most of the burst's memory is gone
+        after = await executor.execute(program, namespaces, Parked())
+        assert after.error is None and _pids(executor) == [process.pid]
+    finally:
+        await executor.aclose()
+
+
+async def test_runs_of_two_event_loops_on_one_process_each_get_their_own_answers() -> None:
+    """A loop driving a run reads its process's output itself; a run of another loop on that process at
+    the same time (started before or after) is served all the same, and each run sees only its answers."""
+    from codemode.sandbox.base import Namespace
+
+    executor = codemode.DenoExecutor(timeout=60, max_processes=1)
+    namespaces = [Namespace("bench", frozenset({"echo"}))]
+    program = executor.normalize(
+        "let total = 0;\nfor (let i = 0; i < 300; i++) total += await bench.echo({ n: i });\nreturn total;"
+    )
+
+    class Echo:
+        def __init__(self, scale: int) -> None:
+            self.scale = scale
+
+        async def call(self, namespace: str, method: str, args: dict[str, Any]) -> Any:
+            await asyncio.sleep(0)
+            return args["n"] * self.scale
+
+    def on_another_loop(delay: float) -> Any:
+        async def run() -> Any:
+            await asyncio.sleep(delay)
+            return await executor.execute(program, namespaces, Echo(2))
+
+        return asyncio.run(run())
+
+    async def here(delay: float) -> Any:
+        await asyncio.sleep(delay)
+        return await executor.execute(program, namespaces, Echo(1))
+
+    try:
+        await executor.execute(program, namespaces, Echo(1))
+        pids = _pids(executor)
+        for mine_after, theirs_after in ((0.0, 0.05), (0.05, 0.0)):
+            mine, theirs = await asyncio.gather(here(mine_after), asyncio.to_thread(on_another_loop, theirs_after))
+            assert (mine.error, mine.result) == (None, sum(range(300)))
+            assert (theirs.error, theirs.result) == (None, 2 * sum(range(300)))
+        assert (await executor.execute(program, namespaces, Echo(3))).result == 3 * sum(range(300))
+        assert _pids(executor) == pids  # one process served both loops throughout
+    finally:
+        await executor.aclose()
+
+
 async def test_a_crashed_process_is_replaced(one_process: tuple[Runtime, Any]) -> None:
     runtime, executor = one_process
     assert (await runtime.execute("1")).result == 1
