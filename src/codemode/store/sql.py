@@ -16,7 +16,7 @@ import json
 import operator
 import time
 import uuid
-from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -353,14 +353,41 @@ class SqlStore:
 
         return await self._run(op, "claim_stale")
 
-    async def _claim(self, tx: Tx, runtime: str, execution_id: str, entries: Literal["all", "open"] = "all") -> Claim:
-        # Replayed: exact values. A settlement's claim holds only the open entries (see `Store.settle`).
-        execution = await self._load_execution(tx, runtime, execution_id, strict=True, entries=entries)
-        row = (
-            await tx.execute("SELECT attempt FROM cm_executions WHERE runtime = ? AND id = ?", (runtime, execution_id))
+    async def _claim(
+        self, tx: Tx, runtime: str, execution_id: str, opened: Sequence[Sequence[Any]] | None = None
+    ) -> Claim:
+        """The run for its new owner, its values exact (they are replayed): with all its entries, or
+        those `opened` (`_open_rows`, read already), as a settlement's claim holds (see `Store.settle`)."""
+        if opened is None:
+            execution = await self._load_execution(tx, runtime, execution_id, strict=True)
+            row = (
+                await tx.execute(
+                    "SELECT attempt FROM cm_executions WHERE runtime = ? AND id = ?", (runtime, execution_id)
+                )
+            ).fetchone()
+            assert execution is not None and row is not None
+            return Claim(execution, int(row[0]))
+        found = (
+            await tx.execute(
+                f"SELECT {_EXECUTION_COLUMNS}, attempt FROM cm_executions WHERE runtime = ? AND id = ?",
+                (runtime, execution_id),
+            )
         ).fetchone()
-        assert execution is not None and row is not None
-        return Claim(execution, int(row[0]))
+        assert found is not None
+        return Claim(_execution(found[:-1], [_entry(r, True) for r in opened], True), int(found[-1]))
+
+    @staticmethod
+    async def _open_rows(tx: Tx, runtime: str, execution_id: str) -> list[Sequence[Any]]:
+        """The run's open entries (pending or executing) as `_ENTRY_COLUMNS` rows in seq order; sorted
+        here, as they are few, since SQLite would sort them in a temporary B-tree."""
+        rows = (
+            await tx.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM cm_log WHERE runtime = ? AND execution_id = ? "
+                "AND state IN ('pending', 'executing')",
+                (runtime, execution_id),
+            )
+        ).fetchall()
+        return sorted(rows, key=operator.itemgetter(0))
 
     @staticmethod
     async def _owned(tx: Tx, runtime: str, execution_id: str, attempt: int, status: str = "running") -> bool:
@@ -639,7 +666,12 @@ class SqlStore:
                 )
             else:
                 await tx.execute(f"UPDATE cm_log SET decision = ? {where}", (decision_json, runtime, execution_id, seq))
-            undecided = await self._pending(tx, runtime, execution_id)
+            opened = await self._open_rows(tx, runtime, execution_id)  # one read for both answers below
+            undecided = [
+                PendingAction(execution_id=execution_id, seq=r[0], connector=r[1], method=r[2], args=read(r[3]))
+                for r in opened
+                if r[7] == "pending" and r[8] is None
+            ]
             if undecided:
                 await self._touch(tx, runtime, execution_id)
                 await self._notify(tx, runtime, execution_id, "paused")
@@ -650,7 +682,7 @@ class SqlStore:
                 (self._now(), runtime, execution_id),
             )
             await self._notify(tx, runtime, execution_id, "running")
-            return Settlement("resumed", "running", claim=await self._claim(tx, runtime, execution_id, "open"))
+            return Settlement("resumed", "running", claim=await self._claim(tx, runtime, execution_id, opened))
 
         return await self._run(op, "settle")
 
@@ -808,16 +840,14 @@ class SqlStore:
         ).fetchone()
         if row is None:
             return None
-        # The open entries are few: sorted here, since SQLite would sort them in a temporary B-tree.
-        only_open = " AND state IN ('pending', 'executing')" if entries == "open" else " ORDER BY seq"
-        rows = (
-            await tx.execute(
-                f"SELECT {_ENTRY_COLUMNS} FROM cm_log WHERE runtime = ? AND execution_id = ?{only_open}",
+        rows: Iterable[Sequence[Any]]
+        if entries == "open":
+            rows = await self._open_rows(tx, runtime, execution_id)
+        else:
+            rows = await tx.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM cm_log WHERE runtime = ? AND execution_id = ? ORDER BY seq",
                 (runtime, execution_id),
             )
-        ).fetchall()
-        if entries == "open":
-            rows.sort(key=operator.itemgetter(0))
         return _execution(row, [_entry(r, strict) for r in rows], strict)
 
     async def list_executions(
