@@ -305,12 +305,15 @@ class _Run:
             self.lost_before_start = True
             return ExecuteResult(error="The sandbox process exited unexpectedly (before the program started).")
         queue = self.listener.queue
-        driving = self.process.drive(loop)  # this loop reads the process's output while the run is driven
         # One timer for the run (not one per message), in a context of its own: a cancelled timer stays
         # scheduled until its time, and the run's context would keep its place (and the executor) alive.
         timer = loop.call_at(deadline, queue.put_nowait, ("timeout", None), context=contextvars.Context())
+        driving = False
         try:
             self.process.send(f"start {self.id} {codec.json_text(request)}\n")
+            # This loop reads the process's output while the run is driven; asked for once the program is
+            # on its way, so the hand-over from the reader thread overlaps the Worker's start.
+            driving = self.process.drive(loop)
             while True:
                 kind, payload = await queue.get()
                 if kind == "timeout":
