@@ -54,8 +54,8 @@ const runs = new Map(); // run id -> its Worker
 function start() {
   const entry = { worker: new Worker(workerURL, { type: "module" }), run: null };
   entry.worker.onmessage = (event) => {
-    if (entry.run === null) return;
     const data = event.data;
+    if (entry.run === null || data === "") return; // "": the Worker warming its side of the channel
     // The runner posts single-line strings; anything else is not from it: the host fails the run.
     write(nonce + "o " + entry.run + " " + (typeof data === "string" && !data.includes("\n") ? data : "!") + "\n");
   };
