@@ -16,7 +16,8 @@ processes, or other executor settings). The child reports `codemode.__file__`. M
 children, for the fixed-cost ratio.
 
 What a child measures, with `DenoExecutor` (and `MontyExecutor` for the fixed cost):
-  - fixed cost: `execute` of `return 1` through the bare executor (a host that answers at once) and through a
+  - fixed cost: `execute` of `return 1` through the bare executor (a host that answers at once), the same with code
+    never run before (a comment that differs each run, so nothing cached of its parse helps), and through a
     `Runtime` on SQLite on disk, with 150 ms untimed between runs so warm pools refill (as between model turns);
   - throughput: runs per second of `return 1` through the bare executor with K programs in flight at once
     (K = 1, 10, 50, 200), the executor's cap set to K;
@@ -167,13 +168,16 @@ async def child(fixed: int, calls: int, config: str) -> dict[str, Any]:
         for name in executors:
             await bare(executors[name], one[name])
             await runtimes[name].execute(one[name])
-        for _ in range(fixed):
+        comment = {"deno": "//", "monty": "#"}
+        for sample in range(fixed):
             for name, ex in executors.items():
-                for how in ("executor", "runtime"):
+                for how in ("executor", "new code", "runtime"):
                     await asyncio.sleep(0.15)
                     start = time.perf_counter()
                     if how == "executor":
                         assert await bare(ex, one[name]) == 1
+                    elif how == "new code":  # code never run before: nothing of its parse is cached
+                        assert await bare(ex, f"{one[name]}  {comment[name]} {os.getpid()} {sample}") == 1
                     else:
                         outcome = await runtimes[name].execute(one[name])
                         assert outcome.result == 1, outcome.error
@@ -354,6 +358,8 @@ def main() -> None:
 
     mib = 1 / 2**20
     measure("fixed cost, executor (ms)", "fixed_ms", "deno executor", fmt=".2f")
+    if "deno new code" in results["ours"][0]["fixed_ms"]:
+        measure("fixed cost, executor, code never run before (ms)", "fixed_ms", "deno new code", fmt=".2f")
     measure("fixed cost, Runtime on SQLite (ms)", "fixed_ms", "deno runtime", fmt=".2f")
     for level in LEVELS:
         measure(f"throughput, {level} in flight (runs/s)", "runs_per_s", str(level))
@@ -377,10 +383,11 @@ def main() -> None:
     print("\nRatios of ours (targets: fixed cost <= 1.5x Monty's, durable call <= 3x the floor):\n")
     print("| ratio | value |")
     print("|---|---:|")
-    for how in ("executor", "runtime"):
+    for how in ("executor", "new code", "runtime"):
         deno_ms, monty_ms = med("ours", "fixed_ms", f"deno {how}"), med("ours", "fixed_ms", f"monty {how}")
         print(
-            f"| fixed cost through the {how}: Deno {deno_ms:.2f} ms / Monty {monty_ms:.2f} ms | "
+            f"| fixed cost through the {how.replace('new code', 'executor, code never run before')}: "
+            f"Deno {deno_ms:.2f} ms / Monty {monty_ms:.2f} ms | "
             f"{deno_ms / monty_ms:.2f} |"
         )
     floor_us, durable = med("ours", "per_call_us", "floor"), med("ours", "per_call_us", "durable")

@@ -917,3 +917,48 @@ async def test_processes_are_recycled_after_a_number_of_runs(make_runtime: Runti
         assert len(_pids(executor)) <= 2  # retired processes are gone once their last run ended
     finally:
         await executor.aclose()
+
+
+async def test_globals_are_in_place_when_the_program_module_is_evaluated() -> None:
+    """The Worker starts loading the program before it sets up the connector globals and `codemode`: code
+    evaluated with the module itself (not only inside the program's function) sees them all."""
+    from codemode.sandbox.base import Namespace
+
+    class Host:
+        async def call(self, namespace: str, method: str, args: dict[str, Any]) -> Any:
+            return f"{namespace}.{method}"
+
+    executor = codemode.DenoExecutor(timeout=20, max_processes=1)
+    namespaces = [Namespace("bench", frozenset({"echo"}))]
+    # Not normalized: the expression is evaluated when the module is, and its value is the program.
+    program = (
+        "typeof bench.echo === 'function' && typeof codemode.search === 'function' "
+        "? async () => await bench.echo({}) : async () => 'globals missing'"
+    )
+    try:
+        for _ in range(3):  # a warm Worker each time
+            result = await executor.execute(program, namespaces, Host())
+            assert (result.error, result.result) == (None, "bench.echo")
+    finally:
+        await executor.aclose()
+
+
+async def test_programs_leave_no_code_cache_behind() -> None:
+    """Each program is a module of its own that never runs again: nothing of it is written to the
+    processes' Deno directory, which would grow with every program run."""
+    from codemode.sandbox.base import Namespace
+
+    class Host:
+        async def call(self, namespace: str, method: str, args: dict[str, Any]) -> Any:
+            return None
+
+    executor = codemode.DenoExecutor(timeout=20, max_processes=1)
+    try:
+        for i in range(5):
+            code = executor.normalize(f"const values = [{i}, {i + 1}];\nreturn values.length;")
+            assert (await executor.execute(code, [Namespace("bench", frozenset())], Host())).result == 2
+        assert executor._deno_dir is not None
+        cached = [p.name for p in Path(executor._deno_dir.name).rglob("*") if "code_cache" in p.name]
+        assert cached == []
+    finally:
+        await executor.aclose()
