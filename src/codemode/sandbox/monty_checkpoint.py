@@ -24,7 +24,7 @@ import pydantic_monty as monty
 from codemode.sandbox.base import CALL_SEQ, CallSeq, Checkpoint, CheckpointHost, Host, InFlight
 
 if TYPE_CHECKING:
-    from codemode.sandbox.monty import _Run
+    from codemode.sandbox.monty_run import MontyRun
 
 __all__ = ["FORMAT", "MAX_CHECKPOINT_BYTES", "restore", "start_call", "take"]
 
@@ -43,7 +43,7 @@ def checkpointing(host: Host) -> CheckpointHost | None:
 
 
 def start_call(
-    run: _Run, call_id: int, coroutine: Coroutine[Any, Any, Any], call: tuple[str, str, Any]
+    run: MontyRun, call_id: int, coroutine: Coroutine[Any, Any, Any], call: tuple[str, str, Any]
 ) -> asyncio.Task[Any]:
     """Start a host call as a task (on the loop); under a checkpoint host, in a context whose
     `CALL_SEQ` the host fills in, so a dump knows the seq of each call in flight."""
@@ -61,7 +61,7 @@ def start_call(
     return task
 
 
-def take(run: _Run, snap: monty.FutureSnapshot) -> Checkpoint | None:
+def take(run: MontyRun, snap: monty.FutureSnapshot) -> Checkpoint | None:
     """The paused program's checkpoint (from the driver thread), or None when a restore could not go
     on exactly from here."""
     host = run.checkpoints
@@ -110,12 +110,12 @@ def take(run: _Run, snap: monty.FutureSnapshot) -> Checkpoint | None:
     )
 
 
-def _started(run: _Run, call_id: int) -> bool:
+def _started(run: MontyRun, call_id: int) -> bool:
     known = run.calls.get(call_id)
     return known is not None and (known[3].seq is not None or known[4].done())
 
 
-def restore(run: _Run, session: monty.MontySession, checkpoint: Checkpoint) -> monty.FutureSnapshot | None:
+def restore(run: MontyRun, session: monty.MontySession, checkpoint: Checkpoint) -> monty.FutureSnapshot | None:
     """The restored program (from the driver thread), waiting on its calls again; None when the state
     does not restore to what the checkpoint says. The caller re-issues the calls."""
     if run.checkpoints is None or checkpoint.format != FORMAT:
