@@ -52,6 +52,7 @@ __all__ = [
     "decode",
     "dumps",
     "encode",
+    "is_plain_dict",
     "json_text",
     "loads",
     "read",
@@ -233,18 +234,9 @@ class _Encoder:
 def schema_view(value: Any) -> Any:
     """The JSON a JSON Schema sees of a value: bytes as base64 text, dates as ISO 8601, big integers as
     integers, sets as arrays. Argument validation uses it, so `bytes` matches `{"type": "string"}`."""
-    if type(value) is dict and len(value) <= 64 and all(_flat(k, v) for k, v in value.items()):
+    if type(value) is dict and is_plain_dict(value):
         return value  # the common call: keyword arguments of plain scalars are their own view
     return _untag(encode(value))
-
-
-def _flat(key: Any, item: Any) -> bool:
-    kind = type(item)
-    return (
-        type(key) is str
-        and key != TAG
-        and (kind is str or kind is bool or item is None or (kind is int and -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT))
-    )
 
 
 def _untag(data: Any) -> Any:
@@ -342,19 +334,21 @@ def dumps(value: Any, *, sort_keys: bool = False, max_bytes: int = MAX_RESULT_BY
     values (see `encode`)."""
     if value is None:
         return "null"  # what most tools return, on the per-call path
-    if type(value) is dict and max_bytes >= _FLAT_BOUND and _flat_dict(value):
+    if type(value) is dict and max_bytes >= _FLAT_BOUND and is_plain_dict(value):
         return json_text(value, sort_keys=sort_keys)  # the common call's arguments: their own encoding
     return json_text(encode(value, max_bytes=max_bytes), sort_keys=sort_keys)
 
 
-# A dict `_flat_dict` accepts is its own encoding, and within this many bytes as the encoder counts them
+# A dict `is_plain_dict` accepts is its own encoding, and within this many bytes as the encoder counts them
 # (64 items, keys of 200 characters, strings of 4,096), so no budget of at least this much refuses it.
 _FLAT_ITEMS, _FLAT_KEY, _FLAT_TEXT = 64, 200, 4096
 _FLAT_BOUND = 300_000
 
 
-def _flat_dict(value: dict[Any, Any]) -> bool:
-    """A few short plain scalars under short string keys (none of them the tag): nothing to tag or convert."""
+def is_plain_dict(value: dict[Any, Any]) -> bool:
+    """A few short plain scalars under short string keys (none of them the tag): its own encoding and
+    schema view, with nothing to convert, and always within what `check` accepts (the common call's
+    arguments)."""
     if len(value) > _FLAT_ITEMS:
         return False
     for key, item in value.items():

@@ -44,7 +44,6 @@ __all__ = ["MontyRun"]
 _SLEEPS = frozenset({"system.sleep", "system.async_sleep", "time.sleep", "asyncio.sleep"})
 _ASYNC_SLEEPS = frozenset({"system.async_sleep", "asyncio.sleep"})
 CANCEL_GRACE = 5.0  # seconds a call cancelled at the time limit gets to record that
-_PLAIN_ARGS, _PLAIN_TEXT, _SAFE_INT = 32, 4096, 2**53  # far within what the codec accepts in one call
 _STOP = -1  # put in a run's queue of settled calls: the run is over (time limit, cancellation)
 
 
@@ -300,7 +299,8 @@ class MontyRun:
             args = call_args(namespace, snap.function_name, snap.args, snap.kwargs)
         except TypeError as exc:
             return snap.resume({"exc_type": "TypeError", "message": str(exc)})
-        if not _plain(args):  # what cannot cross at all is refused here, catchable, before it is validated or logged
+        # What cannot cross at all is refused here, catchable, before it is validated or logged.
+        if not codec.is_plain_dict(args):
             step_value = namespace == "codemode" and snap.function_name == "step_record"
             what = "The value of codemode.step" if step_value else f"Arguments to {namespace}.{snap.function_name}"
             try:
@@ -386,23 +386,6 @@ def _host_class(name: str) -> type:
     """The empty class of a namespace's host object (the sandbox shows its name), made once per name rather
     than once per run."""
     return type(name, (), {})
-
-
-def _plain(args: dict[str, Any]) -> bool:
-    """A few short scalars: nothing to convert and nothing the codec could refuse (the common call)."""
-    if len(args) > _PLAIN_ARGS:
-        return False
-    for value in args.values():
-        kind = type(value)
-        if kind is str:
-            if len(value) > _PLAIN_TEXT:
-                return False
-        elif kind is int:
-            if not -_SAFE_INT <= value <= _SAFE_INT:
-                return False
-        elif value is not None and kind is not bool and kind is not float:
-            return False
-    return True
 
 
 def _resolve(done: asyncio.Future[ExecuteResult], result: ExecuteResult | BaseException) -> None:
