@@ -134,27 +134,24 @@ async def run_program(
     recorded: Sequence[LogEntry],
     replay_log: Callable[[], Awaitable[Sequence[LogEntry]]] | None,
     normalized: str,
-    resume: bool,
 ) -> tuple[Pass, ExecuteResult, StoredCheckpoint | None]:
-    """One pass's program run to its end: with `resume`, from the run's checkpoint when one matches and
-    restores, else (and always without `resume`) from the start. `recorded` is the log the pass takes
-    the run over with; when it holds only the open entries, `replay_log` reads the whole log, which a
-    replay needs and going on from a checkpoint does not. Returns the pass, how the program ended and,
-    at a pause a resume can go on from, the checkpoint to store with it."""
+    """One pass's program run to its end, from the start over the log `recorded`; or, given `replay_log`
+    (a resume, whose `recorded` holds only the open entries), from the run's checkpoint when one
+    matches and restores, else from the start over the whole log `replay_log` reads. Returns the pass,
+    how the program ended and, at a pause a resume can go on from, the checkpoint to store with it."""
     host = new_host(recorded)
     setup, executor = host.setup, runtime.executor
     namespaces = setup.namespaces_for(normalized)
     checkpoints = checkpointing(executor)
-    result, bound, fresh = None, "", False
-    if checkpoints is not None:
-        host.checkpoints = True
-        if resume:
+    host.checkpoints = checkpoints is not None
+    result, bound = None, ""
+    if replay_log is not None:
+        if checkpoints is not None:
             bound = binding(checkpoints, normalized, namespaces, setup)
             result = await resume_from(runtime, host, checkpoints, namespaces, bound)
-            fresh = result is None  # no checkpoint that restores: replay, with a pass that has seen nothing
-    if result is None and (fresh or replay_log is not None):
-        host = new_host(recorded if replay_log is None else await replay_log())
-        host.checkpoints = checkpoints is not None
+        if result is None:  # no checkpoint that restores: replay, with a pass that has seen the whole log
+            host = new_host(await replay_log())
+            host.checkpoints = checkpoints is not None
     if result is None:
         result = await executor.execute(normalized, namespaces, host)
     host.ended = True

@@ -113,7 +113,7 @@ async def after_settlement(
         return await runtime._current_outcome(execution)
     claim = settlement.claim  # its log holds the open entries: enough to go on from a checkpoint
     return await runtime._run_pass(
-        execution_id, claim.execution.code, setup, claim.attempt, claim.execution.log, resume=True, partial=True
+        execution_id, claim.execution.code, setup, claim.attempt, claim.execution.log, resume=True
     )
 
 

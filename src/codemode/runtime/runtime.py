@@ -294,10 +294,10 @@ class Runtime:
         recorded: Sequence[LogEntry] = (),
         *,
         resume: bool = False,
-        partial: bool = False,
     ) -> Outcome:
         """One pass; with `resume`, from the run's checkpoint when it has one that matches, else by replay.
-        `partial`: `recorded` holds only the open entries, and a replay reads the whole log first."""
+        A resume takes over a settlement's claim, whose `recorded` holds only the open entries: a
+        replay then reads the whole log first."""
         ended = False
         beat = self._heartbeats.start(execution_id, attempt)
 
@@ -314,10 +314,8 @@ class Runtime:
             def new_host(log: Sequence[LogEntry]) -> Pass:
                 return Pass(self, setup, execution_id, attempt, log, beat.is_lost)
 
-            replay_log = (lambda: self.store.get_log(self.name, execution_id)) if partial else None
-            host, result, stored = await checkpoint.run_program(
-                self, new_host, recorded, replay_log, normalized, resume
-            )
+            replay_log = (lambda: self.store.get_log(self.name, execution_id)) if resume else None
+            host, result, stored = await checkpoint.run_program(self, new_host, recorded, replay_log, normalized)
             outcome = await conclude(self, host, result, normalized, code, stored)
             if host.lost or host.store_error:
                 # The run did not end here: it belongs to another pass, or waits for `recover`.

@@ -803,7 +803,9 @@ class SqlStore:
 
     async def get_open_execution(self, runtime: str, execution_id: str) -> Execution | None:
         return await self._run(
-            lambda tx: self._load_execution(tx, runtime, execution_id, entries="open"), "get_execution", write=False
+            lambda tx: self._load_execution(tx, runtime, execution_id, entries="open"),
+            "get_open_execution",
+            write=False,
         )
 
     async def get_log(self, runtime: str, execution_id: str) -> list[LogEntry]:
@@ -1054,7 +1056,7 @@ def _recorded(row: Sequence[Any]) -> Recorded:
 
 
 def _trail(text: str | None) -> list[LogEntry]:
-    """The entries of a `_trail_query`, in seq order."""
+    """The entries of a `_run_with_trail` trail, in seq order."""
     rows: list[list[Any]] = json.loads(text) if text else []
     rows.sort(key=operator.itemgetter(0))
     return [_entry(row) for row in rows]
