@@ -342,6 +342,24 @@ def test_python_normalization_unchanged() -> None:
     assert normalize_python("  ") == "None"
 
 
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("# fetch the user\n\n@cached\ndef main():\n    return 1", "# fetch the user\n\n@cached\ndef main():\n    return 1\nmain()"),
+        ("\r\n# c\r\nasync  def main(input):\n    return input", "# c\r\nasync  def main(input):\n    return input\nawait main(input)"),
+        ("define = 1\ndefine", "define = 1\ndefine"),  # a name that starts with `def` is not a definition
+        ("asynchronous = 2", "asynchronous = 2"),
+        ('"""doc"""\ndef main():\n    return 1', '"""doc"""\ndef main():\n    return 1'),  # two statements
+        ("def main():\n    return 1\nmain()", "def main():\n    return 1\nmain()"),
+        ("x = 1\ndef later():\n    pass", "x = 1\ndef later():\n    pass"),
+        ("def broken(:\n    pass", "def broken(:\n    pass"),  # the sandbox reports the syntax error
+    ],
+)
+def test_python_lone_function_found_without_parsing_every_program(code: str, expected: str) -> None:
+    """Only code that may start with a definition is parsed; the answer is the one a full parse gives."""
+    assert normalize_python(code) == expected
+
+
 TYPICAL_PROGRAM = """\
 const repos = await github.listRepos({ org: "acme" });
 const active = repos.filter((r) => !r.archived);

@@ -35,6 +35,8 @@ def strip_fence(code: str, languages: frozenset[str]) -> str:
 
 
 PYTHON_FENCES = frozenset({"python", "py", "python3", "py3"})
+# A program that is one function definition starts, past blank and comment lines, with a decorator or `def`.
+_MAY_BE_A_FUNCTION = re.compile(r"(?:[ \t\f]*(?:#[^\n]*)?\r?\n)*[ \t\f]*(?:@|def\b|async[ \t\f]+def\b)")
 
 
 def normalize_python(code: str) -> str:
@@ -42,6 +44,8 @@ def normalize_python(code: str) -> str:
     text = strip_fence(code, PYTHON_FENCES)
     if not text.strip():
         return "None"
+    if not _MAY_BE_A_FUNCTION.match(text):
+        return text  # the common case: a program of statements, which needs no parse here
     try:
         tree = ast.parse(text)
     except SyntaxError:
