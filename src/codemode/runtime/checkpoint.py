@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from codemode import codec
 from codemode.records import LogEntry
@@ -32,9 +33,24 @@ __all__ = ["binding", "checkpointing", "resume_from", "run_program", "to_store"]
 
 def checkpointing(executor: Executor) -> Checkpointing | None:
     """The executor, when it checkpoints pauses (and was not told not to)."""
-    if isinstance(executor, Checkpointing) and getattr(executor, "checkpoints", True):
-        return executor
+    if _is_checkpointing(executor) and getattr(executor, "checkpoints", True):
+        return cast(Checkpointing, executor)
     return None
+
+
+# Whether each executor is a `Checkpointing` one: an `isinstance` against a runtime-checkable protocol
+# inspects every member (about 40 µs a run), and an executor's methods do not change.
+_CHECKPOINTING: weakref.WeakKeyDictionary[Executor, bool] = weakref.WeakKeyDictionary()
+
+
+def _is_checkpointing(executor: Executor) -> bool:
+    try:
+        return _CHECKPOINTING[executor]
+    except KeyError:
+        found = _CHECKPOINTING[executor] = isinstance(executor, Checkpointing)
+        return found
+    except TypeError:  # an executor that cannot be weakly referenced (or hashed): asked each time
+        return isinstance(executor, Checkpointing)
 
 
 def binding(executor: Checkpointing, normalized: str, namespaces: Sequence[Namespace], setup: Setup) -> str:
