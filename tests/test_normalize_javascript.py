@@ -345,8 +345,14 @@ def test_python_normalization_unchanged() -> None:
 @pytest.mark.parametrize(
     ("code", "expected"),
     [
-        ("# fetch the user\n\n@cached\ndef main():\n    return 1", "# fetch the user\n\n@cached\ndef main():\n    return 1\nmain()"),
-        ("\r\n# c\r\nasync  def main(input):\n    return input", "# c\r\nasync  def main(input):\n    return input\nawait main(input)"),
+        (
+            "# fetch the user\n\n@cached\ndef main():\n    return 1",
+            "# fetch the user\n\n@cached\ndef main():\n    return 1\nmain()",
+        ),
+        (
+            "\r\n# c\r\nasync  def main(input):\n    return input",
+            "# c\r\nasync  def main(input):\n    return input\nawait main(input)",
+        ),
         ("define = 1\ndefine", "define = 1\ndefine"),  # a name that starts with `def` is not a definition
         ("asynchronous = 2", "asynchronous = 2"),
         ('"""doc"""\ndef main():\n    return 1', '"""doc"""\ndef main():\n    return 1'),  # two statements
