@@ -353,6 +353,8 @@ def test_python_normalization_unchanged() -> None:
             "\r\n# c\r\nasync  def main(input):\n    return input",
             "# c\r\nasync  def main(input):\n    return input\nawait main(input)",
         ),
+        ("#c\rdef main():\n    return 1", "#c\rdef main():\n    return 1\nmain()"),  # a lone \r ends a line
+        ("\\\ndef main():\n    return 1", "\\\ndef main():\n    return 1\nmain()"),  # a continued blank line
         ("define = 1\ndefine", "define = 1\ndefine"),  # a name that starts with `def` is not a definition
         ("asynchronous = 2", "asynchronous = 2"),
         ('"""doc"""\ndef main():\n    return 1', '"""doc"""\ndef main():\n    return 1'),  # two statements

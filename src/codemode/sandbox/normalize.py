@@ -35,8 +35,12 @@ def strip_fence(code: str, languages: frozenset[str]) -> str:
 
 
 PYTHON_FENCES = frozenset({"python", "py", "python3", "py3"})
-# A program that is one function definition starts, past blank and comment lines, with a decorator or `def`.
-_MAY_BE_A_FUNCTION = re.compile(r"(?:[ \t\f]*(?:#[^\n]*)?\r?\n)*[ \t\f]*(?:@|def\b|async[ \t\f]+def\b)")
+# A program that is one function definition starts, past blank, comment and continued lines (any of
+# Python's line ends), with a decorator or `def`.
+_LINE_END = r"(?:\r\n?|\n)"
+_MAY_BE_A_FUNCTION = re.compile(
+    rf"(?:[ \t\f]*(?:#[^\r\n]*|\\)?{_LINE_END})*[ \t\f]*(?:@|def\b|async(?:[ \t\f]|\\{_LINE_END})+def\b)"
+)
 
 
 def normalize_python(code: str) -> str:
