@@ -227,3 +227,71 @@ async def test_instructions_set_after_construction_follow_the_sources_own() -> N
     connector = Derived()
     connector.instructions = "Use metric units."
     assert (await connector.describe()).instructions == "From the server.\n\nUse metric units."
+
+
+class _Quiet(Connector):
+    """Keeps the base class's empty hooks."""
+
+    name = "quiet"
+
+    @tool
+    def ping(self) -> str:
+        """Answer."""
+        return "pong"
+
+    @tool
+    def ping_ctx(self, ctx: ToolContext) -> str:
+        """Answer with the call's seq."""
+        return f"pong {ctx.seq}"
+
+
+class _Hooked(_Quiet):
+    name = "hooked"
+
+    def __init__(self) -> None:
+        self.ends: list[tuple[str, str]] = []
+        self.disposed: list[tuple[str, str]] = []
+
+    async def on_pass_end(self, execution_id: str, status: str) -> None:
+        self.ends.append((execution_id, status))
+
+    async def dispose_execution(self, execution_id: str, status: str) -> None:
+        self.disposed.append((execution_id, status))
+
+
+async def test_lifecycle_hooks_reach_every_connector_that_has_them(tmp_path: Any) -> None:
+    import codemode
+
+    quiet, one, two = _Quiet(), _Hooked(), _Hooked()
+    two.name = "hooked2"
+    on_instance: list[str] = []
+
+    async def instance_hook(execution_id: str, status: str) -> None:
+        on_instance.append(status)
+
+    quiet.on_pass_end = instance_hook  # type: ignore[method-assign]  # a hook set on the instance counts too
+    store = codemode.SqliteStore(tmp_path / "hooks.db")
+    for connectors in ([quiet, one], [quiet, one, two]):
+        async with codemode.Runtime(connectors, store=store) as runtime:
+            outcome = await runtime.execute("return await hooked.ping()")
+        assert outcome.status == "completed" and outcome.result == "pong"
+        assert one.ends[-1] == (outcome.execution_id, "completed")
+        assert one.disposed[-1] == (outcome.execution_id, "completed")
+    assert len(one.ends) == 2 and two.ends == [(outcome.execution_id, "completed")]
+    assert on_instance == ["completed", "completed"]
+
+
+async def test_hooks_of_the_base_class_are_skipped_and_overrides_are_seen() -> None:
+    from codemode.runtime.hooks import has_hook
+
+    assert not has_hook(_Quiet(), "on_pass_end") and not has_hook(_Quiet(), "dispose_execution")
+    assert has_hook(_Hooked(), "on_pass_end") and has_hook(_Hooked(), "dispose_execution")
+
+
+async def test_a_tool_without_parameters_still_refuses_arguments() -> None:
+    quiet = _Quiet()
+    ctx = ToolContext(execution_id="e1", seq=3)
+    assert await quiet.execute_tool("ping", {}, ctx) == "pong"
+    assert await quiet.execute_tool("ping_ctx", {}, ctx) == "pong 3"
+    with pytest.raises(ValueError, match="Extra inputs are not permitted"):
+        await quiet.execute_tool("ping", {"x": 1}, ctx)

@@ -12,6 +12,7 @@ invariants the durable runtime relies on.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import keyword
 import weakref
 from collections.abc import Awaitable, Mapping
@@ -157,7 +158,10 @@ class Connector:
         spec = desc.tools.get(method)
         if spec is None:
             raise LookupError(f'Tool "{method}" not found on {desc.name}')
-        return await maybe_await(spec.execute(args, ctx))
+        result = spec.execute(args, ctx)
+        if inspect.isawaitable(result):  # inline, not `maybe_await`: no coroutine for a sync tool's value
+            result = await result
+        return result
 
     async def revert_action(self, method: str, args: dict[str, Any], result: Any, ctx: ToolContext) -> bool:
         """Undo one applied call; False when the tool has no revert."""

@@ -147,6 +147,8 @@ class _Signature:
 
     def call_kwargs(self, args: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
         """Coerce validated JSON arguments into the Python values the function declares."""
+        if not args and not self.params and self.extras_param is None:  # nothing to coerce, nothing to refuse
+            return {self.context_param: ctx} if self.context_param else {}
         model = self.adapter.validate_python(dict(args))
         kwargs = {name: getattr(model, name) for name in self.params}
         if self.extras_param is not None:

@@ -12,13 +12,16 @@ from codemode.connectors.base import Connector
 from codemode.connectors.spec import maybe_await
 from codemode.records import PendingAction
 
-__all__ = ["fan_out", "notify_pause", "transformed"]
+__all__ = ["fan_out", "has_hook", "notify_pause", "transformed"]
 
 log = logging.getLogger("codemode")
 
 
 async def fan_out(connectors: Sequence[Connector], hook: str, execution_id: str, status: str) -> None:
-    """Fan a lifecycle hook out to every connector; failures are logged, never raised."""
+    """Fan a lifecycle hook out to every connector that has one; failures are logged, never raised.
+
+    A connector that keeps `Connector`'s empty hook is skipped, and a lone one is awaited in place: a
+    gather costs a task per connector and a loop round, twice per run, for hooks that do nothing."""
 
     async def one(connector: Connector) -> None:
         try:
@@ -26,7 +29,19 @@ async def fan_out(connectors: Sequence[Connector], hook: str, execution_id: str,
         except Exception:
             log.warning("codemode: %s.%s failed for %s", connector.name, hook, execution_id, exc_info=True)
 
-    await asyncio.gather(*(one(c) for c in connectors))
+    hooked = [c for c in connectors if has_hook(c, hook)]
+    if len(hooked) == 1:
+        await one(hooked[0])
+    elif hooked:
+        await asyncio.gather(*(one(c) for c in hooked))
+
+
+def has_hook(connector: Connector, hook: str) -> bool:
+    """Whether `connector` does something at `hook`: its class (or the instance itself) replaces the
+    base class's empty method."""
+    if hook in getattr(connector, "__dict__", ()):
+        return True
+    return getattr(type(connector), hook, None) is not getattr(Connector, hook)
 
 
 async def notify_pause(on_pause: Callable[[list[PendingAction]], Any] | None, pending: list[PendingAction]) -> None:
