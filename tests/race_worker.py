@@ -98,7 +98,9 @@ def make_store(db: str | Path) -> codemode.Store:
 
 
 def make_runtime(db: str | Path, ledger: str | Path, delay: float = 0.0) -> codemode.Runtime:
-    return codemode.Runtime([Ledger(ledger, delay)], store=make_store(db), heartbeat_interval=0.2)
+    # RACE_RESUME=replay: every resume replays the log (no checkpoints), as a Deno run always does.
+    executor = codemode.MontyExecutor(checkpoints=os.environ.get("RACE_RESUME") != "replay")
+    return codemode.Runtime([Ledger(ledger, delay)], store=make_store(db), executor=executor, heartbeat_interval=0.2)
 
 
 def _outcome(outcome: codemode.Outcome) -> dict[str, Any]:

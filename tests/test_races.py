@@ -632,8 +632,32 @@ CRASHES = [
 ]
 
 
+# The same crashes on the replay path: no checkpoint, so the approved pass (and the recovery) reads the
+# whole log and replays the program up to the approved call.
+REPLAY_CRASHES = [
+    Crash("after:settle", "approve", "running", {0: "applied", 1: "pending"}, [R]),
+    Crash("after:get_log", "approve", "running", {0: "applied", 1: "pending"}, [R]),
+    Crash("after:decide", "approve", "running", {0: "applied", 1: "executing"}, [R]),
+    Crash("after:effect", "approve", "running", {0: "applied", 1: "executing"}, [R, P], repeated=1),
+    Crash("after:record_result", "approve", "running", {0: "applied", 1: "applied"}, [R, P]),
+]
+
+
 @pytest.mark.parametrize("crash", CRASHES, ids=[f"{c.point}-{c.phase}" for c in CRASHES])
 def test_sigkill_then_recover_in_another_process(tmp_path: Path, crash: Crash) -> None:
+    crash_then_recover(tmp_path, crash)
+
+
+@pytest.mark.parametrize("crash", REPLAY_CRASHES, ids=[f"{c.point}-{c.phase}" for c in REPLAY_CRASHES])
+def test_sigkill_on_the_replay_path_then_recover_in_another_process(
+    tmp_path: Path, crash: Crash, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RACE_RESUME", "replay")  # every worker process, and the in-process helpers
+    crash_then_recover(tmp_path, crash)
+
+
+def crash_then_recover(tmp_path: Path, crash: Crash) -> None:
+    """Kill a host at `crash.point`, check what it left, let other processes finish: exactly once."""
     db, ledger = database(tmp_path, "db"), tmp_path / "ledger"
     s_db, s_ledger = str(db), str(ledger)
     # 1. The victim: a host killed at the crash point.
