@@ -931,6 +931,31 @@ async def test_processes_are_recycled_after_a_number_of_runs(make_runtime: Runti
         await executor.aclose()
 
 
+async def test_each_process_has_its_own_cache_directory_removed_when_it_exits(make_runtime: RuntimeFactory) -> None:
+    """Deno records every program it analyses in its DENO_DIR: a directory per process, removed once
+    the process has exited, keeps a long-lived executor's disk use bounded by `recycle_after` runs."""
+    executor = codemode.DenoExecutor(timeout=20, max_processes=1, recycle_after=4)
+    runtime = make_runtime(executor=executor)
+    try:
+        for i in range(13):  # four processes in turn, each retired after four distinct programs
+            assert (await runtime.execute(f"const n = {i};\nreturn n * 2;")).result == 2 * i
+        assert executor._deno_dir is not None
+        root = Path(executor._deno_dir.name)
+        for _ in range(500):  # a retired process's directory goes once its reader has reaped it
+            if len(list(root.iterdir())) <= 1:
+                break
+            await asyncio.sleep(0.01)
+        dirs = list(root.iterdir())
+        assert len(dirs) == 1 and dirs[0].name.startswith("process-"), dirs
+        assert (dirs[0] / "dep_analysis_cache_v2").exists()  # Deno's cache is really written there
+        (pid,) = _pids(executor)
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert f"DENO_DIR={dirs[0]}".encode() in environ
+    finally:
+        await executor.aclose()
+    assert not root.exists()
+
+
 async def test_globals_are_in_place_when_the_program_module_is_evaluated() -> None:
     """The Worker starts loading the program before it sets up the connector globals and `codemode`: code
     evaluated with the module itself (not only inside the program's function) sees them all."""

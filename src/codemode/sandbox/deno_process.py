@@ -23,6 +23,7 @@ import json
 import os
 import secrets
 import select
+import shutil
 import subprocess
 import threading
 from typing import TYPE_CHECKING, Any
@@ -147,9 +148,11 @@ class DenoProcess:
         worker_source: str,
         warm: int,
         pool: ProcessPool,
+        cache_dir: str | None = None,
     ) -> None:
         assert popen.stdin is not None and popen.stdout is not None and popen.stderr is not None
         self.popen = popen
+        self.cache_dir = cache_dir  # this process's DENO_DIR, removed once it has exited
         self.pid = popen.pid
         self.pool = pool
         self.nonce = secrets.token_hex(12)
@@ -381,6 +384,8 @@ class DenoProcess:
         self.kill()
         with contextlib.suppress(Exception):
             self.popen.wait()
+        if self.cache_dir is not None:
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
         self._stderr_thread.join(1)
         for pipe in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
             if pipe is not None:
