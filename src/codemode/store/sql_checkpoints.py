@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from codemode.store.base import StoredCheckpoint
 
 if TYPE_CHECKING:
-    from codemode.store.sql import Tx
+    from codemode.store.sql_schema import Tx
 
 __all__ = ["MIGRATION", "drop", "save", "take"]
 
