@@ -98,7 +98,7 @@ def with_hint(message: str, setup: Setup, language: str, code: str) -> str:
     """The error, plus at most one line of advice for a common mistake, in terms of what the sandbox offers."""
     names = [*setup.connectors, "codemode"]
     if language == "javascript":
-        from codemode.sandbox.deno import javascript_hint
+        from codemode.sandbox.deno_hints import javascript_hint
 
         hint = javascript_hint(message, code, names)
     else:
