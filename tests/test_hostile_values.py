@@ -21,7 +21,7 @@ from codemode.codec import DurableValueError
 from codemode.model_view import model_view
 from codemode.records import MAX_VALUE_NODES, Outcome
 from codemode.runtime.conclusion import bounded_logs
-from codemode.sandbox import deno as deno_sandbox
+from codemode.sandbox import deno_run as deno_sandbox  # a run tells its runner the value limits
 
 from conftest import Items, RuntimeFactory, execute_sql, program
 
