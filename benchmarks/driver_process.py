@@ -39,9 +39,8 @@ PROGRAM = "for i in range(10):\n    await h.f(i)\n10"
 PLACES = 16
 
 
-def host_work() -> Callable[[], None]:
+def host_work(directory: str) -> Callable[[], None]:
     """What one durable call costs the event loop, roughly: two autocommitted statements and some Python."""
-    directory = tempfile.mkdtemp(prefix="codemode-bench-")
     conn = sqlite3.connect(os.path.join(directory, "log.db"), isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -84,9 +83,9 @@ def worker_pool() -> Any:
     return pool
 
 
-async def threads_side() -> tuple[Callable[[], Awaitable[None]], Callable[[], float]]:
+async def threads_side(directory: str) -> tuple[Callable[[], Awaitable[None]], Callable[[], float]]:
     loop = asyncio.get_running_loop()
-    pool, work = worker_pool(), host_work()
+    pool, work = worker_pool(), host_work(directory)
     executor = concurrent.futures.ThreadPoolExecutor(32)
 
     async def one() -> None:
@@ -136,7 +135,7 @@ def driver_process(fd: int) -> None:
                 inboxes[int(run_id)].put(int(rest[0]))
 
 
-async def process_side() -> tuple[Callable[[], Awaitable[None]], Callable[[], float]]:
+async def process_side(directory: str) -> tuple[Callable[[], Awaitable[None]], Callable[[], float]]:
     host_end, driver_end = socket.socketpair()
     pid = os.fork()
     if pid == 0:  # the driver process; it never returns into the event loop it was forked from
@@ -147,7 +146,7 @@ async def process_side() -> tuple[Callable[[], Awaitable[None]], Callable[[], fl
             os._exit(0)
     driver_end.close()
     loop = asyncio.get_running_loop()
-    work = host_work()
+    work = host_work(directory)
     waiting: dict[int, asyncio.Future[None]] = {}
     pending = [b""]
 
@@ -181,8 +180,8 @@ async def process_side() -> tuple[Callable[[], Awaitable[None]], Callable[[], fl
     return one, driver_cpu
 
 
-async def measure(side: str, runs: int, width: int) -> dict[str, float]:
-    one, driver_cpu = await (process_side() if side == "process" else threads_side())
+async def measure(side: str, runs: int, width: int, directory: str) -> dict[str, float]:
+    one, driver_cpu = await (process_side(directory) if side == "process" else threads_side(directory))
     gate, places = asyncio.Semaphore(width), asyncio.Semaphore(PLACES)
 
     async def gated() -> None:
@@ -229,7 +228,8 @@ if __name__ == "__main__":
     parser.add_argument("--child", choices=["threads", "process"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(asyncio.run(measure(args.child, args.runs, args.width))))
+        with tempfile.TemporaryDirectory(prefix="codemode-bench-") as directory:
+            print(json.dumps(asyncio.run(measure(args.child, args.runs, args.width, directory))), flush=True)
         os._exit(0)  # the workers and the driver process go with this process
     else:
         main(args.runs, args.rounds, args.width)

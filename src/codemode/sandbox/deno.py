@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import os
 import shutil
 import subprocess
@@ -35,7 +34,6 @@ from codemode.sandbox.places import CURRENT, MAX_NESTING, NESTED_TOO_DEEP, Place
 
 __all__ = ["DenoExecutor", "find_deno"]
 
-log = logging.getLogger("codemode")
 RUNNER = Path(__file__).with_name("deno_runner.js")
 WORKER = Path(__file__).with_name("deno_worker.js")
 # V8 flags of every runner process, beside the heap limit (measured in benchmarks/deno_workers.py):
@@ -267,9 +265,6 @@ def _abandon(pool: ProcessPool, owner: int) -> None:
     if os.getpid() != owner:
         return  # a forked child: these processes are its parent's
     pool.kill_all()
-
-
-# How long a stopping pass keeps reading calls the program had already sent.
 
 
 @functools.lru_cache(maxsize=64)

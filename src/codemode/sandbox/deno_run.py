@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("codemode")
 MAX_MESSAGE_BYTES = 64 * 2**20  # the largest message the channel carries (`deno_process.MAX_LINE` frames one)
+# How long a stopping pass keeps reading calls the program had already sent.
 STOP_GRACE = 0.02
 CANCEL_GRACE = 5.0  # seconds a call cancelled at the time limit gets to record that
 KILL_GRACE = 10.0  # seconds a Worker gets to stop before its whole process is killed (starting a

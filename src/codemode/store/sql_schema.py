@@ -13,19 +13,6 @@ from typing import Any, Protocol, TypeVar
 from codemode.records import TERMINAL_STATUSES
 from codemode.replay import Call
 
-__all__ = [
-    "HISTORY_INDEXES",
-    "MAX_ERROR_CHARS",
-    "PRUNE_EVERY",
-    "Op",
-    "Rows",
-    "Tx",
-    "drive",
-    "new_execution_id",
-    "now_ms",
-    "shared_migrations",
-]
-
 T = TypeVar("T")
 MAX_ERROR_CHARS = 1_000_000
 NO_LIMIT = 2**62  # LIMIT for "all rows" that both dialects accept
