@@ -47,6 +47,19 @@ return await asyncio.gather(one('a'), one('b'), one('c'))"""
 
 PROGRAMS = {"pause": PAUSE_PROGRAM, "batch": BATCH_PROGRAM}
 
+# The same programs in JavaScript, for RACE_EXECUTOR=deno.
+JS_PROGRAMS = {
+    "pause": "const r = await ledger.reserve({ n: 1 });\nconst p = await ledger.pay({ to: 'x' });\n"
+    "return { reserve: r, pay: p };",
+    "batch": "const one = async (to) => {\n  try { return await ledger.pay({ to }); }\n"
+    "  catch (e) { return 'rejected'; }\n};\nreturn await Promise.all([one('a'), one('b'), one('c')]);",
+}
+
+
+def programs() -> dict[str, str]:
+    """The programs in the language of the executor `make_runtime` uses (RACE_EXECUTOR)."""
+    return JS_PROGRAMS if os.environ.get("RACE_EXECUTOR") == "deno" else PROGRAMS
+
 
 class Ledger(Connector):
     name = "ledger"
@@ -98,8 +111,13 @@ def make_store(db: str | Path) -> codemode.Store:
 
 
 def make_runtime(db: str | Path, ledger: str | Path, delay: float = 0.0) -> codemode.Runtime:
-    # RACE_RESUME=replay: every resume replays the log (no checkpoints), as a Deno run always does.
-    executor = codemode.MontyExecutor(checkpoints=os.environ.get("RACE_RESUME") != "replay")
+    # RACE_EXECUTOR=deno: JavaScript on Deno, whose resumes always replay the log. RACE_RESUME=replay:
+    # Monty without checkpoints, so every resume replays too.
+    executor: codemode.Executor
+    if os.environ.get("RACE_EXECUTOR") == "deno":
+        executor = codemode.DenoExecutor()
+    else:
+        executor = codemode.MontyExecutor(checkpoints=os.environ.get("RACE_RESUME") != "replay")
     return codemode.Runtime([Ledger(ledger, delay)], store=make_store(db), executor=executor, heartbeat_interval=0.2)
 
 
@@ -133,7 +151,7 @@ async def act(
     out: dict[str, Any] = {"mode": mode, "pid": os.getpid(), "t": time.time()}
     try:
         if mode == "pause":
-            out.update(_outcome(await runtime.execute(PROGRAMS[program])))
+            out.update(_outcome(await runtime.execute(programs()[program])))
         elif mode == "approve":
             out.update(_outcome(await runtime.approve(execution_id, seq, by=f"pid{os.getpid()}")))
         elif mode == "reject":

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from race_worker import PROGRAMS, act, describe, make_runtime, wait_until
+from race_worker import act, describe, make_runtime, programs, wait_until
 
 from conftest import execute_sql
 
@@ -164,7 +164,7 @@ def race(db: Path, ledger: Path, ops: list[list[str]], offsets: list[float] | No
 
 async def pause_run(db: Path, ledger: Path, program: str = "pause") -> str:
     async with make_runtime(db, ledger) as runtime:
-        outcome = await runtime.execute(PROGRAMS[program])
+        outcome = await runtime.execute(programs()[program])
     assert outcome.status == "paused", outcome.error
     return outcome.execution_id
 
@@ -656,7 +656,44 @@ def test_sigkill_on_the_replay_path_then_recover_in_another_process(
     crash_then_recover(tmp_path, crash)
 
 
-def crash_then_recover(tmp_path: Path, crash: Crash) -> None:
+# Deno resumes by replay only: the replay-path crashes of an approval, and those of the first pass.
+DENO_CRASHES = [*REPLAY_CRASHES, *(c for c in CRASHES if c.phase == "execute")]
+
+
+@pytest.mark.parametrize("crash", DENO_CRASHES, ids=[f"{c.point}-{c.phase}" for c in DENO_CRASHES])
+def test_sigkill_of_a_deno_host_then_recover_in_another_process(
+    tmp_path: Path, crash: Crash, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RACE_EXECUTOR", "deno")  # JavaScript on Deno, in every worker and helper
+    before = deno_processes()
+    crash_then_recover(tmp_path, crash, after_kill=lambda: assert_deno_processes_end(before))
+
+
+def deno_processes() -> set[int]:
+    """Live `deno` processes on this machine that are not this test process's own children."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # ended meanwhile
+        if comm == "deno" and ppid != os.getpid():
+            found.add(int(entry.name))
+    return found
+
+
+def assert_deno_processes_end(before: set[int]) -> None:
+    """The Deno processes of a killed host see their input close and exit on their own."""
+    deadline = time.monotonic() + 10
+    while (left := deno_processes() - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"Deno processes outlived their killed host: {sorted(left)}"
+
+
+def crash_then_recover(tmp_path: Path, crash: Crash, after_kill: Callable[[], None] = lambda: None) -> None:
     """Kill a host at `crash.point`, check what it left, let other processes finish: exactly once."""
     db, ledger = database(tmp_path, "db"), tmp_path / "ledger"
     s_db, s_ledger = str(db), str(ledger)
@@ -671,6 +708,7 @@ def crash_then_recover(tmp_path: Path, crash: Crash) -> None:
         victim = Worker("rollback", s_db, s_ledger, eid, crash_at=crash.point)
     code, stdout, stderr = victim.finish()
     assert code == -signal.SIGKILL, f"the host was not killed at {crash.point} (exit {code}): {stdout} {stderr}"
+    after_kill()
     if crash.phase == "execute":
         eid = asyncio.run(last_execution_id(db, ledger))
     # 2. What the dead host left behind: exactly the commit point it died at.
