@@ -131,6 +131,19 @@ async def test_syntax_error_names_the_line(runtime: Runtime) -> None:
     assert "SyntaxError" in (outcome.error or "") and "line" in (outcome.error or "")
 
 
+async def test_errors_name_the_program_s_own_lines(runtime: Runtime) -> None:
+    """The platform's prelude is fed with the program: neither its lines nor its frames show."""
+    syntax = await runtime.execute("x = 1\ny = = 2\n")
+    assert (syntax.error or "").startswith("File <program>, line 2\n    y = = 2\n"), syntax.error
+    raised = await runtime.execute("x = 1\n\nraise ValueError('boom')")
+    assert raised.error == "ValueError: boom\n  at line 3: raise ValueError('boom')"
+    # A step whose function failed is raised again at the program's call of the step, not in the prelude.
+    stepped = await runtime.execute("def f():\n    return 1 / 0\n\nawait codemode.step('s', f)")
+    assert stepped.error == (
+        "RuntimeError: ZeroDivisionError: division by zero\n  at line 4: await codemode.step('s', f)"
+    )
+
+
 async def test_program_conventions(runtime: Runtime) -> None:
     assert (await runtime.execute("1 + 1")).result == 2
     assert (await runtime.execute("x = 3\nif x > 2:\n    return 'big'\nreturn 'small'")).result == "big"

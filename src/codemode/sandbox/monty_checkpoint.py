@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
 __all__ = ["FORMAT", "MAX_CHECKPOINT_BYTES", "restore", "start_call", "take"]
 
-FORMAT = f"monty/pydantic-monty {monty.__version__}"
+# "inline prelude": the program is fed after the prelude in one feed (older dumps fed them apart, so their
+# line numbers would be read wrong): such a checkpoint is not restored, and its run resumes by replay.
+FORMAT = f"monty/pydantic-monty {monty.__version__}; inline prelude"
 MAX_CHECKPOINT_BYTES = 4 * 2**20  # a larger program state is not kept: the run resumes by replay
 START_WAIT = 1.0  # seconds a pause waits for the calls in flight to take their seqs before it gives up
 # Platform calls that only read: one in flight at a pause is simply made again on restore.

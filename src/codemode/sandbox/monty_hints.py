@@ -7,9 +7,12 @@ from collections.abc import Sequence
 
 import pydantic_monty as monty
 
-__all__ = ["MODULES", "PROGRAM_FILE", "describe_error", "python_hint", "strip_traceback_header"]
+from codemode.sandbox.monty_prelude import PRELUDE_LINES
 
-PROGRAM_FILE = "<python-input-1>"  # the second feed of a session: the program itself
+__all__ = ["MODULES", "describe_error", "python_hint", "syntax_error"]
+
+_FED_FILE = "<python-input-0>"  # the session's first feed: the prelude, then the program
+_SYNTAX_PLACE = re.compile(rf'File "{re.escape(_FED_FILE)}", line (\d+)')
 
 
 def describe_error(exc: monty.MontyRuntimeError, timeout: float, memory_limit: int) -> str:
@@ -19,12 +22,19 @@ def describe_error(exc: monty.MontyRuntimeError, timeout: float, memory_limit: i
         return f"Execution timed out: the program ran longer than the {timeout:g} s limit."
     if message.startswith("MemoryError"):
         message += f" (the sandbox memory limit is {memory_limit // 2**20} MiB)"
-    frames = [f for f in exc.traceback() if f.filename == PROGRAM_FILE]
+    # The program's own frames (not the prelude's, above its first line), in its own line numbers.
+    frames = [f for f in exc.traceback() if f.filename == _FED_FILE and f.line > PRELUDE_LINES]
     if frames:
         frame = frames[-1]
         source = (frame.source_line or "").strip()
-        message += f"\n  at line {frame.line}" + (f": {source}" if source else "")
+        message += f"\n  at line {frame.line - PRELUDE_LINES}" + (f": {source}" if source else "")
     return message
+
+
+def syntax_error(exc: monty.MontySyntaxError) -> str:
+    """The parser's report, its place given as the program's own line (`File <program>, line N`)."""
+    text = exc.display("traceback").removeprefix("Traceback (most recent call last):\n").strip()
+    return _SYNTAX_PLACE.sub(lambda m: f"File <program>, line {max(int(m.group(1)) - PRELUDE_LINES, 1)}", text)
 
 
 # What `import` finds in Monty 1.4 (checked by tests/test_hints.py): no other module, no third-party package.
@@ -97,7 +107,3 @@ def _awaited(message: str, code: str, names: Sequence[str], ns: str) -> str:
     if called and not re.search(rf"\bawait\s+{re.escape(called.group(1))}", line.group(1) if line else ""):
         return f"`await {called.group(1)}(...)`"
     return f"`x = await {ns}.method(...)`"
-
-
-def strip_traceback_header(text: str) -> str:
-    return text.removeprefix("Traceback (most recent call last):\n").strip()

@@ -31,8 +31,8 @@ from codemode.sandbox.base import (
 )
 from codemode.sandbox.console import Console
 from codemode.sandbox.drivers import Drivers, inbox
-from codemode.sandbox.monty_hints import PROGRAM_FILE, describe_error, strip_traceback_header
-from codemode.sandbox.monty_prelude import PRELUDE
+from codemode.sandbox.monty_hints import describe_error, syntax_error
+from codemode.sandbox.monty_prelude import with_prelude
 from codemode.sandbox.monty_values import HostValues, call_args
 from codemode.text import valid_text, valid_texts
 
@@ -101,8 +101,8 @@ class MontyRun:
             self.namespace_values[id(instance.value)] = ns.name
 
     def _globals(self, input: Any) -> dict[str, Any]:
-        """What the program starts with: its namespaces and `input`."""
-        return {**self.inputs, "input": valid_texts(input)}
+        """What the prelude and the program start with: the platform object, the namespaces and `input`."""
+        return {"codemode": self.platform, **self.inputs, "input": valid_texts(input)}
 
     # -- loop side --
 
@@ -225,9 +225,8 @@ class MontyRun:
         )
 
     def started(self, session: monty.MontySession, code: str, input: Any) -> monty.SyncSnapshot:
-        """The prelude, then the program, started."""
-        session.feed_run(PRELUDE, inputs={"codemode": self.platform})
-        return session.feed_start(code, inputs=self._globals(input), print_callback=self.console.write)
+        """The prelude and the program, started in one feed."""
+        return session.feed_start(with_prelude(code), inputs=self._globals(input), print_callback=self.console.write)
 
     def _restored(self, session: monty.MontySession, checkpoint: Checkpoint) -> monty.SyncSnapshot:
         """The program as `checkpoint` left it, its calls in flight re-issued."""
@@ -260,8 +259,7 @@ class MontyRun:
                 logs=self.console.lines(),
             )
         except monty.MontySyntaxError as exc:
-            text = exc.display("traceback").replace(f'File "{PROGRAM_FILE}"', "File <program>")
-            return ExecuteResult(error=strip_traceback_header(text), logs=self.console.lines())
+            return ExecuteResult(error=syntax_error(exc), logs=self.console.lines())
         except monty.MontyRuntimeError as exc:
             if self.timed_out:
                 return self._timeout_result()
