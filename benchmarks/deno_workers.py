@@ -13,7 +13,7 @@ over the rounds):
 With `--candidates`, the sides are all this working tree: `old config` (ours with the V8 flags of before), `ours`,
 and each candidate configuration of `CANDIDATES` (V8 flags added to ours, an environment variable of the Deno
 processes, or other executor settings). The child reports `codemode.__file__`. Monty is measured in the same
-children, for the fixed-cost ratio.
+children, for the fixed-cost ratio (its rows in the table compare the revisions' Monty too).
 
 What a child measures, with `DenoExecutor` (and `MontyExecutor` for the fixed cost):
   - fixed cost: `execute` of `return 1` through the bare executor (a host that answers at once), the same with code
@@ -361,6 +361,9 @@ def main() -> None:
     if "deno new code" in results["ours"][0]["fixed_ms"]:
         measure("fixed cost, executor, code never run before (ms)", "fixed_ms", "deno new code", fmt=".2f")
     measure("fixed cost, Runtime on SQLite (ms)", "fixed_ms", "deno runtime", fmt=".2f")
+    measure("Monty fixed cost, executor (ms)", "fixed_ms", "monty executor", fmt=".2f")
+    measure("Monty fixed cost, executor, code never run before (ms)", "fixed_ms", "monty new code", fmt=".2f")
+    measure("Monty fixed cost, Runtime on SQLite (ms)", "fixed_ms", "monty runtime", fmt=".2f")
     for level in LEVELS:
         measure(f"throughput, {level} in flight (runs/s)", "runs_per_s", str(level))
     measure("200 live runs: seconds until all wait", "live_200_s", fmt=".2f")
