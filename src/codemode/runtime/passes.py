@@ -12,22 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
 from pydantic import TypeAdapter
 
 from codemode import codec, crashpoints
 from codemode.codec import DurableValueError
 from codemode.connectors.spec import ToolContext, ToolSpec, idempotency_key
-from codemode.records import STEP_CONNECTOR, LogEntry
+from codemode.records import LogEntry
 from codemode.replay import Call, Recorded, Verdict, judge
+from codemode.runtime.answers import python_kind, recorded_answer, recorded_error
+from codemode.runtime.platform import PlatformCalls
 from codemode.runtime.resumable import Resumable
 from codemode.runtime.setup import Setup
-from codemode.sandbox.base import CALL_SEQ, PLATFORM, TOOL_ERROR_KINDS, StopExecution, ToolError
-from codemode.text import storable_text
+from codemode.sandbox.base import CALL_SEQ, PLATFORM, StopExecution, ToolError
 
 if TYPE_CHECKING:
     from codemode.runtime.runtime import Runtime
@@ -36,10 +35,8 @@ __all__ = ["Pass"]
 
 log = logging.getLogger("codemode")
 
-MAX_STEP_NAME_CHARS = 200
 
-
-class Pass(Resumable):
+class Pass(PlatformCalls, Resumable):
     """The `Host` of one pass of one execution, owning the run under one attempt token."""
 
     def __init__(
@@ -154,7 +151,7 @@ class Pass(Resumable):
         call = _call(seq, namespace, method, args, spec.requires_approval, spec.replay == "reexecute")
         verdict = await self._decide(call)
         if verdict.kind != "execute":
-            return _recorded_answer(verdict)
+            return recorded_answer(verdict)
         run_args = args if verdict.args_json is None else codec.loads(verdict.args_json)
         ctx = ToolContext(self.execution_id, seq, idempotency_key(self.execution_id, seq))
         store, runtime = self.runtime.store, self.runtime.name
@@ -172,7 +169,7 @@ class Pass(Resumable):
                     f"{namespace}.{method} was cancelled while it ran (the program hit its time limit or the host "
                     "stopped the pass); whether it took effect is unknown, so it is not run again."
                 )
-            error = {"error": message, "kind": "TimeoutError" if cancelled else _python_kind(exc)}
+            error = {"error": message, "kind": "TimeoutError" if cancelled else python_kind(exc)}
             crashpoints.reached("after:effect")
             try:
                 failure = await self._record_failure(seq, error)
@@ -203,7 +200,7 @@ class Pass(Resumable):
         seq = self._next_seq()
         verdict = await self._decide(_call(seq, namespace, method, args))
         if verdict.kind != "execute":
-            return _recorded_answer(verdict)
+            return recorded_answer(verdict)
         message = f"{namespace}.{method} did not run. {self.setup.unavailable_message(namespace)}"
         raise await self._record_failure(seq, {"error": message, "kind": "OSError"})
 
@@ -234,7 +231,7 @@ class Pass(Resumable):
         await self._write(
             store.record_error(self.runtime.name, self.execution_id, self.attempt, seq, codec.dumps(error))
         )
-        return _recorded_error(error)
+        return recorded_error(error)
 
     def _refuse_inside_step(self, what: str) -> None:
         """A step's value is replayed without running its function, so what the function calls would
@@ -257,104 +254,6 @@ class Pass(Resumable):
         message = self.setup.invalid_arguments(namespace, method, spec, args)
         if message is not None:
             raise ToolError(message, "TypeError")
-
-    # -- the codemode platform namespace ------------------------------------
-
-    async def _platform(self, method: str, args: Mapping[str, Any]) -> Any:
-        if method == "search":
-            return (await self.runtime._search_in(self.setup, str(args.get("query", "")))).to_dict()
-        if method == "describe":
-            return (await self.runtime._describe_in(self.setup, str(args.get("target", "")))).to_dict()
-        if method == "step_decide":
-            return await self._step_decide(_step_name(args.get("name")))
-        if method == "step_record":
-            return await self._step_record(args.get("token"), args.get("value"))
-        if method == "step_fail":
-            return await self._step_fail(args.get("token"), str(args.get("kind", "")), str(args.get("message", "")))
-        if method == "run":
-            self._refuse_inside_step(f'codemode.run("{args.get("name", "")}")')
-            return await self._run_snippet(str(args.get("name", "")), args.get("input"))
-        raise ToolError(f'codemode has no method "{method}"', "AttributeError")
-
-    async def _step_decide(self, name: str) -> dict[str, Any]:
-        seq = self._next_seq()
-        verdict = await self._decide(Call(seq, STEP_CONNECTOR, name, None))
-        if verdict.kind == "replay":
-            return {"replay": True, "value": verdict.result}
-        if verdict.kind == "raise":
-            raise _recorded_error(verdict.result)
-        if verdict.kind != "execute":
-            raise StopExecution()
-        # The host keeps the seq; the sandbox only gets a token it cannot forge for another entry.
-        token = secrets.token_hex(16)
-        self._open_steps[token] = (seq, name)
-        return {"replay": False, "token": token}
-
-    def _close_step(self, token: Any) -> tuple[int, str]:
-        opened = self._open_steps.pop(token, None) if isinstance(token, str) else None
-        if opened is None:
-            raise ToolError("codemode.step: this step is not open (already recorded, or not a step).", "RuntimeError")
-        return opened
-
-    async def _step_record(self, token: Any, value: Any) -> Any:
-        seq, name = self._close_step(token)
-        return await self._record(seq, f'The result of codemode.step("{name}")', value)
-
-    async def _step_fail(self, token: Any, kind: str, message: str) -> None:
-        """A step whose function raised: a recorded fact. The program gets the recorded error now, the
-        same exception every replay raises, not its original one."""
-        seq, _ = self._close_step(token)
-        if kind not in TOOL_ERROR_KINDS:
-            message, kind = f"{kind}: {message}" if kind else message, "RuntimeError"
-        raise await self._record_failure(seq, {"error": message, "kind": kind})
-
-    async def _run_snippet(self, name: str, input: Any) -> Any:
-        snippet = await self.runtime.store.get_snippet(self.runtime.name, name)
-        if snippet is None:
-            return {"error": f'Snippet "{name}" not found.'}
-        missing = [c for c in snippet.connectors if not self.setup.configured(c)]
-        if missing:
-            names = ", ".join(f'"{c}"' for c in missing)
-            return {"error": f'Snippet "{name}" requires connector(s) {names} that are not configured on this runtime.'}
-        if snippet.input_schema is not None:
-            try:
-                jsonschema.validate(codec.schema_view(input), snippet.input_schema)
-            except jsonschema.ValidationError as exc:
-                where = "".join(f"[{p!r}]" for p in exc.absolute_path) or "input"
-                raise ToolError(f'Invalid input for snippet "{name}": {where}: {exc.message}', "TypeError") from None
-        executor = self.runtime.executor
-        normalized = executor.normalize(snippet.code)
-        self._snippets += 1
-        try:
-            result = await executor.execute(
-                normalized, self.setup.namespaces_for(normalized), self, input=codec.roundtrip(input)
-            )
-        finally:
-            self._snippets -= 1
-        if result.stopped:
-            raise StopExecution()
-        if result.error is not None:
-            raise ToolError(f'Snippet "{name}" failed: {result.error}')
-        return codec.roundtrip(result.result)
-
-
-def _step_name(name: Any) -> str:
-    """A step's name, checked before it takes a seq: it is the log entry's method, kept with the run."""
-    if not isinstance(name, str) or not name.strip():
-        got = "an empty string" if isinstance(name, str) else f"a {type(name).__name__}"
-        raise ToolError(
-            f"codemode.step needs a name: a non-empty string saying what the step does, for example "
-            f'codemode.step("pick_winner", fn); it got {got}.',
-            "TypeError",
-        )
-    if len(name) > MAX_STEP_NAME_CHARS:
-        raise ToolError(
-            f"codemode.step's name is {len(name):,} characters long; the limit is {MAX_STEP_NAME_CHARS}. Give the "
-            'step a short label (for example "pick_winner"): the value belongs in what its function returns, '
-            "not in its name.",
-            "ValueError",
-        )
-    return storable_text(name)  # the log's method column is text: no lone surrogate, no NUL
 
 
 def _as_recorded(entry: LogEntry) -> Recorded:
@@ -383,23 +282,6 @@ def _call(
     return Call(seq, namespace, method, args_json, args_error, requires_approval, ephemeral)
 
 
-def _recorded_answer(verdict: Verdict) -> Any:
-    """What a call the log has already decided gives the program: the recorded result, the recorded
-    error raised again, or (pause, divergence, a lost run) the end of this pass."""
-    if verdict.kind == "replay":
-        return verdict.result
-    if verdict.kind == "raise":
-        raise _recorded_error(verdict.result)
-    raise StopExecution()
-
-
-def _recorded_error(error: Any) -> ToolError:
-    """The exception a recorded failure raises in the program, on this pass and every replay."""
-    if isinstance(error, dict):
-        return ToolError(str(error.get("error", "The call failed.")), str(error.get("kind") or "RuntimeError"))
-    return ToolError(str(error))
-
-
 def _conformed(what: str, value: Any, adapter: TypeAdapter[Any] | None) -> str | None:
     """`value` converted to the tool's declared return type and recorded, or None when that fails too."""
     if adapter is None:
@@ -408,13 +290,3 @@ def _conformed(what: str, value: Any, adapter: TypeAdapter[Any] | None) -> str |
         return codec.to_stored(what, adapter.dump_python(adapter.validate_python(value), mode="json"))
     except Exception:
         return None
-
-
-def _python_kind(exc: BaseException) -> str:
-    """Keep the common exception types so `except ValueError:` in the program works. A `ConnectionError`
-    (the sandboxes have no such name) becomes the `OSError` it derives from, as do other OS errors."""
-    kinds = ("PermissionError", "TimeoutError", "KeyError", "LookupError", "ValueError", "TypeError", "OSError")
-    for kind in kinds:
-        if any(cls.__name__ == kind for cls in type(exc).__mro__):
-            return kind
-    return "RuntimeError"
