@@ -135,6 +135,12 @@ async def test_errors_name_the_program_s_own_lines(runtime: Runtime) -> None:
     """The platform's prelude is fed with the program: neither its lines nor its frames show."""
     syntax = await runtime.execute("x = 1\ny = = 2\n")
     assert (syntax.error or "").startswith("File <program>, line 2\n    y = = 2\n"), syntax.error
+    # The place is rewritten in the report's own line only, not in a program line that reads like one.
+    place = "'File \"<python-input-0>\", line 99' = 1"
+    quoted = await runtime.execute(f"x = 1\n{place}")
+    assert (quoted.error or "").startswith(f"File <program>, line 2\n    {place}\n"), quoted.error
+    bom = await runtime.execute("\ufeffx = 1\nx")  # a byte-order mark from a pasted file
+    assert (bom.status, bom.result) == ("completed", 1), bom.error
     raised = await runtime.execute("x = 1\n\nraise ValueError('boom')")
     assert raised.error == "ValueError: boom\n  at line 3: raise ValueError('boom')"
     # A step whose function failed is raised again at the program's call of the step, not in the prelude.
@@ -235,6 +241,53 @@ async def test_a_dead_worker_is_an_error_and_the_next_run_works(make_runtime: Ru
     assert outcome.status == "error"
     assert "sandbox worker crashed" in (outcome.error or "")
     assert (await runtime.execute("1 + 1")).result == 2
+
+
+class _Answers:
+    """A host that answers every call with None."""
+
+    async def call(self, namespace: str, method: str, args: dict[str, object]) -> None:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+async def test_a_late_stop_never_kills_a_worker_back_in_the_pool() -> None:
+    """The time limit may fire just as a program ends, after its worker went back to the pool (where
+    another run may be using it): that stop must leave the worker alone."""
+    from codemode.sandbox.monty_run import MontyRun
+
+    executor = codemode.MontyExecutor(max_workers=1, warm_workers=1)
+    try:
+        run = MontyRun(executor, [], _Answers())
+        assert (await run.drive(lambda session: run.started(session, "return 1", None))).result == 1
+        workers = [pid for pid in child_pids() if _alive(pid)]
+        assert workers, "the pool keeps its worker"
+        run._stop(True)  # what the run's timer does when it fires late
+        await asyncio.sleep(0.2)
+        assert all(_alive(pid) for pid in workers), "a stop after the run killed a pooled worker"
+        again = MontyRun(executor, [], _Answers())
+        assert (await again.drive(lambda session: again.started(session, "return 2", None))).result == 2
+    finally:
+        await executor.aclose()
+
+
+async def test_a_worker_that_died_in_the_pool_is_replaced_for_the_next_run() -> None:
+    executor = codemode.MontyExecutor(max_workers=1, warm_workers=1)
+    try:
+        assert (await executor.execute("return 1", [], _Answers())).result == 1
+        for pid in child_pids():
+            os.kill(pid, signal.SIGKILL)  # the idle worker dies (the OOM killer, an operator)
+        await asyncio.sleep(0.2)
+        result = await executor.execute("return 2", [], _Answers())
+        assert (result.result, result.error) == (2, None)
+    finally:
+        await executor.aclose()
 
 
 def _driver_threads() -> int:

@@ -12,7 +12,7 @@ from codemode.sandbox.monty_prelude import PRELUDE_LINES
 __all__ = ["MODULES", "describe_error", "python_hint", "syntax_error"]
 
 _FED_FILE = "<python-input-0>"  # the session's first feed: the prelude, then the program
-_SYNTAX_PLACE = re.compile(rf'File "{re.escape(_FED_FILE)}", line (\d+)')
+_SYNTAX_PLACE = re.compile(rf'^File "{re.escape(_FED_FILE)}", line (\d+)$', re.MULTILINE)
 
 
 def describe_error(exc: monty.MontyRuntimeError, timeout: float, memory_limit: int) -> str:
@@ -34,7 +34,12 @@ def describe_error(exc: monty.MontyRuntimeError, timeout: float, memory_limit: i
 def syntax_error(exc: monty.MontySyntaxError) -> str:
     """The parser's report, its place given as the program's own line (`File <program>, line N`)."""
     text = exc.display("traceback").removeprefix("Traceback (most recent call last):\n").strip()
-    return _SYNTAX_PLACE.sub(lambda m: f"File <program>, line {max(int(m.group(1)) - PRELUDE_LINES, 1)}", text)
+
+    def place(match: re.Match[str]) -> str:
+        return f"File <program>, line {max(int(match.group(1)) - PRELUDE_LINES, 1)}"
+
+    # Only the report's own place line, not a line of the program that happens to read the same.
+    return _SYNTAX_PLACE.sub(place, text, count=1)
 
 
 # What `import` finds in Monty 1.4 (checked by tests/test_hints.py): no other module, no third-party package.

@@ -53,5 +53,6 @@ PRELUDE_LINES = PRELUDE.count("\n")  # the program's line N is line PRELUDE_LINE
 
 
 def with_prelude(code: str) -> str:
-    """The source fed for `code`: the prelude, then the program from a line of its own."""
-    return PRELUDE + code
+    """The source fed for `code`: the prelude, then the program from a line of its own. A byte-order
+    mark, which the parser skips only at the start of a feed, is dropped."""
+    return PRELUDE + code.removeprefix("\ufeff")

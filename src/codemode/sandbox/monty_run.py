@@ -171,14 +171,17 @@ class MontyRun:
         self.settled.put((call_id, answer))
 
     def _stop(self, timed_out: bool) -> None:
-        """The run is over (from either side): the worker is killed (the pool replaces it), the thread woken."""
+        """The run is over (from either side): the worker is killed (the pool replaces it), the thread woken.
+
+        The kill happens under the lock that the thread takes to forget the worker before handing it back
+        to the pool, so a late stop (the time limit firing just as the program ended) never kills a worker
+        that another run may already be using."""
         with self.lock:
             self.timed_out = self.timed_out or timed_out
             self.stopping = True
-            pid = self.pid
-        if pid:
-            with contextlib.suppress(OSError):
-                os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+            if self.pid:
+                with contextlib.suppress(OSError):
+                    os.kill(self.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
         self.settled.put((_STOP, None))
 
     async def _settle(self, deadline: float) -> None:
@@ -210,12 +213,19 @@ class MontyRun:
 
     def _run(self, first: Callable[[monty.MontySession], monty.SyncSnapshot]) -> ExecuteResult:
         self._namespaces(self.namespaces)
-        with self.executor._pool().checkout(limits=self.executor._limits(), script_name="program.py") as session:
+        with contextlib.ExitStack() as stack:
+            pool = self.executor._pool()
+            session = stack.enter_context(pool.checkout(limits=self.executor._limits(), script_name="program.py"))
+            stack.callback(self._forget_worker)  # before the session's exit hands the worker back
             with self.lock:
                 if self.stopping:
                     return self._timeout_result() if self.timed_out else ExecuteResult(stopped=True)
                 self.pid = session.worker_pid
             return self._program(session, first)
+
+    def _forget_worker(self) -> None:
+        with self.lock:
+            self.pid = None
 
     def _timeout_result(self) -> ExecuteResult:
         return ExecuteResult(
