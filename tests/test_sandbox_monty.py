@@ -139,6 +139,9 @@ async def test_errors_name_the_program_s_own_lines(runtime: Runtime) -> None:
     place = "'File \"<python-input-0>\", line 99' = 1"
     quoted = await runtime.execute(f"x = 1\n{place}")
     assert (quoted.error or "").startswith(f"File <program>, line 2\n    {place}\n"), quoted.error
+    # A form feed is not a line end for Python (nor for the line the model is shown).
+    fed = await runtime.execute("\fx = 1\nraise ValueError('ff')")
+    assert fed.error == "ValueError: ff\n  at line 2: raise ValueError('ff')"
     bom = await runtime.execute("\ufeffx = 1\nx")  # a byte-order mark from a pasted file
     assert (bom.status, bom.result) == ("completed", 1), bom.error
     raised = await runtime.execute("x = 1\n\nraise ValueError('boom')")

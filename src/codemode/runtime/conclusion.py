@@ -49,7 +49,9 @@ async def conclude(
         if host.paused:
             written = await store.pause(name, eid, attempt, checkpoint)
         elif result.error is not None or result.stopped:
-            message = original_line(result.error or "The program was stopped.", normalized, code)
+            message = original_line(
+                result.error or "The program was stopped.", normalized, code, runtime.executor.language
+            )
             host.failure = storable_text(with_hint(message, host.setup, runtime.executor.language, code))
             written = await store.fail(name, eid, attempt, host.failure, bounded_logs(result.logs))
         elif host.unreached:
@@ -143,19 +145,26 @@ def with_globals_hint(message: str, setup: Setup) -> str:
 _AT_LINE = re.compile(r"\bat line (\d+)")
 
 
-def original_line(error: str, normalized: str, original: str) -> str:
+# What ends a line for each sandbox's parser (not `str.splitlines`, which also breaks at form feeds and
+# other separators that neither language counts).
+_LINE_ENDS = {"python": re.compile(r"\r\n|\r|\n"), "javascript": re.compile(r"\r\n|\r|\n|\u2028|\u2029")}
+
+
+def original_line(error: str, normalized: str, original: str, language: str = "python") -> str:
     """Point "at line N: source" at the model's own code: normalization strips fences and may wrap the program."""
     match = _AT_LINE.search(error)
     if match is None or normalized == original:
         return error
     line = int(match.group(1))
-    normalized_lines = normalized.splitlines()
+    lines = _LINE_ENDS.get(language, _LINE_ENDS["python"])
+    normalized_lines = lines.split(normalized)
+    original_lines = lines.split(original)
     if not 1 <= line <= len(normalized_lines):
         return error
     target = normalized_lines[line - 1].strip()
     candidates = [
         number
-        for number, text in enumerate(original.splitlines(), 1)
+        for number, text in enumerate(original_lines, 1)
         if (stripped := text.strip().rstrip(";").rstrip()) and stripped in target
     ]
     if not candidates:
@@ -164,7 +173,7 @@ def original_line(error: str, normalized: str, original: str) -> str:
     rest = error[match.end(1) :]
     if rest.startswith(": "):  # the line as the model wrote it, not as normalization rewrote it
         end = rest.find("\n")
-        rest = ": " + original.splitlines()[best - 1].strip() + (rest[end:] if end >= 0 else "")
+        rest = ": " + original_lines[best - 1].strip() + (rest[end:] if end >= 0 else "")
     return error[: match.start(1)] + str(best) + rest
 
 
