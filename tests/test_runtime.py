@@ -767,3 +767,46 @@ async def test_rollback_tries_every_revert_then_reports(make_runtime: RuntimeFac
     execution = await runtime.execution(outcome.execution_id)
     assert execution is not None and execution.status == "rolled_back"
     assert [c.state for c in execution.log] == ["reverted", "applied", "reverted"]
+
+
+class Hang(Connector):
+    """A call that runs until it is cancelled, and says when it started and how it ended."""
+
+    name = "hang"
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.ended: list[str] = []
+
+    @tool
+    async def forever(self) -> None:
+        """Never returns."""
+        self.started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.ended.append("cancelled")
+            raise
+
+
+@pytest.mark.parametrize("awaited", [True, False], ids=["awaited", "never awaited"])
+async def test_a_cancelled_run_cancels_its_calls_at_once(
+    make_runtime: RuntimeFactory, language: str, awaited: bool
+) -> None:
+    """Cancelling `execute` ends the run now, not at its time limit, and no call it started is left
+    running (it would write to the log after the pass ended): each is cancelled and records that."""
+    hang = Hang()
+    runtime = make_runtime(hang, executor=new_executor(language, timeout=60))
+    if awaited:
+        code = program(language, "await hang.forever()", "await hang.forever({});")
+    else:  # the program ends at once; the run then waits for the call it never awaited
+        code = program(
+            language, "pending = hang.forever()\n'done'", 'const pending = hang.forever({});\nreturn "done";'
+        )
+    run = asyncio.ensure_future(runtime.execute(code))
+    await asyncio.wait_for(hang.started.wait(), 20)
+    await asyncio.sleep(0.2)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(run, 20)  # bounded well below the 60 s limit the run would wait for before
+    assert hang.ended == ["cancelled"]

@@ -17,6 +17,7 @@ from codemode.records import MAX_RESULT_BYTES, MAX_VALUE_DEPTH, MAX_VALUE_NODES
 from codemode.sandbox.base import ExecuteResult, Host, Namespace, StopExecution, ToolError
 from codemode.sandbox.console import dropped_line
 from codemode.sandbox.deno_process import DenoProcess, RunListener
+from codemode.sandbox.settling import settle
 from codemode.text import valid_text
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ log = logging.getLogger("codemode")
 MAX_MESSAGE_BYTES = 64 * 2**20  # the largest message the channel carries (`deno_process.MAX_LINE` frames one)
 # How long a stopping pass keeps reading calls the program had already sent.
 STOP_GRACE = 0.02
-CANCEL_GRACE = 5.0  # seconds a call cancelled at the time limit gets to record that
 KILL_GRACE = 10.0  # seconds a Worker gets to stop before its whole process is killed (starting a
 # Worker blocks the process for ~20 ms, so a burst of starts can delay a stop by seconds)
 
@@ -68,7 +68,7 @@ class DenoRun:
         # One timer for the run (not one per message), in a context of its own: a cancelled timer stays
         # scheduled until its time, and the run's context would keep its place (and the executor) alive.
         timer = loop.call_at(deadline, queue.put_nowait, ("timeout", None), context=contextvars.Context())
-        driving = False
+        driving = cancelled = False
         try:
             self.process.send(f"start {self.id} {codec.json_text(request)}\n")
             # This loop reads the process's output while the run is driven; asked for once the program is
@@ -96,12 +96,15 @@ class DenoRun:
                 result = self._receive(payload)
                 if result is not None:
                     return result
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
         finally:
             timer.cancel()
             if driving:
                 self.process.undrive(loop)
             self._end()
-            await self._settle(deadline)
+            await settle(self.tasks, deadline, hurry=cancelled)  # a cancelled run waits on no call
 
     def _receive(self, line: bytes) -> ExecuteResult | None:
         """One message the Worker posted: a console line, a call, or the end of the program."""
@@ -214,18 +217,6 @@ class DenoRun:
         if self.stopped:
             return  # the program gets no more answers once the pass is stopping
         self._write(reply)
-
-    async def _settle(self, deadline: float) -> None:
-        """Calls already started still finish and get recorded; the program itself is gone."""
-        if not self.tasks:
-            return
-        loop = asyncio.get_running_loop()
-        pending = list(self.tasks)
-        _, late = await asyncio.wait(pending, timeout=max(deadline - loop.time(), 0))
-        for task in late:
-            task.cancel()
-        if late:  # a cancelled call records that its outcome is unknown before the pass ends
-            await asyncio.wait(late, timeout=CANCEL_GRACE)
 
     def _timed_out(self) -> ExecuteResult:
         return ExecuteResult(

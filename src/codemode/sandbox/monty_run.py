@@ -34,6 +34,7 @@ from codemode.sandbox.drivers import Drivers, inbox
 from codemode.sandbox.monty_hints import describe_error, syntax_error
 from codemode.sandbox.monty_prelude import with_prelude
 from codemode.sandbox.monty_values import HostValues, call_args
+from codemode.sandbox.settling import settle
 from codemode.text import valid_text, valid_texts
 
 if TYPE_CHECKING:
@@ -43,7 +44,6 @@ __all__ = ["MontyRun"]
 
 _SLEEPS = frozenset({"system.sleep", "system.async_sleep", "time.sleep", "asyncio.sleep"})
 _ASYNC_SLEEPS = frozenset({"system.async_sleep", "asyncio.sleep"})
-CANCEL_GRACE = 5.0  # seconds a call cancelled at the time limit gets to record that
 _STOP = -1  # put in a run's queue of settled calls: the run is over (time limit, cancellation)
 
 
@@ -62,7 +62,7 @@ class _Ended(Exception):
 class MontyRun:
     """One program in one checked-out worker, driven from a thread; its host calls run on the loop.
 
-    Loop side: `drive`, `_launch`, `_stop` (also from the thread), `_settle`. Thread side: the rest."""
+    Loop side: `drive`, `_launch`, `_answered`, `_stop` (also from the thread). Thread side: the rest."""
 
     def __init__(self, executor: MontyExecutor, namespaces: Sequence[Namespace], host: Host) -> None:
         self.executor = executor
@@ -113,16 +113,20 @@ class MontyRun:
         done: asyncio.Future[ExecuteResult] = self.loop.create_future()
         _DRIVERS.submit(lambda: self._thread(first, done))
         timer = self.loop.call_at(deadline, self._stop, True)  # the wall-clock limit covers host calls too
+        cancelled = False
         try:
             return await asyncio.shield(done)  # shielded: a cancelled run still waits for its thread
         except asyncio.CancelledError:
+            cancelled = True
             self._stop(False)
             with contextlib.suppress(BaseException):
                 await done
             raise
         finally:
             timer.cancel()
-            await self._settle(deadline)
+            calls = list(self.tasks.values())
+            self.tasks.clear()
+            await settle(calls, deadline, hurry=cancelled)  # a cancelled run waits on no call
 
     async def drive_from(self, checkpoint: Checkpoint) -> ExecuteResult | None:
         """The program restored from `checkpoint` and driven on (the time limit starts again); None when
@@ -183,21 +187,6 @@ class MontyRun:
                 with contextlib.suppress(OSError):
                     os.kill(self.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
         self.settled.put((_STOP, None))
-
-    async def _settle(self, deadline: float) -> None:
-        """Calls the program started but never awaited still finish and get recorded."""
-        if not self.tasks:
-            return
-        pending = list(self.tasks.values())
-        self.tasks.clear()
-        _, late = await asyncio.wait(pending, timeout=max(deadline - self.loop.time(), 0))
-        for task in late:
-            task.cancel()
-        if late:  # a cancelled call records that its outcome is unknown before the pass ends
-            await asyncio.wait(late, timeout=CANCEL_GRACE)
-        for task in pending:
-            if task.done() and not task.cancelled():
-                task.exception()  # retrieved, so asyncio does not warn
 
     # -- thread side --
 
