@@ -810,3 +810,18 @@ async def test_a_cancelled_run_cancels_its_calls_at_once(
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(run, 20)  # bounded well below the 60 s limit the run would wait for before
     assert hang.ended == ["cancelled"]
+
+
+async def test_a_run_is_taken_for_dead_only_after_two_heartbeat_intervals(
+    make_runtime: RuntimeFactory, items: Items, language: str
+) -> None:
+    """A late heartbeat (a busy database, a loaded host) never lets another host take a live pass over."""
+    runtime = make_runtime(items, heartbeat_interval=1.0)
+    done = await runtime.execute(program(language, "1", "return 1;"))
+    for too_soon in (timedelta(seconds=1), timedelta(seconds=1.5)):
+        with pytest.raises(ValueError, match="2 heartbeat intervals"):
+            await runtime.recover(done.execution_id, stale_after=too_soon)
+        with pytest.raises(ValueError, match="2 heartbeat intervals"):
+            await runtime.rollback(done.execution_id, stale_after=too_soon)
+    refused = await runtime.recover(done.execution_id, stale_after=timedelta(seconds=2))
+    assert refused.status == "error" and "cannot be recovered" in (refused.error or "")

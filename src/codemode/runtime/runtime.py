@@ -61,6 +61,9 @@ _RUNTIME_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 # How long a run waits for connectors that were unavailable to be described again before it goes on
 # without them (the attempt goes on, for the next run).
 UNAVAILABLE_RETRY_WAIT = 5.0
+# How many heartbeat intervals a run must go without one before another host may take it over
+# (recover, rollback, expire): a heartbeat late by less than an interval never makes a live pass look dead.
+STALE_HEARTBEATS = 2
 
 TransformResult = Callable[[Any], Any]
 OnPause = Callable[[list[PendingAction]], Any]
@@ -278,11 +281,18 @@ class Runtime:
         """How long a pass can run: the sandbox's time limit plus time for its calls to record."""
         return float(getattr(self.executor, "timeout", 60.0)) + 15.0
 
+    def _long_silence(self, age: timedelta) -> bool:
+        """Whether a run without a heartbeat for `age` is surely dead: at least a second, and at least
+        `STALE_HEARTBEATS` heartbeat intervals, so a live pass whose heartbeat is late (a busy database, a
+        loaded host) is not taken for dead."""
+        return age >= timedelta(seconds=1) and age.total_seconds() >= STALE_HEARTBEATS * self.heartbeat_interval
+
     def _check_stale_after(self, stale_after: timedelta) -> None:
-        if stale_after < timedelta(seconds=1) or stale_after.total_seconds() <= self.heartbeat_interval:
+        if not self._long_silence(stale_after):
             raise ValueError(
-                f"stale_after must be at least 1 second and longer than the heartbeat interval "
-                f"({self.heartbeat_interval:g} s), or a live pass could be taken over."
+                f"stale_after must be at least 1 second and {STALE_HEARTBEATS} heartbeat intervals "
+                f"({STALE_HEARTBEATS * self.heartbeat_interval:g} s), or a live pass whose heartbeat is late "
+                "could be taken over."
             )
 
     async def _run_pass(
@@ -382,9 +392,9 @@ class Runtime:
     async def expire_paused(self, max_age: timedelta = DEFAULT_PAUSED_TTL) -> list[str]:
         """Expire runs paused (or stuck running) longer than `max_age`; returns their ids.
 
-        Running runs are expired only when `max_age` is at least a second and longer than the heartbeat
-        interval: a live pass heartbeats, so it is never taken for stuck."""
-        running = max_age >= timedelta(seconds=1) and max_age.total_seconds() > self.heartbeat_interval
+        Running runs are expired only when `max_age` is at least a second and `STALE_HEARTBEATS`
+        heartbeat intervals: a live pass heartbeats, so it is never taken for stuck."""
+        running = self._long_silence(max_age)
         expired = await self.store.expire(self.name, max_age, running=running)
         for execution_id in expired:
             await self._hooks("dispose_execution", execution_id, "rejected")
