@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -288,6 +290,34 @@ async def test_a_worker_that_died_in_the_pool_is_replaced_for_the_next_run() -> 
             os.kill(pid, signal.SIGKILL)  # the idle worker dies (the OOM killer, an operator)
         await asyncio.sleep(0.2)
         result = await executor.execute("return 2", [], _Answers())
+        assert (result.result, result.error) == (2, None)
+    finally:
+        await executor.aclose()
+
+
+async def test_a_run_starting_while_the_executor_closes_gets_a_new_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`aclose()` may close the pool between a starting run taking it and checking a worker out of it.
+    That window is microseconds wide, so the test widens it: the driver thread is held for a moment
+    after it took the pool (the only stand-in here; the pool, workers and close are real)."""
+    executor = codemode.MontyExecutor(max_workers=2)
+    taken = threading.Event()
+    real_pool = codemode.MontyExecutor._pool
+
+    def held_pool(self: codemode.MontyExecutor) -> object:
+        pool = real_pool(self)
+        if threading.current_thread().name == "codemode-monty" and not taken.is_set():
+            taken.set()
+            time.sleep(0.3)  # meanwhile the loop closes the executor
+        return pool
+
+    try:
+        assert (await executor.execute("return 1", [], _Answers())).result == 1
+        monkeypatch.setattr(codemode.MontyExecutor, "_pool", held_pool)
+        run = asyncio.ensure_future(executor.execute("return 2", [], _Answers()))
+        while not taken.is_set():
+            await asyncio.sleep(0.01)
+        await executor.aclose()
+        result = await run
         assert (result.result, result.error) == (2, None)
     finally:
         await executor.aclose()

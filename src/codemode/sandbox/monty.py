@@ -83,6 +83,11 @@ class MontyExecutor:
                 self._monty = pool
             return self._monty
 
+    def _is_open(self, pool: monty.Monty) -> bool:
+        """Whether `pool` is still this executor's (not closed by `aclose()` since it was taken)."""
+        with self._lock:
+            return self._monty is pool
+
     async def aclose(self) -> None:
         """Stop the workers, from any event loop; the next run starts a new pool."""
         await asyncio.to_thread(self._close)

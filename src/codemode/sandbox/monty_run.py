@@ -203,14 +203,26 @@ class MontyRun:
     def _run(self, first: Callable[[monty.MontySession], monty.SyncSnapshot]) -> ExecuteResult:
         self._namespaces(self.namespaces)
         with contextlib.ExitStack() as stack:
-            pool = self.executor._pool()
-            session = stack.enter_context(pool.checkout(limits=self.executor._limits(), script_name="program.py"))
+            session = self._checkout(stack)
             stack.callback(self._forget_worker)  # before the session's exit hands the worker back
             with self.lock:
                 if self.stopping:
                     return self._timeout_result() if self.timed_out else ExecuteResult(stopped=True)
                 self.pid = session.worker_pid
             return self._program(session, first)
+
+    def _checkout(self, stack: contextlib.ExitStack[Any]) -> monty.MontySession:
+        """A worker for this run, from a new pool if `aclose()` closed the pool between taking it and
+        checking out of it."""
+        pool = self.executor._pool()
+        try:
+            return stack.enter_context(pool.checkout(limits=self.executor._limits(), script_name="program.py"))
+        except RuntimeError:
+            if self.executor._is_open(pool):
+                raise
+        return stack.enter_context(
+            self.executor._pool().checkout(limits=self.executor._limits(), script_name="program.py")
+        )
 
     def _forget_worker(self) -> None:
         with self.lock:
