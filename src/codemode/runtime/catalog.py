@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,11 +16,14 @@ from codemode.discovery import Description, SearchOutput
 from codemode.discovery import describe as describe_target
 from codemode.discovery.index import Index, connector_index
 from codemode.discovery.scoring import search_index
+from codemode.errors import ExecutionNotFoundError
 from codemode.records import Execution, Snippet
 from codemode.runtime.setup import Setup
+from codemode.sandbox.base import Executor
 from codemode.schema.base import DeclarationRenderer
+from codemode.store.base import Store
 
-__all__ = ["check_snippet_name", "describe_in", "new_snippet", "renderer_for", "search_in"]
+__all__ = ["Catalog", "check_snippet_name", "describe_in", "new_snippet", "renderer_for", "search_in"]
 
 
 def renderer_for(language: str) -> DeclarationRenderer:
@@ -87,3 +90,52 @@ def describe_in(setup: Setup, target: str, snippets: Sequence[Snippet], renderer
         message = setup.unavailable_message(down)
         return Description(path=target, description=None, requires_approval=False, types=message, kind="connector")
     return describe_target(target, list(setup.descriptions.values()), snippets, renderer)
+
+
+class Catalog:
+    """A runtime's snippets and its search and describe. `Runtime` inherits it."""
+
+    # Set and defined by `Runtime`.
+    store: Store
+    name: str
+    setup: Callable[[], Awaitable[Setup]]
+    executor: Executor
+
+    async def save_snippet(
+        self,
+        name: str,
+        *,
+        execution_id: str,
+        description: str = "",
+        input_schema: dict[str, Any] | None = None,
+    ) -> Snippet:
+        """Promote a run's program to a snippet the model can find and re-run."""
+        check_snippet_name(name)
+        execution = await self.store.get_execution(self.name, execution_id)
+        if execution is None:
+            raise ExecutionNotFoundError(execution_id, self.name, "save from")
+        snippet, schema_json = new_snippet(name, execution, description, input_schema)
+        await self.store.save_snippet(self.name, snippet, schema_json)
+        return snippet
+
+    async def snippets(self) -> list[Snippet]:
+        return await self.store.list_snippets(self.name)
+
+    async def delete_snippet(self, name: str) -> bool:
+        return await self.store.delete_snippet(self.name, name)
+
+    async def search(self, query: str) -> SearchOutput:
+        """Rank connector methods and snippets for a query, as `codemode.search` does in the sandbox."""
+        return await self._search_in(await self.setup(), query)
+
+    async def _search_in(self, setup: Setup, query: str) -> SearchOutput:
+        """`search` over one setup (a pass searches the connectors it runs with)."""
+        return await search_in(setup, query, await self.snippets())
+
+    async def describe(self, target: str) -> Description:
+        """Declarations for a connector, `connector.method` or snippet, as `codemode.describe` gives them."""
+        return await self._describe_in(await self.setup(), target)
+
+    async def _describe_in(self, setup: Setup, target: str) -> Description:
+        """`describe` over one setup (a pass describes the connectors it runs with)."""
+        return describe_in(setup, target, await self.snippets(), renderer_for(self.executor.language))

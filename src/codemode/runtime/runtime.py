@@ -2,7 +2,8 @@
 
 Every method is async; `runtime.sync` is the blocking twin for scripts.
 Errors meant for the model come back as `Outcome`s; only misuse by the host
-application raises.
+application raises. The audit trail (`audit.py`) and the snippets and
+discovery (`catalog.py`) are mixed in.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from codemode import codec
 from codemode.connectors.base import Connector
-from codemode.discovery import Description, SearchOutput
 from codemode.errors import ExecutionNotFoundError
 from codemode.records import (
     DEFAULT_MAX_EXECUTIONS,
@@ -29,10 +29,10 @@ from codemode.records import (
     Outcome,
     PendingAction,
     RollbackReport,
-    Snippet,
 )
 from codemode.runtime import checkpoint, resumption
-from codemode.runtime.catalog import check_snippet_name, describe_in, new_snippet, renderer_for, search_in
+from codemode.runtime.audit import AuditTrail
+from codemode.runtime.catalog import Catalog, renderer_for
 from codemode.runtime.conclusion import conclude, current_outcome
 from codemode.runtime.decisions import (
     check_key_and_metadata,
@@ -86,7 +86,7 @@ def _counted(method: F) -> F:
     return cast(F, wrapper)
 
 
-class Runtime:
+class Runtime(AuditTrail, Catalog):
     """A durable code-mode runtime. Construct once; use from many tasks (and processes sharing the store).
 
     Without `executor`, programs run in a `MontyExecutor()` (Python). Without `store`, the runtime uses
@@ -399,73 +399,3 @@ class Runtime:
         for execution_id in expired:
             await self._hooks("dispose_execution", execution_id, "rejected")
         return expired
-
-    # -- the audit trail ----------------------------------------------------
-
-    async def executions(
-        self,
-        limit: int | None = None,
-        *,
-        metadata: Mapping[str, str] | None = None,
-        status: str | Sequence[str] | None = None,
-    ) -> list[Execution]:
-        """Runs newest first; `metadata` keeps those carrying every given pair, `status` those in it."""
-        statuses = [status] if isinstance(status, str) else status
-        return await self.store.list_executions(self.name, limit, metadata=metadata, status=statuses)
-
-    async def execution(self, execution_id: str) -> Execution | None:
-        return await self.store.get_execution(self.name, execution_id)
-
-    async def delete_execution(self, execution_id: str) -> bool:
-        """Delete a run and its log; a paused or running run's resources are disposed."""
-        status = await self.store.delete_execution(self.name, execution_id)
-        if status in ("paused", "running"):
-            await self._hooks("dispose_execution", execution_id, "rejected")
-        return status is not None
-
-    async def prune_executions(self, keep: int = DEFAULT_MAX_EXECUTIONS) -> int:
-        """Delete the oldest ended runs beyond `keep`; paused and running runs are kept."""
-        return await self.store.prune_executions(self.name, keep)
-
-    # -- snippets -----------------------------------------------------------
-
-    async def save_snippet(
-        self,
-        name: str,
-        *,
-        execution_id: str,
-        description: str = "",
-        input_schema: dict[str, Any] | None = None,
-    ) -> Snippet:
-        """Promote a run's program to a snippet the model can find and re-run."""
-        check_snippet_name(name)
-        execution = await self.store.get_execution(self.name, execution_id)
-        if execution is None:
-            raise ExecutionNotFoundError(execution_id, self.name, "save from")
-        snippet, schema_json = new_snippet(name, execution, description, input_schema)
-        await self.store.save_snippet(self.name, snippet, schema_json)
-        return snippet
-
-    async def snippets(self) -> list[Snippet]:
-        return await self.store.list_snippets(self.name)
-
-    async def delete_snippet(self, name: str) -> bool:
-        return await self.store.delete_snippet(self.name, name)
-
-    # -- discovery ----------------------------------------------------------
-
-    async def search(self, query: str) -> SearchOutput:
-        """Rank connector methods and snippets for a query, as `codemode.search` does in the sandbox."""
-        return await self._search_in(await self.setup(), query)
-
-    async def _search_in(self, setup: Setup, query: str) -> SearchOutput:
-        """`search` over one setup (a pass searches the connectors it runs with)."""
-        return await search_in(setup, query, await self.snippets())
-
-    async def describe(self, target: str) -> Description:
-        """Declarations for a connector, `connector.method` or snippet, as `codemode.describe` gives them."""
-        return await self._describe_in(await self.setup(), target)
-
-    async def _describe_in(self, setup: Setup, target: str) -> Description:
-        """`describe` over one setup (a pass describes the connectors it runs with)."""
-        return describe_in(setup, target, await self.snippets(), self.renderer)
