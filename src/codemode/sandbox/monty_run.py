@@ -214,15 +214,17 @@ class MontyRun:
     def _checkout(self, stack: contextlib.ExitStack[Any]) -> monty.MontySession:
         """A worker for this run, from a new pool if `aclose()` closed the pool between taking it and
         checking out of it."""
+
+        def checkout(pool: monty.Monty) -> monty.MontySession:
+            return stack.enter_context(pool.checkout(limits=self.executor._limits(), script_name="program.py"))
+
         pool = self.executor._pool()
         try:
-            return stack.enter_context(pool.checkout(limits=self.executor._limits(), script_name="program.py"))
+            return checkout(pool)
         except RuntimeError:
             if self.executor._is_open(pool):
                 raise
-        return stack.enter_context(
-            self.executor._pool().checkout(limits=self.executor._limits(), script_name="program.py")
-        )
+        return checkout(self.executor._pool())
 
     def _forget_worker(self) -> None:
         with self.lock:
