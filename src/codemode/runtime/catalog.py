@@ -101,6 +101,11 @@ class Catalog:
     setup: Callable[[], Awaitable[Setup]]
     executor: Executor
 
+    @property
+    def renderer(self) -> DeclarationRenderer:
+        """Declarations in the language of this runtime's sandbox."""
+        return renderer_for(self.executor.language)
+
     async def save_snippet(
         self,
         name: str,
@@ -138,4 +143,4 @@ class Catalog:
 
     async def _describe_in(self, setup: Setup, target: str) -> Description:
         """`describe` over one setup (a pass describes the connectors it runs with)."""
-        return describe_in(setup, target, await self.snippets(), renderer_for(self.executor.language))
+        return describe_in(setup, target, await self.snippets(), self.renderer)

@@ -32,7 +32,7 @@ from codemode.records import (
 )
 from codemode.runtime import checkpoint, resumption
 from codemode.runtime.audit import AuditTrail
-from codemode.runtime.catalog import Catalog, renderer_for
+from codemode.runtime.catalog import Catalog
 from codemode.runtime.conclusion import conclude, current_outcome
 from codemode.runtime.decisions import (
     check_key_and_metadata,
@@ -45,7 +45,6 @@ from codemode.runtime.passes import Pass
 from codemode.runtime.rollback import roll_back
 from codemode.runtime.setup import Setup, Setups, check_connector_names
 from codemode.sandbox.base import Executor
-from codemode.schema.base import DeclarationRenderer
 from codemode.store.base import Store
 from codemode.text import storable_text
 
@@ -175,11 +174,6 @@ class Runtime(AuditTrail, Catalog):
         from codemode.runtime.tool import CodeTool
 
         return CodeTool(self, description=description, connector_hints=connector_hints)
-
-    @property
-    def renderer(self) -> DeclarationRenderer:
-        """Declarations in the language of this runtime's sandbox."""
-        return renderer_for(self.executor.language)
 
     async def setup(self) -> Setup:
         """Describe every connector, each on its own: memoized once all are described.

@@ -31,9 +31,7 @@ async def settle(tasks: Collection[asyncio.Task[Any]], deadline: float, *, hurry
         try:
             await asyncio.shield(work)
         except asyncio.CancelledError:
-            if work.done():
-                break
-            cancelled = True
+            cancelled = True  # raised once the calls are settled, even if they just were
             for task in pending:
                 task.cancel()
     if cancelled:
